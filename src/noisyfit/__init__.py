@@ -1,0 +1,51 @@
+"""noisyfit: train deep networks on noisy labels, and find the wrong labels.
+
+Public API::
+
+    import noisyfit
+    result = noisyfit.train(dataset="fashion-mnist", noise="symmetric", noise_rate=0.4)
+    noisy = noisyfit.inject_noise(labels, "pair", 0.4, num_classes=10, seed=0)
+    noisyfit.list_methods()
+"""
+
+__version__ = "0.1.0"
+
+from .api import TrainResult, train  # noqa: E402
+from .config import TrainConfig  # noqa: E402
+from .noise import inject_noise, transition_matrix  # noqa: E402
+
+
+def _names(registry_module: str, attr: str, pattern: str) -> list[str]:
+    import importlib
+
+    mod = importlib.import_module(f"noisyfit.{registry_module}")
+    importlib.import_module(f"noisyfit.{registry_module}._builtin")
+    return getattr(mod, attr).names(pattern)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    """Registered dataset names matching a wildcard pattern."""
+    return _names("data", "DATASETS", pattern)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a wildcard pattern."""
+    return _names("models", "MODELS", pattern)
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    """Registered method names matching a wildcard pattern."""
+    return _names("methods", "METHODS", pattern)
+
+
+def list_noise(pattern: str = "*") -> list[str]:
+    """Noise kinds matching a wildcard pattern."""
+    from .noise import NOISE_KINDS
+
+    return NOISE_KINDS.names(pattern)
+
+
+__all__ = [
+    "TrainConfig", "TrainResult", "train", "inject_noise", "transition_matrix",
+    "list_datasets", "list_models", "list_methods", "list_noise", "__version__",
+]

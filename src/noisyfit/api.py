@@ -1,0 +1,229 @@
+"""The Python API: ``noisyfit.train(...)`` runs one experiment and returns a ``TrainResult``.
+
+The CLI calls exactly these functions.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import TrainConfig, load_config, save_config
+from .data.base import Dataset, load_dataset
+from .data.loader import DeviceLoader
+from .engine.checkpoint import load_checkpoint
+from .engine.loop import FitResult, fit
+from .engine.run import environment, write_json, write_samples_csv
+from .methods.base import Context, build_method
+from .models import build_model
+from .noise import NoiseManifest, expected_noise_rate, inject_noise
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train`.
+
+    Attributes:
+        run_dir: the run folder (None if nothing was written).
+        summary: the final summary (also ``summary.json``).
+        history: one dict per epoch (also ``metrics.jsonl``).
+        manifest: the noise manifest.
+        method: the trained method (its networks in ``method.models``).
+    """
+
+    run_dir: Path | None
+    summary: dict[str, Any]
+    history: list[dict[str, Any]]
+    manifest: NoiseManifest
+    method: Any
+
+    @property
+    def test_acc(self) -> float | None:
+        """Clean test accuracy after the last epoch."""
+        return self.summary.get("last_test_acc")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of a seeded subset of ``n`` samples with the class proportions of ``labels``."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    # interleave classes in order of their random rank, then take the first n
+    ranks = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        ranks[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    return np.sort(np.argsort(ranks, kind="stable")[:n])
+
+
+def prepare_data(cfg: TrainConfig) -> tuple[Dataset, np.ndarray | None, Any]:
+    """Load the dataset, take the train subset, inject noise.
+
+    Returns (dataset, true labels or None, NoisyLabels).
+    """
+    ds = load_dataset(cfg.dataset, cfg.data_dir)
+    if cfg.train_subset is not None:
+        keep = stratified_subset(ds.labels, cfg.train_subset, seed=12345)
+        ds.x, ds.labels = ds.x[keep], ds.labels[keep]
+    if cfg.test_subset is not None:
+        ds.test_x, ds.test_labels = ds.test_x[: cfg.test_subset], ds.test_labels[: cfg.test_subset]
+    true = ds.labels if ds.labels_are_true else None
+    noisy = inject_noise(
+        true,
+        cfg.noise,
+        cfg.noise_rate,
+        num_classes=ds.num_classes,
+        seed=cfg.noise_seed,
+        mode=cfg.noise_mode,
+        dataset=ds.name,
+        superclass=ds.superclass,
+        noise_file=cfg.noise_file,
+        given_labels=ds.labels,
+    )
+    return ds, true, noisy
+
+
+def _run_name(cfg: TrainConfig) -> str:
+    rate = "" if cfg.noise in ("none", "labels", "matrix") else f"{cfg.noise_rate:g}"
+    return (f"{cfg.dataset}-{cfg.method}-{cfg.noise}{rate}-s{cfg.seed}-"
+            f"{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Path | None = None,
+          **overrides: Any) -> TrainResult:
+    """Train one method on a noisy-label dataset; write a run folder; return the result.
+
+    Args:
+        config: a TrainConfig, a YAML file, or None (defaults: cnn-small on Fashion-MNIST with
+            40% symmetric noise, 10 epochs).
+        resume: a run folder to continue from its last checkpoint (its config is used).
+        **overrides: any TrainConfig field, e.g. ``train(epochs=5, method="standard")``.
+
+    Example::
+
+        result = noisyfit.train(dataset="fashion-mnist", noise="pair", noise_rate=0.4)
+        print(result.test_acc, result.run_dir)
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+        cfg = load_config(run_dir / "config.yaml")
+        if overrides:
+            cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in ("progress",)})
+    else:
+        if config is None:
+            cfg = TrainConfig()
+        elif isinstance(config, TrainConfig):
+            cfg = config
+        else:
+            cfg = load_config(config)
+        cfg = cfg.replace(**overrides) if overrides else cfg
+        run_dir = Path(cfg.out) / (cfg.name or _run_name(cfg))
+        if (run_dir / "checkpoint.pt").exists():
+            raise FileExistsError(
+                f"{run_dir} already holds a run; continue it with --resume {run_dir}, or "
+                "choose another --name"
+            )
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed, cfg.deterministic)
+    ds, true, noisy = prepare_data(cfg)
+    if resume is not None:
+        saved = np.load(run_dir / "noisy_labels.npy")
+        if not np.array_equal(saved, noisy.labels):
+            raise RuntimeError(f"{run_dir}: the noisy labels differ from the saved ones")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "env.json", environment(device))
+    write_json(run_dir / "noise.json", noisy.manifest.to_dict())
+    np.save(run_dir / "noisy_labels.npy", noisy.labels)
+
+    tau = cfg.tau
+    if tau is None and true is not None:
+        tau = noisy.manifest.realized_rate if cfg.noise in ("labels", "matrix") else \
+            expected_noise_rate(cfg.noise, cfg.noise_rate, ds.num_classes, dataset=ds.name,
+                                superclass=ds.superclass, path=cfg.noise_file)
+    loader_kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
+    train_loader = DeviceLoader(ds.x, noisy.labels, batch_size=cfg.batch_size,
+                                augment=cfg.augment, shuffle=True, seed=cfg.seed, **loader_kw)
+    test_loader = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
+                               shuffle=False, **loader_kw)
+
+    def make_model() -> torch.nn.Module:
+        m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
+        if device.type == "cuda" and len(ds.input_shape) == 3:
+            m = m.to(memory_format=torch.channels_last)
+        if cfg.compile and device.type == "cuda":
+            m.forward = torch.compile(m.forward)
+        return m
+
+    ctx = Context(
+        num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
+        noise_rate=tau, loader=train_loader, seed=cfg.seed,
+    )
+    method = build_method(cfg.method, ctx, cfg.method_options)
+    true_t = torch.as_tensor(true, device=device) if true is not None else None
+    t0 = time.perf_counter()
+    res: FitResult = fit(method, train_loader, test_loader, cfg, true_labels=true_t,
+                         run_dir=run_dir, resume=resume is not None,
+                         describe="")
+    wall = time.perf_counter() - t0
+    v = res.verdicts
+    write_samples_csv(run_dir / "samples.csv", noisy.labels, true, v.verdict.cpu().numpy(),
+                      v.label.cpu().numpy(), v.score.cpu().numpy(), v.weight.cpu().numpy())
+    summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
+    write_json(run_dir / "summary.json", summary)
+    return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+
+
+def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
+    """The final summary: best and last clean test accuracy, noise, timing."""
+    accs = [h["test_acc"] for h in history if h.get("test_acc") is not None]
+    last = history[-1] if history else {}
+    return {
+        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
+        "noise": cfg.noise, "nominal_noise_rate": cfg.noise_rate,
+        "realized_noise_rate": manifest.realized_rate, "tau": tau,
+        "epochs": len(history),
+        "last_test_acc": accs[-1] if accs else None,
+        "best_test_acc": max(accs) if accs else None,
+        "best_epoch": (int(np.argmax(accs)) + 1) if accs else None,
+        "last_label_precision": last.get("label_precision"),
+        "last_label_recall": last.get("label_recall"),
+        "mean_images_per_s": float(np.mean([h["images_per_s"] for h in history
+                                            if h.get("images_per_s")])) if history else None,
+        "wall_time_s": wall,
+        "run_dir": str(run_dir),
+    }
+
+
+def load_run_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """The last checkpoint of a run folder (``weights_only`` load)."""
+    return load_checkpoint(Path(run_dir) / "checkpoint.pt")

@@ -1,0 +1,164 @@
+"""The configuration of one training run: one dataclass, every field with its default and unit.
+
+The CLI (``noisyfit train --help``) is generated from it; a YAML file (``--config``) gives
+defaults that flags override; the resolved config is saved as ``config.yaml`` in the run folder
+and inside every checkpoint. Unknown keys and wrongly typed values are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    """One training run on noisy labels."""
+
+    # data
+    dataset: str = "fashion-mnist"
+    """Dataset name (``noisyfit list datasets``)."""
+    data_dir: str | None = None
+    """Folder searched first for the dataset's files (imagefolder/arrays: the folder/.npz)."""
+    train_subset: int | None = None
+    """Train on a fixed, seeded, class-stratified subset of this many samples (None: all)."""
+    test_subset: int | None = None
+    """Evaluate on the first this-many test samples (None: all)."""
+
+    # noise
+    noise: str = "symmetric"
+    """Noise kind (``noisyfit list noise``): none, symmetric, uniform, pair, asymmetric, ..."""
+    noise_rate: float = 0.4
+    """Nominal noise rate r in [0, 1]."""
+    noise_mode: Literal["sample", "exact"] = "sample"
+    """``sample``: each label drawn from its row of T (as the papers); ``exact``: exact counts."""
+    noise_seed: int = 0
+    """Seed of the noise injection (separate from ``seed``)."""
+    noise_file: str | None = None
+    """Transition matrix (``--noise matrix``) or noisy labels (``--noise labels``) file."""
+
+    # model and method
+    model: str = "cnn-small"
+    """Model name (``noisyfit list models``)."""
+    method: str = "standard"
+    """Method name (``noisyfit list methods``)."""
+    method_options: dict[str, str] = field(default_factory=dict)
+    """Method options as key value pairs, e.g. ``--method-options q 15 epsilon 0.05``."""
+    tau: float | None = None
+    """Noise rate τ given to methods that need one (None: the injected noise's expected rate)."""
+
+    # optimization (the SELFIE protocol's defaults)
+    epochs: int = 10
+    """Training epochs (the papers use 100-200; 10 keeps the default run under 5 minutes)."""
+    batch_size: int = 128
+    lr: float = 0.1
+    """Initial learning rate."""
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    """``step``: ×lr_decay at each fraction in lr_milestones; ``cosine``: to 0 at the end."""
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    """Fractions of the epochs at which the step schedule decays."""
+    lr_decay: float = 0.2
+    """Factor of each step decay (0.2: ÷5, as SELFIE)."""
+    augment: bool = False
+    """Random crop (padding 4) + horizontal flip on the device (off: the SELFIE protocol)."""
+    normalize: Literal["channel", "per-image", "none"] = "channel"
+    """Input normalization: dataset channel statistics, or per-image standardization."""
+
+    # run
+    seed: int = 0
+    """Training seed (weights, order of batches, augmentation, dropout)."""
+    device: str = "auto"
+    """``auto`` (CUDA if available), ``cpu``, ``cuda``, ``cuda:1``..."""
+    deterministic: bool = False
+    """Deterministic algorithms (a resumed run then equals an uninterrupted one bit for bit)."""
+    compile: bool = False
+    """``torch.compile`` the networks (CUDA only)."""
+    out: str = "runs"
+    """Parent folder of run folders."""
+    name: str | None = None
+    """Run folder name (None: <dataset>-<method>-<noise><rate>-s<seed>-<time>)."""
+    eval_batch_size: int = 1000
+    progress: bool = True
+    """Show a progress bar per epoch."""
+    checkpoint: bool = True
+    """Write a checkpoint every epoch (needed for --resume)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["lr_milestones"] = list(self.lr_milestones)
+        return d
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` (checked like a config file)."""
+        return from_dict({**self.to_dict(), **changes})
+
+
+def from_dict(d: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from a dict; unknown keys or wrong types raise ValueError."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - fields)
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s): {', '.join(unknown)}. Valid keys: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(TrainConfig)
+    out = {}
+    for k, v in d.items():
+        out[k] = _check_type(k, v, hints[k])
+    return TrainConfig(**out)
+
+
+def _check_type(key: str, v: Any, tp: Any) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if v is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(key, v, a)
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r}: {v!r} is not of type {tp}")
+    if origin is Literal:
+        if v not in args:
+            raise ValueError(f"config key {key!r}: {v!r} is not one of {list(args)}")
+        return v
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise ValueError(f"config key {key!r}: expected a list, got {v!r}")
+        return tuple(_check_type(key, x, args[0]) for x in v)
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ValueError(f"config key {key!r}: expected a mapping, got {v!r}")
+        return {str(a): str(b) if not isinstance(b, str) else b for a, b in v.items()}
+    if tp is float and isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    if tp in (int, float, str, bool):
+        if not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
+            raise ValueError(f"config key {key!r}: {v!r} is not of type {tp.__name__}")
+    return v
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read a YAML config file (any subset of TrainConfig's keys)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    data = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: a config file is a mapping of keys to values")
+    return from_dict(data)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

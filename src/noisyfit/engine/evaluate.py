@@ -1,0 +1,66 @@
+"""Evaluation on the clean test set (every epoch) and prediction over a dataset."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from ..data.loader import DeviceLoader
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; nothing (float32) on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(method, loader: DeviceLoader) -> dict[str, dict[str, float]]:
+    """Loss, top-1 and top-5 accuracy of each of the method's networks on ``loader``.
+
+    Returns ``{net_name: {"loss", "acc", "top5"}}``; labels are the loader's (clean) labels.
+    """
+    was_training = [m.training for m in method.models.values()]
+    method.eval()
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    for batch in loader.epoch(0):
+        x = batch.x
+        if loader.device.type == "cuda" and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(loader.device):
+            outs = method.eval_logits(x)
+        for name, logits in outs.items():
+            logits = logits.float()
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hit = top == batch.labels[:, None]
+            vals = torch.stack([
+                F.cross_entropy(logits, batch.labels, reduction="sum"),
+                hit[:, 0].sum().float(),
+                hit.any(1).sum().float(),
+            ])
+            sums[name] = sums.get(name, 0) + vals
+        n += len(batch)
+    for m, t in zip(method.models.values(), was_training):
+        m.train(t)
+    return {
+        name: dict(zip(("loss", "acc", "top5"), (v / max(n, 1)).tolist()))
+        for name, v in sums.items()
+    }
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, loader: DeviceLoader) -> torch.Tensor:
+    """(n, K) softmax probabilities of ``model`` over the loader's samples, in loader order."""
+    was = model.training
+    model.eval()
+    out = []
+    for batch in loader.epoch(0):
+        with autocast_for(loader.device):
+            out.append(model(batch.x).float().softmax(1))
+    model.train(was)
+    return torch.cat(out)

@@ -1,0 +1,227 @@
+"""``fit()``: the one training loop every method runs in.
+
+Per epoch: set the learning rate each step, ``method.training_step`` → backward → step, score
+the method's selection against the truth, evaluate on the clean test set, write the logs and a
+checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
+steps, to stop early on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import TrainConfig
+from ..data.loader import DeviceLoader
+from ..methods.base import Method
+from .checkpoint import load_checkpoint, save_checkpoint
+from .diagnostics import SampleVerdicts, SelectionMeter
+from .evaluate import autocast_for, evaluate
+from .run import RunLog
+from .schedule import learning_rate
+
+CHECK_EVERY = 50  # steps between checks for a non-finite loss (one host sync each)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: one record per epoch and the per-sample verdicts."""
+
+    history: list[dict[str, Any]]
+    verdicts: SampleVerdicts
+    interrupted: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (Nesterov switch) and weight decay over all the method's networks."""
+    return torch.optim.SGD(
+        method.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def fit(
+    method: Method,
+    train: DeviceLoader,
+    test: DeviceLoader | None,
+    cfg: TrainConfig,
+    *,
+    true_labels: torch.Tensor | None = None,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    describe: str = "",
+) -> FitResult:
+    """Train ``method`` on ``train`` for ``cfg.epochs`` epochs, evaluating on ``test``.
+
+    Args:
+        method: a built method (its networks already on the loader's device).
+        train: the training loader (given labels).
+        test: the clean test loader (None: no evaluation).
+        cfg: the run's config (optimizer, schedule, epochs, progress, checkpoint).
+        true_labels: (N,) int64 on the device, used only to score the method's selection.
+        run_dir: where logs and checkpoints go (None: nothing is written).
+        resume: continue from ``run_dir/checkpoint.pt``.
+        describe: a prefix for the progress bar.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (the last checkpoint is kept).
+        KeyboardInterrupt: re-raised after saying how to resume.
+    """
+    device = train.device
+    opt = make_optimizer(method, cfg)
+    method.optimizer = opt
+    meter = SelectionMeter(true_labels, device)
+    verdicts = SampleVerdicts(len(train.labels), train.labels, device)
+    log = RunLog(run_dir) if run_dir is not None else None
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume:
+        state = load_checkpoint(run_dir / "checkpoint.pt", map_location=device)
+        _restore(state, method, opt, verdicts)
+        history = list(state["history"])
+        start = int(state["epoch"]) + 1
+    else:
+        method.prepare(None)
+    steps = len(train)
+    epoch = start
+    try:
+        for epoch in range(start, cfg.epochs):
+            method.on_epoch_start(epoch)
+            method.train()
+            meter.reset()
+            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss·b, errors, seen
+            bad = torch.zeros((), dtype=torch.bool, device=device)
+            bar = tqdm(total=steps, desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not cfg.progress, leave=False, dynamic_ncols=True)
+            t0 = time.perf_counter()
+            lr = cfg.lr
+            for s, batch in enumerate(train.epoch(epoch)):
+                lr = learning_rate(cfg.lr_schedule, cfg.lr, epoch, s, steps, cfg.epochs,
+                                   milestones=cfg.lr_milestones, decay=cfg.lr_decay)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                if device.type == "cuda" and batch.x.ndim == 4:
+                    batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+                with autocast_for(device):
+                    out = method.training_step(batch, epoch)
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                opt.step()
+
+                loss = out.loss.detach()
+                bad |= ~torch.isfinite(loss)
+                err = (out.logits.detach().argmax(1) != batch.labels).sum() \
+                    if out.logits is not None else torch.zeros((), device=device)
+                sums += torch.stack([loss.double() * len(batch), err.double(),
+                                     torch.tensor(float(len(batch)), device=device,
+                                                  dtype=torch.float64)])
+                meter.update(batch.index, batch.labels, out.selected, out.weights,
+                             out.new_labels)
+                verdicts.update(batch.index, batch.labels, out.selected, out.weights,
+                                out.new_labels, out.score)
+                if (s + 1) % CHECK_EVERY == 0 and bool(bad):
+                    break
+                bar.update(1)
+            bar.close()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            train_time = time.perf_counter() - t0
+            if bool(bad):
+                last = "no checkpoint yet" if epoch == 0 else f"the checkpoint of epoch {epoch}"
+                raise NonFiniteLossError(
+                    f"the training loss became NaN or infinite in epoch {epoch + 1}; training "
+                    f"stopped and {last} is kept. Try a lower --lr (now {cfg.lr}) or check the "
+                    "inputs for NaN."
+                )
+            loss_sum, err_sum, seen = sums.tolist()
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_error": err_sum / max(seen, 1),
+                "images_per_s": seen / train_time if train_time > 0 else None,
+                "epoch_time_s": train_time,
+            }
+            record.update(meter.compute())
+            record.update(method.on_epoch_end(epoch))
+            if test is not None:
+                ev = evaluate(method, test)
+                first = next(iter(ev))
+                record.update(test_loss=ev[first]["loss"], test_error=1 - ev[first]["acc"],
+                              test_acc=ev[first]["acc"], test_top5=ev[first]["top5"])
+                for name, v in list(ev.items())[1:]:
+                    record.update({f"test_acc_{name}": v["acc"], f"test_loss_{name}": v["loss"]})
+            else:
+                record.update(test_loss=None, test_error=None, test_acc=None)
+            history.append(record)
+            if log is not None:
+                log.write(history)
+                if cfg.checkpoint:
+                    save_checkpoint(_state(epoch, method, opt, verdicts, history, cfg),
+                                    run_dir / "checkpoint.pt")
+            _print_epoch(record, cfg, describe)
+    except KeyboardInterrupt:
+        if run_dir is not None:
+            done = len(history)
+            tqdm.write(f"\ninterrupted in epoch {epoch + 1}; {done} epoch(s) are saved. "
+                       f"Resume with: noisyfit train --resume {run_dir}")
+        raise
+    return FitResult(history=history, verdicts=verdicts)
+
+
+def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
+    if not cfg.progress:
+        return
+    parts = [f"{describe}epoch {r['epoch']:>3}/{cfg.epochs}", f"lr {r['lr']:.4g}",
+             f"train loss {r['train_loss']:.4f}"]
+    if r.get("test_acc") is not None:
+        parts.append(f"test acc {r['test_acc']:.4f}")
+    if r.get("label_precision") is not None:
+        parts.append(f"LP {r['label_precision']:.3f} LR {r['label_recall']:.3f}")
+    if r.get("images_per_s"):
+        parts.append(f"{r['images_per_s']:.0f} img/s")
+    tqdm.write("  ".join(parts))
+
+
+def _rng_state() -> dict[str, Any]:
+    s = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def _state(epoch, method, opt, verdicts, history, cfg) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "models": {k: m.state_dict() for k, m in method.models.items()},
+        "optimizer": opt.state_dict(),
+        "method": method.state_dict(),
+        "verdicts": verdicts.state_dict(),
+        "history": history,
+        "rng": _rng_state(),
+        "config": cfg.to_dict(),
+    }
+
+
+def _restore(state, method, opt, verdicts) -> None:
+    for k, m in method.models.items():
+        m.load_state_dict(state["models"][k])
+    opt.load_state_dict(state["optimizer"])
+    method.load_state_dict(state["method"])
+    verdicts.load_state_dict(state["verdicts"])
+    torch.set_rng_state(state["rng"]["torch"].cpu())
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])
