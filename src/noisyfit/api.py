@@ -186,8 +186,9 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     ctx = Context(
         num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
         epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
-        noise_rate=tau, loader=train_loader, seed=cfg.seed,
+        noise_rate=tau, loader=train_loader, seed=cfg.seed, config=cfg,
     )
+    ctx.train_model = subset_trainer(ctx)
     method = build_method(cfg.method, ctx, cfg.method_options)
     true_t = torch.as_tensor(true, device=device) if true is not None else None
     t0 = time.perf_counter()
@@ -201,6 +202,28 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+
+
+def subset_trainer(ctx: Context):
+    """The ``ctx.train_model`` service: train a fresh network with plain cross-entropy on a
+    subset of the training set (see :class:`~noisyfit.methods.base.Context`)."""
+
+    def train_model(mask=None, *, epochs=None, init_state=None, labels=None, describe="",
+                    **changes) -> torch.nn.Module:
+        from .methods.standard import Standard
+
+        cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False,
+                                 **changes)
+        loader = ctx.loader if labels is None else ctx.loader.with_labels(labels)
+        if mask is not None:
+            loader = loader.subset(torch.as_tensor(mask, device=ctx.device))
+        net = Standard(Standard.Config(), ctx)
+        if init_state is not None:
+            net.models["net"].load_state_dict(init_state)
+        fit(net, loader, None, cfg, describe=describe)
+        return net.models["net"]
+
+    return train_model
 
 
 def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:

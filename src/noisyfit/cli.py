@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,26 +20,29 @@ import numpy as np
 import tyro
 
 from .config import TrainConfig, load_config
+from .registry import Registry
 
-USAGE = """usage: noisyfit COMMAND [--help] [OPTIONS]
+COMMANDS = Registry("command")
 
-Train deep networks on noisy labels and find the wrong labels.
 
-commands:
-  train     train a method on a noisy-label dataset (defaults: cnn-small, Fashion-MNIST,
-            40% symmetric noise); --config FILE.yaml, --resume RUN_DIR
-  noise     write a dataset's noisy labels and their manifest
-  convert   write a registered dataset in the SELFIE binary format
-  list      list datasets, models, methods and noise kinds (wildcards allowed)
+def command(name: str, *, help: str):
+    """Register a subcommand ``noisyfit NAME``: a function (argv) -> exit status."""
+    return COMMANDS.register(name, help=help)
 
-Run `noisyfit COMMAND --help` for the options of a command.
-"""
+def usage() -> str:
+    lines = ["usage: noisyfit COMMAND [--help] [OPTIONS]", "",
+             "Train deep networks on noisy labels and find the wrong labels.", "", "commands:"]
+    lines += [f"  {n:<12} {COMMANDS.describe(n)}" for n in COMMANDS.names()]
+    lines += ["", "Run `noisyfit COMMAND --help` for the options of a command."]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------
 # train
 
 
+@command("train", help="train a method on a noisy-label dataset (default: cnn-small, "
+         "Fashion-MNIST, 40% symmetric noise); --config FILE.yaml, --resume RUN_DIR")
 def cmd_train(argv: Sequence[str]) -> int:
     """noisyfit train [--config FILE.yaml] [--resume RUN_DIR] [TrainConfig flags]"""
     pre = argparse.ArgumentParser(add_help=False)
@@ -108,6 +111,7 @@ class NoiseArgs:
     noise_file: str | None = None
 
 
+@command("noise", help="write a dataset's noisy labels and their manifest")
 def cmd_noise(argv: Sequence[str]) -> int:
     from .api import prepare_data
     from .engine.run import write_json
@@ -144,6 +148,7 @@ class ConvertArgs:
     """Number of data_batch_*.bin files to split the training set over."""
 
 
+@command("convert", help="write a registered dataset in the SELFIE binary format")
 def cmd_convert(argv: Sequence[str]) -> int:
     from .data.base import load_dataset
     from .data.binary import write_binary_dataset
@@ -171,6 +176,7 @@ class ListArgs:
     pattern: tyro.conf.Positional[str] = "*"
 
 
+@command("list", help="list datasets, models, methods, noise kinds (wildcards allowed)")
 def cmd_list(argv: Sequence[str]) -> int:
     from .data import DATASETS
     from .data import _builtin as _d  # noqa: F401
@@ -194,12 +200,15 @@ def cmd_list(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
-    "train": cmd_train,
-    "noise": cmd_noise,
-    "convert": cmd_convert,
-    "list": cmd_list,
-}
+def _load_commands() -> None:
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for m in pkgutil.iter_modules(commands.__path__):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"{commands.__name__}.{m.name}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,21 +218,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .registry import UnknownNameError
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    _load_commands()
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return 0
     if argv[0] in ("--version", "version"):
         from . import __version__
 
         print(f"noisyfit {__version__}")
         return 0
-    cmd = COMMANDS.get(argv[0])
-    if cmd is None:
-        print(f"noisyfit: error: unknown command {argv[0]!r}; valid commands: "
-              f"{', '.join(COMMANDS)}", file=sys.stderr)
-        return 2
     try:
-        return cmd(argv[1:])
+        return COMMANDS.get(argv[0])(argv[1:])
     except KeyboardInterrupt:
         print("noisyfit: interrupted", file=sys.stderr)
         return 130

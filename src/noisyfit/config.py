@@ -56,6 +56,9 @@ class TrainConfig:
     epochs: int = 10
     """Training epochs (the papers use 100-200; 10 keeps the default run under 5 minutes)."""
     batch_size: int = 128
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """``sgd`` (momentum, Nesterov switch; the SELFIE/IEG protocol) or ``adam`` (INCV,
+    official Co-teaching; ``momentum`` is then β1)."""
     lr: float = 0.1
     """Initial learning rate."""
     momentum: float = 0.9

@@ -118,6 +118,16 @@ class DeviceLoader:
         new.indices = self._mask_to_indices(mask)
         return new
 
+    def with_labels(self, labels) -> DeviceLoader:
+        """A loader over the same samples with other labels (N,), sharing the device data."""
+        new = object.__new__(DeviceLoader)
+        new.__dict__.update(self.__dict__)
+        new.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
+        if new.labels.shape != self.labels.shape:
+            raise ValueError(f"expected {tuple(self.labels.shape)} labels, got "
+                             f"{tuple(new.labels.shape)}")
+        return new
+
     @property
     def num_samples(self) -> int:
         return len(self.indices)

@@ -43,7 +43,11 @@ class FitResult:
 
 
 def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with momentum (Nesterov switch) and weight decay over all the method's networks."""
+    """SGD with momentum (Nesterov switch), or Adam, with weight decay, over all the method's
+    networks (one optimizer: per-parameter updates make it equal to one per network)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(method.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
+                                weight_decay=cfg.weight_decay)
     return torch.optim.SGD(
         method.parameters(),
         lr=cfg.lr,
@@ -94,7 +98,7 @@ def fit(
         history = list(state["history"])
         start = int(state["epoch"]) + 1
     else:
-        method.prepare(None)
+        method.prepare()
     steps = len(train)
     epoch = start
     try:
@@ -108,8 +112,9 @@ def fit(
                        disable=not cfg.progress, leave=False, dynamic_ncols=True)
             t0 = time.perf_counter()
             lr = cfg.lr
+            sched_epoch, sched_epochs = method.schedule_epoch(epoch, cfg.epochs)
             for s, batch in enumerate(train.epoch(epoch)):
-                lr = learning_rate(cfg.lr_schedule, cfg.lr, epoch, s, steps, cfg.epochs,
+                lr = learning_rate(cfg.lr_schedule, cfg.lr, sched_epoch, s, steps, sched_epochs,
                                    milestones=cfg.lr_milestones, decay=cfg.lr_decay)
                 for g in opt.param_groups:
                     g["lr"] = lr

@@ -30,9 +30,11 @@ Writing a method::
             return StepOutput(loss=..., logits=logits, selected=mask)
 
 Escape hatches, for methods that are more than a per-batch loss:
-  * ``prepare(fit_fn)``: called once before the first epoch with a function that trains a
-    fresh model on a subset (multi-stage methods such as INCV, estimation passes such as
+  * ``prepare()``: called once before the first epoch; with ``ctx.train_model`` (trains a
+    fresh network on a subset) multi-stage methods run their first stages here (INCV,
     F-correction's first run).
+  * ``schedule_epoch(epoch, epochs)``: the position the learning-rate schedule sees
+    (methods that restart training, as SELFIE).
   * ``on_epoch_start(epoch)`` / ``on_epoch_end(epoch) -> dict``: per-epoch state changes and
     extra scalars for ``metrics.jsonl``.
   * ``self.optimizer``: set by the engine before training, for meta steps that need it (IEG).
@@ -95,6 +97,11 @@ class Context:
         loader: the training loader (given labels), for escape hatches.
         probe: a loader over a clean probe set, when the run has one.
         seed: the training seed.
+        train_model: ``train_model(mask=None, *, epochs=None, init_state=None, labels=None,
+            describe="", **config_changes) -> nn.Module`` trains a fresh network with plain
+            cross-entropy on the training samples in ``mask`` (bool (N,)), with the run's
+            optimizer and schedule unless changed; for multi-stage methods and estimates.
+        config: the run's TrainConfig.
     """
 
     num_classes: int
@@ -108,6 +115,8 @@ class Context:
     loader: DeviceLoader | None = None
     probe: DeviceLoader | None = None
     seed: int = 0
+    train_model: Callable[..., nn.Module] | None = None
+    config: Any = None
     extra: dict = field(default_factory=dict)
 
 
@@ -134,7 +143,7 @@ class Method:
         raise NotImplementedError
 
     # -- hooks ------------------------------------------------------------------------------
-    def prepare(self, fit_fn: Callable[..., Any]) -> None:
+    def prepare(self) -> None:
         """Called once before training; multi-stage methods run their first stages here."""
 
     def on_epoch_start(self, epoch: int) -> None:
@@ -143,6 +152,11 @@ class Method:
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Called after each epoch; returns extra scalars to log."""
         return {}
+
+    def schedule_epoch(self, epoch: int, epochs: int) -> tuple[int, int]:
+        """(epoch, epochs) the learning-rate schedule sees; methods that restart training
+        (SELFIE) map the run's epoch into the current round."""
+        return epoch, epochs
 
     # -- evaluation -------------------------------------------------------------------------
     @property
