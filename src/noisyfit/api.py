@@ -20,7 +20,7 @@ from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
 from .engine.loop import FitResult, fit
 from .engine.run import environment, write_json, write_samples_csv
-from .methods.base import Context, build_method
+from .methods.base import METHODS, Context, build_method
 from .models import build_model
 from .noise import NoiseManifest, expected_noise_rate, inject_noise
 
@@ -82,17 +82,73 @@ def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.argsort(ranks, kind="stable")[:n])
 
 
-def prepare_data(cfg: TrainConfig) -> tuple[Dataset, np.ndarray | None, Any]:
-    """Load the dataset, take the train subset, inject noise.
+@dataclass
+class PreparedData:
+    """A dataset ready for training: noisy training labels, the truth, and the probe set.
 
-    Returns (dataset, true labels or None, NoisyLabels).
+    Attributes:
+        dataset: the dataset with the probe samples removed from its training split.
+        true: (N,) true labels of the training split, or None (real noise).
+        noisy: the injected noise (labels + manifest).
+        probe_index: (P,) indices (into the training split *before* removal) of the clean
+            probe samples, or None.
+        probe_x, probe_labels: the probe samples and their clean labels, or None.
     """
+
+    dataset: Dataset
+    true: np.ndarray | None
+    noisy: Any
+    probe_index: np.ndarray | None = None
+    probe_x: np.ndarray | None = None
+    probe_labels: np.ndarray | None = None
+
+
+def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
+    """Indices of the clean probe set: a user's file, or a seeded class-balanced draw of
+    ``probe_per_class`` per class (or ``probe_ratio``·N in all, N·ratio // K per class, as IEG).
+    """
+    if cfg.probe_file:
+        p = Path(cfg.probe_file)
+        idx = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
+        idx = np.unique(np.asarray(idx, dtype=np.int64))
+        if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(labels):
+            raise ValueError(f"{p}: probe indices must lie in [0, {len(labels) - 1}]")
+        return idx
+    k = int(labels.max()) + 1
+    per_class = cfg.probe_per_class or int(len(labels) * cfg.probe_ratio) // k
+    if per_class <= 0:
+        return None
+    rng = np.random.default_rng(cfg.noise_seed + 7)
+    picks = []
+    for c in range(k):
+        members = np.flatnonzero(labels == c)
+        if len(members) < per_class:
+            raise ValueError(f"class {c} has {len(members)} samples; cannot hold out "
+                             f"{per_class} per class as the probe")
+        picks.append(rng.choice(members, per_class, replace=False))
+    return np.sort(np.concatenate(picks))
+
+
+def prepare_data(cfg: TrainConfig) -> PreparedData:
+    """Load the dataset, take the train subset, hold out the probe set, inject noise."""
     ds = load_dataset(cfg.dataset, cfg.data_dir)
     if cfg.train_subset is not None:
         keep = stratified_subset(ds.labels, cfg.train_subset, seed=12345)
         ds.x, ds.labels = ds.x[keep], ds.labels[keep]
     if cfg.test_subset is not None:
         ds.test_x, ds.test_labels = ds.test_x[: cfg.test_subset], ds.test_labels[: cfg.test_subset]
+    probe = choose_probe(ds.labels, cfg)
+    px = pl = None
+    if probe is not None:
+        if not ds.labels_are_true and not cfg.probe_file:
+            raise ValueError(
+                f"{ds.name}'s labels are not ground truth, so a random probe set would not be "
+                "clean; give trusted indices with --probe-file"
+            )
+        px, pl = ds.x[probe], ds.labels[probe]
+        rest = np.ones(len(ds.labels), dtype=bool)
+        rest[probe] = False
+        ds.x, ds.labels = ds.x[rest], ds.labels[rest]
     true = ds.labels if ds.labels_are_true else None
     noisy = inject_noise(
         true,
@@ -106,7 +162,7 @@ def prepare_data(cfg: TrainConfig) -> tuple[Dataset, np.ndarray | None, Any]:
         noise_file=cfg.noise_file,
         given_labels=ds.labels,
     )
-    return ds, true, noisy
+    return PreparedData(ds, true, noisy, probe, px, pl)
 
 
 def _run_name(cfg: TrainConfig) -> str:
@@ -153,7 +209,8 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
             )
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
-    ds, true, noisy = prepare_data(cfg)
+    data = prepare_data(cfg)
+    ds, true, noisy = data.dataset, data.true, data.noisy
     if resume is not None:
         saved = np.load(run_dir / "noisy_labels.npy")
         if not np.array_equal(saved, noisy.labels):
@@ -163,17 +220,22 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     write_json(run_dir / "env.json", environment(device))
     write_json(run_dir / "noise.json", noisy.manifest.to_dict())
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
-
-    tau = cfg.tau
-    if tau is None and true is not None:
-        tau = noisy.manifest.realized_rate if cfg.noise in ("labels", "matrix") else \
-            expected_noise_rate(cfg.noise, cfg.noise_rate, ds.num_classes, dataset=ds.name,
-                                superclass=ds.superclass, path=cfg.noise_file)
     loader_kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
     train_loader = DeviceLoader(ds.x, noisy.labels, batch_size=cfg.batch_size,
                                 augment=cfg.augment, shuffle=True, seed=cfg.seed, **loader_kw)
     test_loader = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
                                shuffle=False, **loader_kw)
+    probe_loader = None
+    if data.probe_index is not None:
+        np.save(run_dir / "probe_indices.npy", data.probe_index)
+        write_json(run_dir / "probe.json", {
+            "size": len(data.probe_index),
+            "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
+            "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
+            "indices_file": "probe_indices.npy (indices into the training split)"})
+        probe_loader = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
+                                    augment=cfg.augment, shuffle=True, seed=cfg.seed + 1,
+                                    **loader_kw)
 
     def make_model() -> torch.nn.Module:
         m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
@@ -186,9 +248,18 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     ctx = Context(
         num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
         epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
-        noise_rate=tau, loader=train_loader, seed=cfg.seed, config=cfg,
+        loader=train_loader, probe=probe_loader, seed=cfg.seed, config=cfg,
     )
     ctx.train_model = subset_trainer(ctx)
+    from .methods import _builtin  # noqa: F401  (registers the built-in methods)
+
+    method_cls = METHODS.get(cfg.method)
+    if method_cls.needs_probe and probe_loader is None:
+        raise ValueError(f"method {cfg.method!r} needs a clean probe set: pass "
+                         "--probe-per-class 10 (or --probe-ratio, --probe-file)")
+    ctx.noise_rate = resolve_tau(cfg, data, ctx, run_dir) if method_cls.needs_noise_rate \
+        else _nominal_tau(cfg, data)
+    tau = ctx.noise_rate
     method = build_method(cfg.method, ctx, cfg.method_options)
     true_t = torch.as_tensor(true, device=device) if true is not None else None
     t0 = time.perf_counter()
@@ -202,6 +273,41 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+
+
+def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
+    """The expected wrong-label rate of the injected noise (None where unknown)."""
+    if data.true is None:
+        return None
+    if cfg.noise in ("labels", "matrix"):
+        return data.noisy.manifest.realized_rate
+    ds = data.dataset
+    return expected_noise_rate(cfg.noise, cfg.noise_rate, ds.num_classes, dataset=ds.name,
+                               superclass=ds.superclass, path=cfg.noise_file)
+
+
+def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Path) -> float:
+    """τ for methods that need one: the flag, the nominal rate, or an estimate (``auto``,
+    and whenever no truth exists), saved in ``tau.json`` so a resumed run reuses it."""
+    import json
+
+    if isinstance(cfg.tau, float):
+        return cfg.tau
+    nominal = _nominal_tau(cfg, data)
+    if cfg.tau is None and nominal is not None:
+        return nominal
+    saved = run_dir / "tau.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())["tau"]
+    from .analysis.noise_rate import estimate_noise_rate
+
+    kind = cfg.noise if cfg.noise in ("symmetric", "pair", "uniform") else "symmetric"
+    est = estimate_noise_rate(ctx, kind=kind, epochs=cfg.tau_epochs, seed=cfg.seed)
+    est["nominal"] = nominal
+    write_json(saved, est)
+    print(f"estimated noise rate τ = {est['tau']:.3f} (agreement {est['agreement']:.3f}; "
+          f"nominal {nominal})")
+    return est["tau"]
 
 
 def subset_trainer(ctx: Context):

@@ -120,7 +120,7 @@ def cmd_noise(argv: Sequence[str]) -> int:
     cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, noise=a.noise,
                       noise_rate=a.noise_rate, noise_mode=a.noise_mode,
                       noise_seed=a.noise_seed, noise_file=a.noise_file)
-    _, _, noisy = prepare_data(cfg)
+    noisy = prepare_data(cfg).noisy
     a.out.mkdir(parents=True, exist_ok=True)
     np.save(a.out / "noisy_labels.npy", noisy.labels)
     write_json(a.out / "noise.json", noisy.manifest.to_dict())

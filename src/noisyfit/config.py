@@ -49,8 +49,20 @@ class TrainConfig:
     """Method name (``noisyfit list methods``)."""
     method_options: dict[str, str] = field(default_factory=dict)
     """Method options as key value pairs, e.g. ``--method-options q 15 epsilon 0.05``."""
-    tau: float | None = None
-    """Noise rate τ given to methods that need one (None: the injected noise's expected rate)."""
+    tau: float | Literal["auto"] | None = None
+    """Noise rate τ for methods that need one: a number, ``auto`` (estimated by INCV's 2-fold
+    noisy cross-validation, recorded in tau.json), or None (the injected noise's expected
+    rate; ``auto`` where no truth exists)."""
+    tau_epochs: int | None = None
+    """Epochs of each fold's network when τ is estimated (None: the run's epochs)."""
+
+    # clean probe set (IEG, L2R): held out of the training set before noise is injected
+    probe_per_class: int = 0
+    """Clean probe images per class, held out before noise (0: none unless probe_ratio)."""
+    probe_ratio: float = 0.0
+    """Fraction of the training set held out as the probe (IEG's probe_dataset_hold_ratio)."""
+    probe_file: str | None = None
+    """A file of trusted training-sample indices to use as the probe (.npy/.txt)."""
 
     # optimization (the SELFIE protocol's defaults)
     epochs: int = 10

@@ -266,3 +266,23 @@ def build_method(name: str, ctx: Context, options: dict[str, Any] | None = None)
 
     cls = METHODS.get(name)
     return cls(method_config(cls, options), ctx)
+
+
+# --------------------------------------------------------------------------------------------
+# shared rules
+
+
+def small_loss_mask(loss: torch.Tensor, num_keep: int | torch.Tensor) -> torch.Tensor:
+    """(b,) bool mask of the ``num_keep`` smallest entries of ``loss`` (b,), on the device.
+
+    The one small-loss selection used by Co-teaching, SELFIE's clean set and INCV; ties are
+    broken by position (``torch.topk`` on the negated loss is deterministic on CPU). Later a
+    multi-process run all-gathers the losses first and selects over the global batch.
+    """
+    b = loss.shape[0]
+    k = int(num_keep)
+    k = max(0, min(b, k))
+    mask = torch.zeros(b, dtype=torch.bool, device=loss.device)
+    if k:
+        mask[torch.topk(loss.detach(), k, largest=False, sorted=False).indices] = True
+    return mask
