@@ -48,7 +48,7 @@ def bare_loop(data: PreparedData, cfg: TrainConfig, epochs: int, seed: int) -> f
     n, b = len(x), cfg.batch_size
     model.train()
     t0 = time.perf_counter()
-    for e in range(epochs):
+    for _ in range(epochs):
         perm = torch.randperm(n)
         for k in range(0, n, b):
             idx = perm[k : k + b]
@@ -107,7 +107,8 @@ def main() -> None:
         "# Throughput: fit() vs a bare PyTorch loop",
         "",
         f"Fashion-MNIST subset of {a.subset} images, cnn-small, batch {cfg.batch_size}, "
-        f"SGD momentum 0.9, CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()}), "
+        f"SGD momentum 0.9, CPU ({torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}), "
         f"torch {torch.__version__}; {a.rounds} rounds of {a.epochs} epochs each, alternating.",
         "",
         "Command: `python benchmarks/throughput.py" + (" --quick" if a.quick else "") + "`",

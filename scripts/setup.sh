@@ -8,17 +8,20 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)   # the versions noisyfit is tested with
 
+# pip on some machines warns about every unreachable index folder; keep real errors only
+pip_install() { .venv/bin/pip install -q "$@" 2> >(grep -v "neither a file nor a directory" >&2); }
+
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "[setup] installing ${TORCH_PINS[*]}"
-  .venv/bin/pip install -q "${TORCH_PINS[@]}"
+  pip_install "${TORCH_PINS[@]}"
 fi
 if ! .venv/bin/python -c "import noisyfit, pytest, hypothesis, matplotlib" 2>/dev/null; then
   echo "[setup] installing noisyfit (editable) with test and report extras"
-  .venv/bin/pip install -q -e ".[test,report]"
+  pip_install -e ".[test,report]"
 fi
 
 FMNIST=/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz

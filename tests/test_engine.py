@@ -14,8 +14,14 @@ from noisyfit.engine.checkpoint import load_checkpoint
 from noisyfit.engine.diagnostics import SelectionMeter
 from noisyfit.engine.loop import NonFiniteLossError
 from noisyfit.engine.schedule import learning_rate
-from noisyfit.methods import METHODS, Context, Method, StepOutput, build_method
-from noisyfit.methods import _builtin  # noqa: F401
+from noisyfit.methods import (
+    METHODS,
+    Context,
+    Method,
+    StepOutput,
+    _builtin,  # noqa: F401
+    build_method,
+)
 from noisyfit.models import build_model
 
 TINY = dict(dataset="synthetic", model="cnn-tiny", progress=False, batch_size=64)
@@ -216,6 +222,9 @@ def test_method_contract(name):
     assert dataclasses.is_dataclass(METHODS.get(name).Config)
     assert METHODS.describe(name)
     ctx = _ctx()
+    if METHODS.get(name).needs_probe:  # a clean probe loader, as train() gives such methods
+        ctx.probe = DeviceLoader(np.random.randint(0, 256, (8, 1, 8, 8), dtype=np.uint8),
+                                 np.arange(8) % 4, batch_size=8)
     m = build_method(name, ctx)
     assert m.models and all(isinstance(v, torch.nn.Module) for v in m.models.values())
     assert {f.name for f in dataclasses.fields(Batch)} == {"index", "x", "labels"}

@@ -76,7 +76,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    lr_schedule: Literal["step", "cosine", "cosine-restarts", "constant"] = "step"
     """``step``: ×lr_decay at each fraction in lr_milestones; ``cosine``: to 0 at the end."""
     lr_milestones: tuple[float, ...] = (0.5, 0.75)
     """Fractions of the epochs at which the step schedule decays."""

@@ -103,7 +103,8 @@ class Dataset:
     def __repr__(self) -> str:
         return (
             f"Dataset({self.name!r}, N={len(self)}, test={len(self.test_x)}, "
-            f"input={self.input_shape}, K={self.num_classes}, labels_are_true={self.labels_are_true})"
+            f"input={self.input_shape}, K={self.num_classes}, "
+            f"labels_are_true={self.labels_are_true})"
         )
 
 
@@ -139,7 +140,7 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     if os.environ.get(DATA_ENV):
         out.append(Path(os.environ[DATA_ENV]) / name)
     out += [Path("/usr/share/datasets") / name, cache_dir() / name]
-    return out
+    return list(dict.fromkeys(out))  # without repeats, in order
 
 
 def cache_dir() -> Path:

@@ -1,0 +1,108 @@
+"""``active-bias``: Active Bias (Chang, Learned-Miller, McCallum, NIPS 2017), SGD-WPV.
+
+"SGD weighted by prediction variance", as the SELFIE repository implements it
+(``SELFIE/algorithm/activebias.py``, ``method/active_bias_sampler.py``, HEAD ``cc5d602``):
+
+* per sample keep the history of p_t = softmax probability of its **given** label ỹ, one entry
+  per appearance (before the step's update);
+* after ``warm_up`` epochs (all weights 1 before), a sample of the batch gets
+  w̃ = √(v̂ + v̂²/(n − 1)) + s, with v̂ the population variance of its n recorded p_t and s the
+  smoothness; the weights are normalized to sum to the batch size, w = b·w̃ / Σ w̃, and the
+  loss is mean_i(w_i · CE_i);
+* the weights of a step use the history *before* the step's probability is appended.
+
+Departures from the code:
+
+* **Bounded memory**: the code appends every probability to an unbounded Python list per
+  sample and calls ``np.var`` on it; here Welford's running (count, mean, M2) per sample in
+  float64 device tensors give the same population variance (M2 / n) in O(N) memory.
+* **n ≤ 1 guard**: v̂²/(n − 1) is taken as 0 for n ≤ 1 (the code would divide by zero; after
+  a warm-up of ≥ 2 epochs this never happens with our permutation batches).
+* If every weight of a batch is 0 (s = 0 and no variance yet) the batch falls back to
+  uniform weights instead of dividing by zero.
+* Batches are a permutation per epoch (every sample once) rather than independent draws; the
+  loss's L2 term is the optimizer's weight decay; the HEAD ``activebias.py`` NameError
+  (``test_ids``) obviously does not exist here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .base import METHODS, ConfigError, Method, StepOutput
+
+
+def active_bias_weights(count: torch.Tensor, m2: torch.Tensor,
+                        smoothness: float) -> torch.Tensor:
+    """Normalized SGD-WPV weights of a batch from its Welford statistics.
+
+    Args:
+        count: (b,) number n of recorded probabilities per sample.
+        m2: (b,) Welford's M2 = Σ (p − mean)² per sample.
+        smoothness: s.
+
+    Returns:
+        (b,) float weights w = b·w̃/Σw̃, w̃ = √(v̂ + v̂²/(n − 1)) + s, v̂ = M2/n (0 if n = 0);
+        the correction term is 0 for n ≤ 1; uniform 1 if Σw̃ = 0.
+    """
+    n = count.double()
+    var = torch.where(n > 0, m2.double() / n.clamp_min(1), torch.zeros_like(n))
+    corr = torch.where(n > 1, var * var / (n - 1).clamp_min(1), torch.zeros_like(n))
+    w = torch.sqrt(var + corr) + smoothness
+    total = w.sum()
+    b = w.shape[0]
+    return torch.where(total > 0, w * b / total.clamp_min(1e-300), torch.ones_like(w)).float()
+
+
+def welford_update(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor,
+                   x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Welford step per sample: (count, mean, M2) after appending x (all (b,))."""
+    n = count + 1
+    delta = x - mean
+    new_mean = mean + delta / n
+    return n, new_mean, m2 + delta * (x - new_mean)
+
+
+@METHODS.register("active-bias")
+class ActiveBias(Method):
+    """Active Bias (NIPS 2017): weight samples by the variance of p(given label) over time."""
+
+    name = "active-bias"
+
+    @dataclass
+    class Config:
+        warm_up: int = 25
+        """Epochs with all weights 1 (SELFIE repo: 25; songhwanjun/ActiveBias: 15)."""
+        smoothness: float = 0.2
+        """s, added to every weight (SELFIE repo HEAD: 0.2; 0.02 before the 2020 upload)."""
+
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        if config.warm_up < 0 or config.smoothness < 0:
+            raise ConfigError("active-bias: warm_up and smoothness must be ≥ 0; got "
+                              f"warm_up={config.warm_up}, smoothness={config.smoothness}")
+        self.models = {"net": ctx.make_model()}
+        n, dev = ctx.num_samples, ctx.device
+        self.count = torch.zeros(n, dtype=torch.float64, device=dev)
+        self.mean = torch.zeros(n, dtype=torch.float64, device=dev)
+        self.m2 = torch.zeros(n, dtype=torch.float64, device=dev)
+        self.state_names = ("count", "mean", "m2")
+
+    def training_step(self, batch, epoch):
+        idx, y = batch.index, batch.labels
+        logits = self.models["net"](batch.x)
+        ce = F.cross_entropy(logits.float(), y, reduction="none")
+        if epoch < self.config.warm_up:
+            w = torch.ones_like(ce)
+        else:
+            w = active_bias_weights(self.count[idx], self.m2[idx], self.config.smoothness)
+        loss = (w * ce).mean()
+        with torch.no_grad():
+            p = logits.float().softmax(1).gather(1, y[:, None]).squeeze(1).double()
+            n, mean, m2 = welford_update(self.count[idx], self.mean[idx], self.m2[idx], p)
+            self.count[idx], self.mean[idx], self.m2[idx] = n, mean, m2
+        return StepOutput(loss=loss, logits=logits, weights=w.detach(),
+                          score=self.mean[idx].float())

@@ -1,0 +1,146 @@
+"""``f-correction``: loss correction (Patrini, Rozza, Menon, Nock, Qu, CVPR 2017),
+``giorgiop/loss-correction``.
+
+1. Train a network with plain cross-entropy on the noisy labels (``prepare()``, through
+   ``ctx.train_model``; ``estimate_epochs`` epochs).
+2. Estimate T̂ from its softmax p̂ over the training inputs: for each class i the anchor
+   ("perfect example") x̄_i = argmax_x p̂(ỹ = i | x) among the points *below* the
+   ``percentile``-th percentile (97, ``interpolation='higher'``) of p̂(ỹ = i | ·) — the
+   original's outlier filter; ``percentile=100`` is the plain argmax (its CIFAR-100 setting);
+   row i of T̂ = p̂(ỹ | x̄_i), rows normalised.
+3. Train a fresh network (the engine's run) with the corrected loss; p̂ is re-normalised and
+   clipped to [ϵ, 1 − ϵ] (ϵ = 1e-7, Keras' epsilon) as the original:
+
+   * forward:  ℓ = −log( (p̂ᵀ T̂)_ỹ ) = −log Σ_i p̂_i T̂_iỹ;
+   * backward: ℓ = −(e_ỹᵀ T̂⁻¹) · log p̂.
+
+A known T can be given instead (``t_file``: a (K, K) ``.npy``/``.csv``/``.txt``, rows = true
+class), which skips step 1-2.
+
+Departures from the original code:
+
+* The original zeroes the filtered entries through ``robust_eta = eta_corr[:, i]``, a NumPy
+  *view*, so column i of the probabilities is zeroed in place and the rows estimated after it
+  read those zeros; we filter a copy (every row sees the unmodified p̂).
+* The first network is the run's model/optimizer/schedule (``ctx.train_model``) and its
+  epochs are ``estimate_epochs`` (None: the run's); T̂ is estimated on the training set
+  without augmentation.
+* No ``cliptozero``/``alpha`` post-processing of T̂ (both off in the original experiments).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import METHODS, ConfigError, Method, StepOutput
+
+EPS = 1e-7  # Keras' epsilon: the clip of p̂ before the log
+
+
+def estimate_transition(pred_probs: torch.Tensor, percentile: float = 97.0) -> torch.Tensor:
+    """T̂ from (N, K) probabilities by anchor points (see the module docstring).
+
+    Returns:
+        (K, K) row-normalised float tensor: row i = p̂(ỹ | x̄_i).
+    """
+    probs = pred_probs.float()
+    k = probs.shape[1]
+    rows = []
+    for i in range(k):  # K iterations, not a loop over samples
+        col = probs[:, i]
+        if percentile < 100:
+            thresh = torch.quantile(col, percentile / 100.0, interpolation="higher")
+            col = torch.where(col >= thresh, torch.zeros_like(col), col)
+        rows.append(probs[col.argmax()])
+    t = torch.stack(rows)
+    return t / t.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def forward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
+                           t: torch.Tensor) -> torch.Tensor:
+    """(b,) −log((p̂ᵀ T)_ỹ) with p̂ = softmax(logits) clipped to [ϵ, 1 − ϵ]."""
+    p = logits.float().softmax(1).clamp(EPS, 1 - EPS)
+    q = p @ t
+    return -torch.log(q.gather(1, labels[:, None]).squeeze(1))
+
+
+def backward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
+                            t_inv: torch.Tensor) -> torch.Tensor:
+    """(b,) −(e_ỹᵀ T⁻¹)·log p̂ with p̂ = softmax(logits) clipped to [ϵ, 1 − ϵ]."""
+    logp = torch.log(logits.float().softmax(1).clamp(EPS, 1 - EPS))
+    return -(t_inv[labels] * logp).sum(1)
+
+
+def load_transition(path: str, num_classes: int) -> np.ndarray:
+    """A (K, K) row-stochastic matrix from ``.npy``/``.csv``/``.txt``."""
+    from ..noise import matrix_from_file
+
+    return matrix_from_file(num_classes, path=path)
+
+
+@METHODS.register("f-correction")
+class FCorrection(Method):
+    """F-correction: forward (or backward) loss correction with T̂ from anchor points."""
+
+    name = "f-correction"
+
+    @dataclass
+    class Config:
+        correction: Literal["forward", "backward"] = "forward"  # loss correction direction
+        t_file: str | None = None  # a known T (K×K .npy/.csv/.txt) instead of the estimate
+        estimate_epochs: int | None = None  # epochs of the first (CE) run; None: the run's
+        percentile: float = 97.0  # anchor filter: argmax below this percentile (100: off)
+
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        if not 0 < config.percentile <= 100:
+            raise ConfigError("f-correction: percentile must lie in (0, 100]")
+        self.models = {"net": ctx.make_model()}
+        k = ctx.num_classes
+        self.T = torch.eye(k, device=ctx.device)  # identity until prepare(): plain CE
+        self.T_inv = torch.eye(k, device=ctx.device)
+        self.state_names = ("T", "T_inv")
+        if config.t_file is not None:
+            self._set(torch.as_tensor(load_transition(config.t_file, k), dtype=torch.float32))
+
+    def _set(self, t: torch.Tensor) -> None:
+        self.T.copy_(t.to(self.T.device))
+        try:
+            self.T_inv.copy_(torch.linalg.inv(self.T.double()).float())
+        except RuntimeError as e:  # singular T̂: backward correction impossible
+            if self.config.correction == "backward":
+                raise ConfigError(f"f-correction: T̂ is singular, backward correction "
+                                  f"impossible ({e}); use correction=forward") from None
+            self.T_inv.copy_(torch.linalg.pinv(self.T.double()).float())
+
+    def prepare(self) -> None:
+        if self.config.t_file is not None:
+            return
+        ctx = self.ctx
+        if ctx.train_model is None or ctx.loader is None:
+            raise ConfigError("f-correction needs ctx.train_model to estimate T̂; give a "
+                              "known T with t_file, or run it through noisyfit.train")
+        from ..analysis.incv import predict_on
+
+        net = ctx.train_model(None, epochs=self.config.estimate_epochs,
+                              describe="F-correction stage 1 (CE) ")
+        t = estimate_transition(predict_on(ctx, net), self.config.percentile)
+        self._set(t)
+        with np.printoptions(precision=3, suppress=True):
+            print(f"F-correction: estimated T̂ =\n{t.cpu().numpy()}")
+
+    def training_step(self, batch, epoch):
+        logits = self.models["net"](batch.x)
+        if self.config.correction == "forward":
+            loss = forward_corrected_loss(logits, batch.labels, self.T)
+        else:
+            loss = backward_corrected_loss(logits, batch.labels, self.T_inv)
+        return StepOutput(loss=loss.mean(), logits=logits)
+
+    def on_epoch_end(self, epoch):
+        return {"t_hat_diag_mean": float(self.T.diagonal().mean())}

@@ -1,0 +1,229 @@
+"""``l2r``: Learning to Reweight Examples (Ren, Zeng, Yang, Urtasun, ICML 2018), as
+re-implemented in the IEG repository (``ieg/models/l2rmodel.py``).
+
+Per step, with a noisy batch (x_i, ỹ_i), i = 1..B and a clean probe batch (x_j^p, y_j^p):
+
+1. ℓ_i = CE(f(x_i; θ), ỹ_i) from the ordinary training forward; ε = ε₀ (0), requiring grad.
+2. Look-ahead θ' = θ − α·∇_θ[Σ_i ε_i ℓ_i + ½λ‖θ‖²], α = ``meta_stepsize`` (0.1), no momentum
+   (``meta_momentum`` 0; IEG uses the optimizer's momentum buffer, see ``ieg``).
+3. Meta loss L_p(θ') = mean_j CE(f(x_j^p; θ'), y_j^p) + ½λ‖θ'‖² with BatchNorm in training mode
+   (batch statistics of the probe batch; the look-ahead forward does not touch the running
+   statistics: it runs on cloned buffers).
+4. w_i = max(−∂L_p/∂ε_i, 0) / (Σ_k max(−∂L_p/∂ε_k, 0) + 1e-5): at ε = 0 and λ = 0 this is
+   α·⟨∇_θ L_p(θ), ∇_θ ℓ_i(θ)⟩, clipped and normalized (α cancels up to the 1e-5).
+5. Loss Σ_i w_i ℓ_i (w constant); weight decay comes from the optimizer.
+
+λ is the optimizer's weight decay (``meta_weight_decay`` false leaves it out of steps 2–3: the
+original L2R code). The meta-gradient is built as in ``spec/distributed.md`` §2.6: the look-ahead
+gradient is taken on the graph of the training forward with ``torch.autograd.grad(...,
+create_graph=True)``, the probe forward runs the look-ahead weights through
+``torch.func.functional_call`` (any registered model, BatchNorm buffers included), and
+∂L_p/∂ε is a second ``autograd.grad`` (a vector–Jacobian product through θ'). So one training
+forward serves both the meta step and the loss, and under DDP neither gradient triggers the
+reducer.
+
+Reported to the engine: ``weights`` w, ``selected`` w > 0 (so label precision/recall score the
+examples L2R keeps) and ``score`` −∂L_p/∂ε (higher = more helpful to the probe). Evaluation
+uses an EMA (0.999) of the weights, as the IEG repository does.
+
+This module also holds the pieces IEG shares: :func:`meta_gradients` and :class:`ProbeStream`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from ..data.loader import Batch, DeviceLoader
+from ..engine.ema import ModelEMA
+from .base import METHODS, ConfigError, Method, StepOutput
+
+#: Added to the sum of the clipped weights before normalizing (IEG's code).
+NORM_EPS = 1e-5
+
+
+class ProbeStream:
+    """An endless stream of probe batches from a loader, resumable from a step counter.
+
+    Batch k of the stream is batch ``k mod len(loader)`` of the loader's epoch
+    ``k div len(loader)``; ``step`` (saved in checkpoints) is all the state.
+    """
+
+    def __init__(self, loader: DeviceLoader):
+        self.loader = loader
+        self.step = 0
+        self._it = None
+        self._at: int | None = None  # the stream position self._it yields next
+
+    def next(self) -> Batch:
+        n = len(self.loader)
+        if n == 0:
+            raise ValueError("the probe set is empty")
+        epoch, k = divmod(self.step, n)
+        if self._it is None or self._at != self.step:
+            self._it = self.loader.epoch(epoch)
+            for _ in range(k):
+                next(self._it)
+        batch = next(self._it)
+        self.step += 1
+        self._at = self.step if k + 1 < n else None
+        return batch
+
+
+def _optimizer_info(optimizer, params: Sequence[nn.Parameter], default_wd: float):
+    """(weight decay, momentum buffer or None) of each parameter, from the optimizer."""
+    wd = {id(p): default_wd for p in params}
+    if optimizer is None:
+        return [(default_wd, None) for _ in params]
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            wd[id(p)] = float(group.get("weight_decay", 0.0))
+    out = []
+    for p in params:
+        buf = optimizer.state.get(p, {}).get("momentum_buffer")
+        out.append((wd[id(p)], buf))
+    return out
+
+
+def meta_gradients(
+    net: nn.Module,
+    lookahead_loss: Callable[..., torch.Tensor],
+    coeffs: Sequence[torch.Tensor],
+    probe_x: torch.Tensor,
+    probe_y: torch.Tensor,
+    *,
+    step_size: float,
+    momentum: float = 0.0,
+    optimizer: torch.optim.Optimizer | None = None,
+    weight_decay: bool | float = True,
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+    """∂L_probe(θ')/∂c for each coefficient tensor c in ``coeffs``, θ' one virtual SGD step away.
+
+    Args:
+        net: the live network (its parameters θ).
+        lookahead_loss: ``lookahead_loss(*coeffs) -> scalar``, built on the graph of ``net``'s
+            training forward (e.g. Σ_i ε_i ℓ_i).
+        coeffs: leaf tensors with ``requires_grad`` (ε, λ, ...).
+        probe_x, probe_y: the clean probe batch.
+        step_size: α of the virtual step θ' = θ − α·(momentum·m + ∇_θ L_look).
+        momentum: factor of the optimizer's momentum buffer m in the virtual step (IEG's
+            ``meta_momentum``; 0: none, L2R). Parameters without a buffer yet use m = 0.
+        optimizer: the engine's optimizer (momentum buffers and per-group weight decay).
+        weight_decay: True: add ½λ‖θ‖² to the look-ahead loss and ½λ‖θ'‖² to the probe loss with
+            the optimizer's λ (IEG's code); False: none; a float: that λ.
+
+    Returns:
+        (gradients w.r.t. each coefficient, the probe loss at θ' (detached), probe logits at θ'
+        (detached)).
+    """
+    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
+    fixed = isinstance(weight_decay, float) and not isinstance(weight_decay, bool)
+    info = _optimizer_info(optimizer, params, float(weight_decay) if fixed else 0.0)
+    if fixed:
+        info = [(float(weight_decay), buf) for _, buf in info]
+    elif not weight_decay:
+        info = [(0.0, buf) for _, buf in info]
+
+    def decay(tensors) -> torch.Tensor | float:
+        terms = [0.5 * wd * t.float().pow(2).sum() for t, (wd, _) in zip(tensors, info) if wd]
+        return torch.stack(terms).sum() if terms else 0.0
+
+    look = lookahead_loss(*coeffs) + decay(params)
+    grads = torch.autograd.grad(look, params, create_graph=True, allow_unused=True)
+    lookahead: dict[str, torch.Tensor] = {}
+    for (name, p), g, (_, buf) in zip(named, grads, info):
+        if g is None:
+            g = torch.zeros_like(p)
+        if momentum and buf is not None:
+            g = g + momentum * buf.detach()
+        lookahead[name] = p - step_size * g
+    # cloned buffers: the virtual forward uses the probe batch's statistics (train mode) and
+    # leaves the live running statistics alone
+    buffers = {n: b.clone() for n, b in net.named_buffers()}
+    logits = functional_call(net, {**lookahead, **buffers}, (probe_x,))
+    meta = F.cross_entropy(logits.float(), probe_y) + decay(list(lookahead.values()))
+    out = torch.autograd.grad(meta, list(coeffs), allow_unused=True)
+    out = tuple(torch.zeros_like(c) if g is None else g for c, g in zip(coeffs, out))
+    return out, meta.detach(), logits.detach()
+
+
+def normalized_weights(grad: torch.Tensor) -> torch.Tensor:
+    """w = max(−grad, 0) / (Σ max(−grad, 0) + 1e-5) (L2R step 4, IEG's normalizer)."""
+    w = (-grad).clamp_min(0)
+    return w / (w.sum() + NORM_EPS)
+
+
+def require_probe(method: Method) -> ProbeStream:
+    if method.ctx.probe is None:
+        raise ConfigError(
+            f"method {method.name!r} needs a clean probe set: pass --probe-per-class 10 (or "
+            "--probe-ratio, --probe-file)"
+        )
+    return ProbeStream(method.ctx.probe)
+
+
+@METHODS.register("l2r")
+class L2R(Method):
+    """Learning to Reweight: one-step look-ahead meta-gradient example weights on a clean probe."""
+
+    name = "l2r"
+    needs_probe = True
+
+    @dataclass
+    class Config:
+        meta_stepsize: float = 0.1  # α, step of the virtual update (IEG repo's meta_stepsize)
+        init_weight: float = 0.0  # ε₀, where the weights are linearised (L2R: 0)
+        meta_momentum: float = 0.0  # factor of the optimizer's momentum in the virtual step
+        meta_weight_decay: bool = True  # weight decay in look-ahead and meta loss (IEG code)
+        ema_decay: float = 0.999  # EMA of the weights used for evaluation (0: off)
+
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        self.models = {"net": ctx.make_model()}
+        self.probe = require_probe(self)
+        self.ema = ModelEMA(self.models["net"], config.ema_decay) if config.ema_decay else None
+
+    def training_step(self, batch, epoch):
+        net = self.models["net"]
+        if self.ema is not None:
+            self.ema.catch_up(net)
+        probe = self.probe.next()
+        logits = net(batch.x)
+        ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
+        eps = torch.full_like(ce, self.config.init_weight).requires_grad_(True)
+        (g_eps,), _, _ = meta_gradients(
+            net, lambda e: (e * ce).sum(), (eps,), probe.x, probe.labels,
+            step_size=self.config.meta_stepsize, momentum=self.config.meta_momentum,
+            optimizer=self.optimizer, weight_decay=self.config.meta_weight_decay)
+        w = normalized_weights(g_eps).detach()
+        loss = (w * ce).sum()
+        if self.ema is not None:
+            self.ema.mark_step()
+        return StepOutput(loss=loss, logits=logits, selected=w > 0, weights=w,
+                          score=-g_eps.detach())
+
+    def on_epoch_end(self, epoch):
+        if self.ema is not None:
+            self.ema.catch_up(self.models["net"])
+        return {}
+
+    def eval_logits(self, x):
+        out = {"net": self.models["net"](x)}
+        return {"ema": self.ema(x), **out} if self.ema is not None else out
+
+    def state_dict(self):
+        s = {"probe_step": self.probe.step}
+        if self.ema is not None:
+            s["ema"] = self.ema.state_dict()
+        return s
+
+    def load_state_dict(self, state):
+        self.probe.step = int(state["probe_step"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
