@@ -20,7 +20,7 @@ from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
 from .engine.loop import FitResult, fit
 from .engine.run import environment, write_json, write_samples_csv
-from .methods.base import METHODS, Context, build_method
+from .methods.base import METHODS, Context, build_method, method_config
 from .models import build_model
 from .noise import NoiseManifest, expected_noise_rate, inject_noise
 
@@ -209,8 +209,15 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
             )
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
+    from .methods import _builtin  # noqa: F401  (registers the built-in methods)
+
+    method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
+    method_config(method_cls, cfg.method_options)
     data = prepare_data(cfg)
     ds, true, noisy = data.dataset, data.true, data.noisy
+    if method_cls.needs_probe and data.probe_index is None:
+        raise ValueError(f"method {cfg.method!r} needs a clean probe set: pass "
+                         "--probe-per-class 10 (or --probe-ratio, --probe-file)")
     if resume is not None:
         saved = np.load(run_dir / "noisy_labels.npy")
         if not np.array_equal(saved, noisy.labels):
@@ -220,12 +227,8 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     write_json(run_dir / "env.json", environment(device))
     write_json(run_dir / "noise.json", noisy.manifest.to_dict())
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
-    loader_kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
-    train_loader = DeviceLoader(ds.x, noisy.labels, batch_size=cfg.batch_size,
-                                augment=cfg.augment, shuffle=True, seed=cfg.seed, **loader_kw)
-    test_loader = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
-                               shuffle=False, **loader_kw)
-    probe_loader = None
+    ctx, test_loader = build_context(cfg, data, device)
+    train_loader = ctx.loader
     if data.probe_index is not None:
         np.save(run_dir / "probe_indices.npy", data.probe_index)
         write_json(run_dir / "probe.json", {
@@ -233,30 +236,6 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
             "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
             "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
             "indices_file": "probe_indices.npy (indices into the training split)"})
-        probe_loader = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
-                                    augment=cfg.augment, shuffle=True, seed=cfg.seed + 1,
-                                    **loader_kw)
-
-    def make_model() -> torch.nn.Module:
-        m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
-        if device.type == "cuda" and len(ds.input_shape) == 3:
-            m = m.to(memory_format=torch.channels_last)
-        if cfg.compile and device.type == "cuda":
-            m.forward = torch.compile(m.forward)
-        return m
-
-    ctx = Context(
-        num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
-        loader=train_loader, probe=probe_loader, seed=cfg.seed, config=cfg,
-    )
-    ctx.train_model = subset_trainer(ctx)
-    from .methods import _builtin  # noqa: F401  (registers the built-in methods)
-
-    method_cls = METHODS.get(cfg.method)
-    if method_cls.needs_probe and probe_loader is None:
-        raise ValueError(f"method {cfg.method!r} needs a clean probe set: pass "
-                         "--probe-per-class 10 (or --probe-ratio, --probe-file)")
     ctx.noise_rate = resolve_tau(cfg, data, ctx, run_dir) if method_cls.needs_noise_rate \
         else _nominal_tau(cfg, data)
     tau = ctx.noise_rate
@@ -273,6 +252,40 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
     return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+
+
+def build_context(cfg: TrainConfig, data: PreparedData,
+                  device: torch.device | None = None) -> tuple[Context, DeviceLoader]:
+    """The method Context of a prepared dataset (training and probe loaders, ``make_model``,
+    ``train_model``) and the clean test loader: what :func:`train` runs on, for commands that
+    train outside a run (``theory``, ``clean``, ``ieg --mode evaluation``)."""
+    device = device or resolve_device(cfg.device)
+    ds = data.dataset
+    kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
+    train_loader = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size,
+                                augment=cfg.augment, shuffle=True, seed=cfg.seed, **kw)
+    test_loader = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
+                               shuffle=False, **kw)
+    probe_loader = None
+    if data.probe_index is not None:
+        probe_loader = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
+                                    augment=cfg.augment, shuffle=True, seed=cfg.seed + 1, **kw)
+
+    def make_model() -> torch.nn.Module:
+        m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
+        if device.type == "cuda" and len(ds.input_shape) == 3:
+            m = m.to(memory_format=torch.channels_last)
+        if cfg.compile and device.type == "cuda":
+            m.forward = torch.compile(m.forward)
+        return m
+
+    ctx = Context(
+        num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
+        epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
+        loader=train_loader, probe=probe_loader, seed=cfg.seed, config=cfg,
+    )
+    ctx.train_model = subset_trainer(ctx)
+    return ctx, test_loader
 
 
 def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:

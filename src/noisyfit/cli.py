@@ -240,5 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run through the package so plug-in commands see one registry
+    from noisyfit.cli import main as _main
+
+    sys.exit(_main())

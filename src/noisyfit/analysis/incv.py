@@ -403,27 +403,10 @@ def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv",
 
 
 def build_context(cfg, data, device: torch.device | None = None):
-    """A method Context (training loader, ``make_model``, ``train_model``) for a prepared
-    dataset, as :func:`noisyfit.train` builds it, for commands that train outside a run."""
-    from ..api import resolve_device, subset_trainer
-    from ..data.loader import DeviceLoader
-    from ..methods.base import Context
-    from ..models import build_model
+    """The method Context of a prepared dataset (see :func:`noisyfit.api.build_context`)."""
+    from ..api import build_context as _build
 
-    device = device or resolve_device(cfg.device)
-    ds = data.dataset
-    loader = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size,
-                          augment=cfg.augment, shuffle=True, seed=cfg.seed, mean=ds.mean,
-                          std=ds.std, normalize=cfg.normalize, device=device)
-
-    def make_model() -> torch.nn.Module:
-        return build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
-
-    ctx = Context(num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-                  epochs=cfg.epochs, batch_size=cfg.batch_size, device=device,
-                  make_model=make_model, loader=loader, seed=cfg.seed, config=cfg)
-    ctx.train_model = subset_trainer(ctx)
-    return ctx
+    return _build(cfg, data, device)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,7 @@
+"""``python -m noisyfit`` runs the ``noisyfit`` command."""
+
+import sys
+
+from noisyfit.cli import main
+
+sys.exit(main())
