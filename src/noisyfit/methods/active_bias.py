@@ -41,20 +41,19 @@ def active_bias_weights(count: torch.Tensor, m2: torch.Tensor,
 
     Args:
         count: (b,) number n of recorded probabilities per sample.
-        m2: (b,) Welford's M2 = Σ (p − mean)² per sample.
+        m2: (b,) Welford's M2 = Σ (p − mean)² per sample (0 when n ≤ 1).
         smoothness: s.
 
     Returns:
-        (b,) float weights w = b·w̃/Σw̃, w̃ = √(v̂ + v̂²/(n − 1)) + s, v̂ = M2/n (0 if n = 0);
-        the correction term is 0 for n ≤ 1; uniform 1 if Σw̃ = 0.
+        (b,) float32 weights w = b·w̃/Σw̃, w̃ = √(v̂ + v̂²/(n − 1)) + s, v̂ = M2/n; v̂ = 0 and the
+        correction term 0 for n ≤ 1 (M2 is 0 there, so clamping the divisors suffices);
+        uniform 1 if Σw̃ = 0.
     """
-    n = count.double()
-    var = torch.where(n > 0, m2.double() / n.clamp_min(1), torch.zeros_like(n))
-    corr = torch.where(n > 1, var * var / (n - 1).clamp_min(1), torch.zeros_like(n))
-    w = torch.sqrt(var + corr) + smoothness
+    var = m2 / count.clamp_min(1)
+    w = torch.sqrt(var + var * var / (count - 1).clamp_min(1)) + smoothness
     total = w.sum()
-    b = w.shape[0]
-    return torch.where(total > 0, w * b / total.clamp_min(1e-300), torch.ones_like(w)).float()
+    w = w * (w.shape[0] / total.clamp_min(1e-300))
+    return torch.where(total > 0, w, torch.ones_like(w)).float()
 
 
 def welford_update(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor,
@@ -85,24 +84,36 @@ class ActiveBias(Method):
             raise ConfigError("active-bias: warm_up and smoothness must be ≥ 0; got "
                               f"warm_up={config.warm_up}, smoothness={config.smoothness}")
         self.models = {"net": ctx.make_model()}
-        n, dev = ctx.num_samples, ctx.device
-        self.count = torch.zeros(n, dtype=torch.float64, device=dev)
-        self.mean = torch.zeros(n, dtype=torch.float64, device=dev)
-        self.m2 = torch.zeros(n, dtype=torch.float64, device=dev)
-        self.state_names = ("count", "mean", "m2")
+        # per sample: Welford's (count n, mean, M2) of p_t(ỹ), float64, in one (N, 3) tensor
+        # so a step reads and writes them with one gather and one scatter
+        self.stats = torch.zeros(ctx.num_samples, 3, dtype=torch.float64, device=ctx.device)
+        self.state_names = ("stats",)
+
+    @property
+    def count(self) -> torch.Tensor:
+        return self.stats[:, 0]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.stats[:, 1]
+
+    @property
+    def m2(self) -> torch.Tensor:
+        return self.stats[:, 2]
 
     def training_step(self, batch, epoch):
         idx, y = batch.index, batch.labels
         logits = self.models["net"](batch.x)
         ce = F.cross_entropy(logits.float(), y, reduction="none")
+        s = self.stats[idx]
         if epoch < self.config.warm_up:
             w = torch.ones_like(ce)
+            loss = ce.mean()
         else:
-            w = active_bias_weights(self.count[idx], self.m2[idx], self.config.smoothness)
-        loss = (w * ce).mean()
+            w = active_bias_weights(s[:, 0], s[:, 2], self.config.smoothness)
+            loss = (w * ce).mean()
         with torch.no_grad():
-            p = logits.float().softmax(1).gather(1, y[:, None]).squeeze(1).double()
-            n, mean, m2 = welford_update(self.count[idx], self.mean[idx], self.m2[idx], p)
-            self.count[idx], self.mean[idx], self.m2[idx] = n, mean, m2
-        return StepOutput(loss=loss, logits=logits, weights=w.detach(),
-                          score=self.mean[idx].float())
+            p = torch.exp(-ce.detach().double())  # softmax probability of the given label
+            n, mean, m2 = welford_update(s[:, 0], s[:, 1], s[:, 2], p)
+            self.stats[idx] = torch.stack([n, mean, m2], 1)
+        return StepOutput(loss=loss, logits=logits, weights=w.detach(), score=mean.float())

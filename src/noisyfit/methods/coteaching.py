@@ -115,19 +115,22 @@ class CoTeaching(Method):
             raise ConfigError("coteaching needs the noise rate τ: pass --tau RATE or --tau auto")
         self.tau = float(ctx.noise_rate)
         self.models = {"net1": ctx.make_model(), "net2": ctx.make_model()}
-        # loss·b and errors of each network over the epoch, and samples seen
-        self._sums = torch.zeros(5, dtype=torch.float64, device=ctx.device)
+        # the epoch's log: loss sums and errors of (net 1, net 2), samples seen
+        self._loss_sums = torch.zeros(2, device=ctx.device)
+        self._errors = torch.zeros(2, dtype=torch.int64, device=ctx.device)
+        self._seen = 0
 
     def keep_rate(self, epoch: int) -> float:
         c = self.config
         return keep_rate(epoch, self.tau, c.t_k, c.exponent, c.schedule)
 
     def on_epoch_start(self, epoch):
-        self._sums.zero_()
+        self._loss_sums.zero_()
+        self._errors.zero_()
+        self._seen = 0
 
     def on_epoch_end(self, epoch):
-        l1, e1, l2, e2, n = self._sums.tolist()
-        n = max(n, 1)
+        (l1, l2), (e1, e2), n = self._loss_sums.tolist(), self._errors.tolist(), max(1, self._seen)
         return {"keep_rate": self.keep_rate(epoch), "train_loss_net1": l1 / n,
                 "train_error_net1": e1 / n, "train_loss_net2": l2 / n,
                 "train_error_net2": e2 / n}
@@ -141,9 +144,8 @@ class CoTeaching(Method):
         k = num_kept(self.keep_rate(epoch), len(y), self.config.schedule)
         loss, _, pick2 = coteaching_loss(ce1, ce2, k)
         with torch.no_grad():
-            self._sums += torch.stack([
-                ce1.sum().double(), (logits1.argmax(1) != y).sum().double(),
-                ce2.sum().double(), (logits2.argmax(1) != y).sum().double(),
-                torch.tensor(float(len(y)), dtype=torch.float64, device=y.device),
-            ])
+            ce = torch.stack([ce1, ce2])
+            self._loss_sums += ce.sum(1)
+            self._errors += (torch.stack([logits1, logits2]).argmax(2) != y).sum(1)
+            self._seen += len(y)
         return StepOutput(loss=loss, logits=logits1, selected=pick2, score=-ce2.detach())

@@ -36,11 +36,14 @@ HEAD ``cc5d602``):
 
 Departures from the official code (all deliberate):
 
-* **Unfilled history slots** are not predictions: the history is an int32 (N, q) tensor plus
-  a fill count per sample; P(y|x; q) counts only filled slots and a sample is refurbishable
-  only once its history holds q predictions. The code initializes (and clears after every
-  round) histories with zeros, so a sample seen fewer than q times counts as predicted class 0.
-  The code's guard ``q > warm_up → exit`` is therefore unnecessary and dropped.
+* **Unfilled history slots** are not predictions: the history is an int32 (N, q) ring buffer
+  whose empty slots hold the value K (no class), written at slot ``fill % q`` with a fill
+  count per sample; P(y|x; q) counts only filled slots and a sample is refurbishable only once
+  its history holds q predictions. The code initializes (and clears after every round)
+  histories with zeros, so a sample seen fewer than q times counts as predicted class 0 that
+  many times. The code's guard ``q > warm_up → exit`` is therefore unnecessary and dropped.
+* |C| = ⌈(1 − τ)·b⌉ is computed with a 1e-9 tolerance (0.7·10 → 7; the code's float
+  ``np.ceil`` gives 8).
 * **One forward pass**: the loss that selects C and the predictions that enter the history come
   from the same training-mode forward pass that is back-propagated (the code runs a second
   forward pass on the selected samples only, so its BatchNorm statistics are over R ∪ C).
@@ -69,47 +72,45 @@ from .base import METHODS, ConfigError, Method, StepOutput, small_loss_mask
 # the rules, as pure functions of tensors (tested on hand-built inputs)
 
 
-def prediction_counts(history: torch.Tensor, fill: torch.Tensor,
-                      num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Counts of each class among the *filled* slots of a prediction history.
+def prediction_counts(history: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of each class in a batch of prediction histories.
 
     Args:
-        history: (b, q) int predicted labels, a ring buffer (slot ``fill % q`` is written next).
-        fill: (b,) int number of predictions ever written (slots ``< min(fill, q)`` are filled).
+        history: (b, q) int predicted labels; the value K marks an empty slot.
         num_classes: K.
 
     Returns:
-        ``(counts, n)``: (b, K) float counts and (b,) float number of filled slots.
+        (b, K + 1) float counts; column K counts the empty slots (never a class).
     """
-    q = history.shape[1]
-    slot = torch.arange(q, device=history.device)
-    filled = slot[None, :] < fill[:, None].to(slot.dtype)
-    counts = torch.zeros(history.shape[0], num_classes, device=history.device)
-    counts.scatter_add_(1, history.long(), filled.float())
-    return counts, filled.sum(1).float()
+    counts = torch.zeros(history.shape[0], num_classes + 1, device=history.device)
+    return counts.scatter_add_(1, history.long(), torch.ones_like(history, dtype=counts.dtype))
 
 
-def predictive_uncertainty(counts: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-    """F(x; q) = −(1/log K)·Σ_y P(y)·log P(y), P = counts / n; (b,) in [0, 1] (1 if n = 0)."""
-    k = counts.shape[1]
-    p = counts / n.clamp_min(1)[:, None]
-    ent = -torch.xlogy(p, p).sum(1) / math.log(k)
+def predictive_uncertainty(counts: torch.Tensor) -> torch.Tensor:
+    """F(x; q) = −(1/log K)·Σ_y P(y)·log P(y) over the filled slots: P = counts / n, n = the
+    number of predictions; ``counts`` (b, K + 1) as :func:`prediction_counts` returns.
+    (b,) in [0, 1]; 1 for an empty history."""
+    c = counts[:, :-1]
+    n = c.sum(1)
+    p = c / n.clamp_min(1)[:, None]
+    ent = -torch.xlogy(p, p).sum(1) / math.log(c.shape[1])
     return torch.where(n > 0, ent, torch.ones_like(ent))
 
 
-def refurbishable(history: torch.Tensor, fill: torch.Tensor, num_classes: int,
-                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """SELFIE's refurbishment test on a batch of histories.
+def refurbishable(history: torch.Tensor, num_classes: int,
+                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """SELFIE's refurbishment test on a batch of histories (b, q) (value K = empty slot).
 
     Returns:
-        ``(mask, label, uncertainty)``: (b,) bool — the history is full (q predictions) and
-        F ≤ ε; (b,) int64 the most frequent prediction (the refurbished label; ties go to the
-        smaller class); (b,) float F over the filled slots.
+        ``(mask, label)``: (b,) bool — the history holds q predictions (no empty slot) and
+        F(x; q) ≤ ε; (b,) int64 the most frequent prediction, the refurbished label (ties go
+        to the smaller class).
     """
-    counts, n = prediction_counts(history, fill, num_classes)
-    f = predictive_uncertainty(counts, n)
-    full = fill >= history.shape[1]
-    return full & (f <= epsilon), counts.argmax(1), f
+    q = history.shape[1]
+    counts = prediction_counts(history, num_classes)
+    p = counts[:, :-1] * (1.0 / q)  # exact P for full histories, the only ones that qualify
+    f = torch.xlogy(p, p).sum(1) * (-1.0 / math.log(num_classes))
+    return (f <= epsilon) & (counts[:, -1] == 0), counts[:, :-1].argmax(1)
 
 
 def selfie_selection(loss: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor,
@@ -120,9 +121,11 @@ def selfie_selection(loss: torch.Tensor, labels: torch.Tensor, stored: torch.Ten
     Args:
         loss: (b,) cross-entropy against the given labels (selects C).
         labels: (b,) given labels ỹ.
-        stored: (b,) int64 refurbished labels *after* this step's refurbishment (−1: never).
+        stored: (b,) int64 refurbished labels *after* this step's refurbishment (−1: never),
+            so ``refurb_now`` implies ``stored >= 0``.
         refurb_now: (b,) bool the samples passing F ≤ ε now (their label is in ``stored``).
-        tau: τ; |C| = ⌈(1 − τ)·b⌉.
+        tau: τ; |C| = ⌈(1 − τ)·b⌉ (computed with a 1e-9 tolerance, so 0.7·10 = 7, where the
+            code's float ``np.ceil`` can give 8).
         reuse: put every sample with a stored label in R (code) — else only ``refurb_now``.
         stored_for_clean: C ∖ R samples with a stored label train on it (code) — else on ỹ.
 
@@ -133,10 +136,10 @@ def selfie_selection(loss: torch.Tensor, labels: torch.Tensor, stored: torch.Ten
     b = loss.shape[0]
     clean = small_loss_mask(loss, math.ceil((1.0 - tau) * b - 1e-9))
     has = stored >= 0
-    refurb = refurb_now | has if reuse else refurb_now
-    clean_label = torch.where(has, stored, labels) if stored_for_clean else labels
-    train = torch.where(refurb, stored, torch.where(clean, clean_label, labels))
-    return refurb | clean, train
+    if reuse:  # R = every sample with a stored label (⊇ refurb_now)
+        return has | clean, torch.where(has, stored, labels)
+    use_stored = refurb_now | (clean & has) if stored_for_clean else refurb_now
+    return refurb_now | clean, torch.where(use_stored, stored, labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,17 +194,29 @@ class Selfie(Method):
         if ctx.noise_rate is None:
             raise ConfigError("selfie needs the noise rate τ: pass --tau RATE or --tau auto")
         self.tau = float(ctx.noise_rate)
+        if not 0.0 <= self.tau < 1.0:
+            raise ConfigError(f"selfie needs 0 ≤ τ < 1 (the clean set holds ⌈(1 − τ)·b⌉ "
+                              f"samples); got τ = {self.tau}")
         self.tau_history: list[float] = []  # τ after each finished round
         n, dev = ctx.num_samples, ctx.device
         self.models = {"net": ctx.make_model()}
-        self.history = torch.zeros(n, c.q, dtype=torch.int32, device=dev)
+        # the last q predictions per sample, a ring buffer written at slot fill % q; the value
+        # K marks an empty slot (never a class); fill = predictions written this round
+        self.history = torch.full((n, c.q), ctx.num_classes, dtype=torch.int32, device=dev)
         self.fill = torch.zeros(n, dtype=torch.int32, device=dev)
+        self._one = torch.ones(1, dtype=torch.int32, device=dev)
         self.corrected = torch.full((n,), -1, dtype=torch.int64, device=dev)
         # (m, 3) int64 rows (epoch, index, label): every change of ``corrected``, recorded at
         # epoch ends, so the detail log (which needs the truth) can be replayed outside.
         self.refurb_events: list[torch.Tensor] = []
         self._snapshot = self.corrected.clone()
-        self._sums = torch.zeros(3, dtype=torch.float64, device=dev)
+        # the epoch's log: loss sum, errors (on the device) and samples seen
+        self._loss_sum = torch.zeros((), device=dev)
+        self._errors = torch.zeros((), dtype=torch.int64, device=dev)
+        self._seen = 0
+        # whether the log's labels (refurbished where stored) are the labels trained on in
+        # every phase: then the log reuses the training loss (no extra work in the step)
+        self._log_is_train = self.warmup_refurbished and self.reuse
         self.state_names = ("history", "fill", "corrected", "tau", "tau_history",
                             "refurb_events")
 
@@ -237,14 +252,16 @@ class Selfie(Method):
             m.load_state_dict(self.ctx.make_model().state_dict())
         if self.optimizer is not None:
             self.optimizer.state.clear()
-        self.history.zero_()
+        self.history.fill_(self.ctx.num_classes)
         self.fill.zero_()
 
     def on_epoch_start(self, epoch):
         r, e = self.round_of(epoch)
         if r > 0 and e == 0:
             self.restart_round()
-        self._sums.zero_()
+        self._loss_sum.zero_()
+        self._errors.zero_()
+        self._seen = 0
 
     def on_epoch_end(self, epoch):
         r, e = self.round_of(epoch)
@@ -258,9 +275,8 @@ class Selfie(Method):
         out: dict[str, Any] = {"round": r + 1, "round_epoch": e + 1, "tau": self.tau,
                                "refurbished": ever,
                                "refurbished_frac": ever / max(1, self.ctx.num_samples)}
-        loss_sum, err_sum, seen = self._sums.tolist()
-        out["selfie_train_loss"] = loss_sum / max(seen, 1)
-        out["selfie_train_error"] = err_sum / max(seen, 1)
+        out["selfie_train_loss"] = float(self._loss_sum) / max(self._seen, 1)
+        out["selfie_train_error"] = int(self._errors) / max(self._seen, 1)
         if e == self.round_epochs - 1:  # end of a round
             if self.update_tau:
                 self.tau = min(self.tau, 1.0 - ever / max(1, self.ctx.num_samples))
@@ -280,37 +296,34 @@ class Selfie(Method):
         idx, y = batch.index, batch.labels
         logits = self.models["net"](batch.x)
         logp = F.log_softmax(logits.float(), 1)
-        loss_given = -logp.gather(1, y[:, None]).squeeze(1)
+        loss_given = F.nll_loss(logp, y, reduction="none").detach()
         stored = self.corrected[idx]
-        if e < self.config.warm_up:
+        if e < self.config.warm_up:  # every sample; stored refurbished labels (code)
             train = torch.where(stored >= 0, stored, y) if self.warmup_refurbished else y
-            ce = -logp.gather(1, train[:, None]).squeeze(1)
-            loss = ce.mean()
+            loss = F.nll_loss(logp, train)
             selected = None
         else:
-            now, label, _ = refurbishable(self.history[idx], self.fill[idx],
-                                          logits.shape[1], self.config.epsilon)
+            now, label = refurbishable(self.history[idx], logits.shape[1], self.config.epsilon)
             stored = torch.where(now, label, stored)
             self.corrected[idx] = stored
-            selected, train = selfie_selection(loss_given.detach(), y, stored, now, self.tau,
+            selected, train = selfie_selection(loss_given, y, stored, now, self.tau,
                                                reuse=self.reuse,
                                                stored_for_clean=self.stored_for_clean)
-            ce = -logp.gather(1, train[:, None]).squeeze(1)
-            loss = (ce * selected).sum() / selected.sum().clamp_min(1)
+            # mean over R ∪ C (Eq. 2): the others are ignored, the loss averaged once
+            loss = F.nll_loss(logp, torch.where(selected, train, -100), ignore_index=-100)
         with torch.no_grad():
             pred = logits.argmax(1)
-            # the code's training log: whole batch, refurbished labels where available
-            log_y = torch.where(stored >= 0, stored, y)
-            self._sums += torch.stack([
-                -logp.gather(1, log_y[:, None]).sum().double(),
-                (pred != log_y).sum().double(),
-                torch.tensor(float(len(idx)), dtype=torch.float64, device=idx.device),
-            ])
-            q = self.history.shape[1]
-            self.history[idx, (self.fill[idx] % q).long()] = pred.to(torch.int32)
-            self.fill[idx] += 1
+            # the code's training log: whole batch, refurbished labels where available (with
+            # the code's defaults these are exactly the labels trained on)
+            log_y = train if self._log_is_train else torch.where(stored >= 0, stored, y)
+            self._loss_sum += F.nll_loss(logp, log_y, reduction="sum")
+            self._errors += (pred != log_y).sum()
+            self._seen += len(idx)
+            slot = (self.fill[idx] % self.history.shape[1]).long()
+            self.history[idx, slot] = pred.to(torch.int32)
+            self.fill.index_add_(0, idx, self._one.expand(len(idx)))
         return StepOutput(loss=loss, logits=logits, selected=selected, new_labels=train,
-                          score=-loss_given.detach())
+                          score=-loss_given)
 
 
 def replay_refurbishments(events: list[torch.Tensor], num_samples: int,
