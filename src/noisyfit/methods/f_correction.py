@@ -35,7 +35,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .base import METHODS, ConfigError, Method, StepOutput
 

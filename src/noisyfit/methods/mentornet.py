@@ -11,7 +11,8 @@ function's default), of the ``p``-th percentile of the batch losses (p = 0.75 in
 commands for 20 %/40 % noise, 0.5 for 80 %).
 
 **Mentor network** (``mentornet_nn``): a bidirectional LSTM with one unit per direction over a
-one-step sequence of (ℓ, ℓ − λ) — its two final *cell* states are the features —, a trainable
+one-step sequence of (ℓ, ℓ − λ) — its two final *cell* states are the features; from the zero
+state that is c = σ(W_i·x + b_i)·tanh(W_g·x + b_g) per direction, computed as such —, a trainable
 2-d label embedding, a fixed (not trained) random 5-d embedding of the percent-epoch, a
 20-unit tanh layer and a linear output; v = sigmoid(output).
 
@@ -37,9 +38,9 @@ Departures from the original code:
 * The percent-epoch advances per epoch (⌊100·e/E⌋), not per step (⌊100·step/steps⌋).
 * The output layer is a plain linear layer; the original adds its bias to the *weight matrix*
   (``matmul(fc_1, W + b)``), a typo that makes the bias a per-unit weight offset.
-* The mentor is trained with Adam at lr 0.01 (decayed ×0.9 every 10 % of the steps), batch
-  512, ``mentor_steps`` = 3000 steps on 100 000 grid points, gradient norm clipped at 5: the
-  same fit of the curriculum in ~1/100 of the steps (imitation error in the tests).
+* The mentor is trained with Adam at lr 0.1 decayed ×0.9 every 10 % (not every 1000) of the
+  steps, batches of 512 (not 32), ``mentor_steps`` = 3000 (not 30 000) steps, on one thread:
+  the curriculum is fitted to a held-out MSE ≈ 0.003 in ~10 s (checked in the tests).
 * The student's weight decay is the optimizer's; the original scales the ResNet's decay loss
   by Σv/b.
 * λ's percentile uses ``torch.quantile(..., interpolation="nearest")`` (TF's
@@ -78,7 +79,8 @@ class MentorNet(nn.Module):
     def __init__(self, label_embedding_size: int = 2, epoch_embedding_size: int = 5,
                  num_fc_nodes: int = 20):
         super().__init__()
-        self.lstm = nn.LSTM(2, 1, bidirectional=True, batch_first=True)
+        # the input-gate and cell-candidate rows of a 1-unit LSTM cell, forward and backward
+        self.gates = nn.Linear(2, 4)
         self.label_embedding = nn.Embedding(2, label_embedding_size)
         bound = math.sqrt(6.0 / (100 + epoch_embedding_size))  # glorot uniform, as TF
         self.register_buffer("epoch_embedding",
@@ -87,10 +89,11 @@ class MentorNet(nn.Module):
         self.fc2 = nn.Linear(num_fc_nodes, 1)
 
     def forward(self, loss, loss_diff, label, epoch_pct) -> torch.Tensor:
-        b = loss.shape[0]
-        seq = torch.stack([loss, loss_diff], 1)[:, None, :]  # (b, 1 step, 2)
-        _, (_, c) = self.lstm(seq)  # c: (2 directions, b, 1), the final cell states
-        h = c.permute(1, 0, 2).reshape(b, 2)
+        # A 1-unit LSTM over a one-step sequence from the zero state ends in the cell state
+        # c = σ(W_i·x + b_i)·tanh(W_g·x + b_g) (the forget and output gates do not reach c);
+        # the bidirectional pair is two such cells on the same step.
+        gates = self.gates(torch.stack([loss, loss_diff], 1)).view(-1, 2, 2)  # (b, dir, i/g)
+        h = torch.sigmoid(gates[..., 0]) * torch.tanh(gates[..., 1])  # (b, 2) cell states
         epoch = epoch_pct.long().clamp(0, 99)
         feat = torch.cat([self.label_embedding(label.long()), self.epoch_embedding[epoch], h], 1)
         return self.fc2(torch.tanh(self.fc1(feat))).squeeze(1)
@@ -110,20 +113,32 @@ def curriculum_grid(gamma: float = 1.0, sample_size: int = 100_000,
     return x, vstar_mentornet_pd(x[:, 1], x[:, 3], gamma)
 
 
+LR = 0.1  # Adam learning rate of the mentor, as the original (×0.9 every 10 % of the steps)
+
+
 @functools.lru_cache(maxsize=4)
 def _trained_mentor_state(gamma: float, steps: int, seed: int) -> tuple:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: thread hand-offs cost more than the maths
+    try:
+        return _train_mentor(gamma, steps, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_mentor(gamma: float, steps: int, seed: int, lr: float = LR) -> tuple:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         x, v = curriculum_grid(gamma, seed=seed)
         n_train = int(0.8 * len(x))
         xt, vt = x[:n_train], v[:n_train]
         net = MentorNet()
-        opt = torch.optim.Adam(net.parameters(), lr=0.01)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
         decay_every = max(1, steps // 10)
         g = torch.Generator().manual_seed(seed)
         for s in range(steps):
             for grp in opt.param_groups:
-                grp["lr"] = 0.01 * 0.9 ** (s // decay_every)
+                grp["lr"] = lr * 0.9 ** (s // decay_every)
             i = torch.randint(0, n_train, (512,), generator=g)
             xb = xt[i]
             out = torch.sigmoid(net(xb[:, 0], xb[:, 1], xb[:, 2], xb[:, 3]))
