@@ -37,6 +37,22 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def parse_config(argv: Sequence[str], *, prog: str, description: str,
+                 pre: argparse.ArgumentParser | None = None
+                 ) -> tuple[TrainConfig, argparse.Namespace]:
+    """A TrainConfig from flags over an optional ``--config FILE.yaml``.
+
+    ``pre`` (``add_help=False``) holds a command's own extra flags; they are parsed first and
+    returned as the namespace. Every command that trains (train, clean, theory, ...) uses this.
+    """
+    pre = pre or argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path)
+    known, rest = pre.parse_known_args(list(argv))
+    default = load_config(known.config) if known.config else TrainConfig()
+    cfg = tyro.cli(TrainConfig, args=rest, default=default, prog=prog, description=description)
+    return cfg, known
+
+
 # --------------------------------------------------------------------------------------------
 # train
 
@@ -45,12 +61,11 @@ def usage() -> str:
          "Fashion-MNIST, 40% symmetric noise); --config FILE.yaml, --resume RUN_DIR")
 def cmd_train(argv: Sequence[str]) -> int:
     """noisyfit train [--config FILE.yaml] [--resume RUN_DIR] [TrainConfig flags]"""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    pre.add_argument("--resume", type=Path)
-    known, rest = pre.parse_known_args(list(argv))
     from .api import train
 
+    resume = argparse.ArgumentParser(add_help=False)
+    resume.add_argument("--resume", type=Path)
+    known, rest = resume.parse_known_args(list(argv))
     if known.resume is not None:
         extra = [a for a in rest if a not in ("--no-progress", "--progress")]
         if extra:
@@ -60,17 +75,9 @@ def cmd_train(argv: Sequence[str]) -> int:
             )
         result = train(resume=known.resume, progress="--no-progress" not in rest)
     else:
-        default = load_config(known.config) if known.config else TrainConfig()
-        cfg = tyro.cli(
-            TrainConfig,
-            args=rest,
-            default=default,
-            prog="noisyfit train",
-            description=(
-                "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
-                "from a file; flags override it), --resume RUN_DIR (continue a stopped run)."
-            ),
-        )
+        cfg, _ = parse_config(rest, prog="noisyfit train", description=(
+            "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
+            "from a file; flags override it), --resume RUN_DIR (continue a stopped run)."))
         result = train(cfg)
     _print_summary(result.summary)
     return 0

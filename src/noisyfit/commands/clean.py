@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tyro
 
-from ..cli import command
-from ..config import TrainConfig, load_config, save_config
+from ..cli import command, parse_config
+from ..config import TrainConfig, save_config
 
 CSV_COLUMNS = ("y", "y_noisy", "select", "candidate", "eval_ratio")
 
@@ -107,11 +106,8 @@ def cmd_clean(argv: Sequence[str]) -> int:
     """noisyfit clean --method incv [--config FILE] [TrainConfig flags]"""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default="incv", choices=["incv"])
-    pre.add_argument("--config", type=Path)
-    known, rest = pre.parse_known_args(list(argv))
-    default = load_config(known.config) if known.config else TrainConfig()
-    cfg = tyro.cli(
-        TrainConfig, args=rest, default=default, prog="noisyfit clean",
+    cfg, known = parse_config(
+        argv, pre=pre, prog="noisyfit clean",
         description=(
             "Find the clean samples of a noisy dataset with INCV (--method incv, the only "
             "cleaner so far). The dataset, noise, model and optimizer flags are the train "

@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tyro
 
-from ..cli import command
-from ..config import TrainConfig, load_config
+from ..cli import command, parse_config
+from ..config import TrainConfig
 
 QUANTITIES = (("test_acc", "test accuracy (noisy labels)"), ("label_precision", "label precision"),
               ("label_recall", "label recall"))
@@ -166,11 +165,8 @@ def cmd_theory(argv: Sequence[str]) -> int:
     pre.add_argument("--kinds", default="symmetric,pair")
     pre.add_argument("--heatmap-rates", default="0.4,0.8")
     pre.add_argument("--split-seed", type=int, default=0)
-    pre.add_argument("--config", type=Path)
-    known, rest = pre.parse_known_args(list(argv))
-    default = load_config(known.config) if known.config else TrainConfig()
-    cfg = tyro.cli(
-        TrainConfig, args=rest, default=default, prog="noisyfit theory",
+    cfg, known = parse_config(
+        argv, pre=pre, prog="noisyfit theory",
         description=(
             "INCV's theory check: train on one noisy half of the training set, predict the "
             "other; measured vs theoretical test accuracy, label precision/recall and M vs T. "
