@@ -78,6 +78,37 @@ def mixup(x: torch.Tensor, y: torch.Tensor, beta: float = 0.5):
     return xm, ym, mu, perm
 
 
+def ieg_meta_step(net, logits, onehot, guess, probe_x, probe_y, *, lam0=0.9, step_size=0.1,
+                  momentum=0.9, optimizer=None, weight_decay=True):
+    """IEG's ``meta_optimize``: example weights ω* and label choices λ* for one batch.
+
+    Args:
+        net: the live network; ``logits`` (B, K) its training forward on the batch.
+        onehot: (B, K) one-hot given labels; guess: (B, K) guessed label distributions g.
+        probe_x, probe_y: the clean probe batch.
+        lam0: λ₀, the initial label coefficient; ω starts at 1/B.
+        step_size, momentum, optimizer, weight_decay: the virtual step (see ``meta_gradients``).
+
+    Returns:
+        (ω* (B,), λ* (B,) in {0, 1}, ∂L/∂ω (B,), ∂L/∂λ (B,)), all detached.
+    """
+    b = logits.shape[0]
+    omega = torch.full((b,), 1.0 / b, device=logits.device, requires_grad=True)
+    lam = torch.full((b,), float(lam0), device=logits.device, requires_grad=True)
+    log_p = logits.float().log_softmax(1)
+
+    def lookahead(w, l):
+        target = l[:, None] * onehot + (1 - l[:, None]) * guess
+        return (w * -(target * log_p).sum(1)).sum()
+
+    (g_omega, g_lam), _, _ = meta_gradients(
+        net, lookahead, (omega, lam), probe_x, probe_y, step_size=step_size,
+        momentum=momentum, optimizer=optimizer, weight_decay=weight_decay)
+    w = normalized_weights(g_omega).detach()
+    lam_star = (g_lam < 0).float().detach()
+    return w, lam_star, g_omega.detach(), g_lam.detach()
+
+
 @METHODS.register("ieg")
 class IEG(Method):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
@@ -100,6 +131,7 @@ class IEG(Method):
         detach_guess: bool = True  # no gradient through g (IEG's code lets it flow)
         threshold: float | None = None  # paper variant: B·ω* ≥ T joins the clean MixUp side
         ema_decay: float = 0.999  # EMA of the weights used for evaluation (0: off)
+        rampup_steps: int = 0  # ramp p and k linearly from 0 over this many steps (0: code)
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
@@ -107,6 +139,12 @@ class IEG(Method):
         self.probe = require_probe(self)
         self.augment = StrongAugment(config.aug_type)
         self.ema = ModelEMA(self.models["net"], config.ema_decay) if config.ema_decay else None
+        self.steps = 0  # training steps taken (for the ramp-up)
+
+    def ramp(self) -> float:
+        """Factor of p and k at this step: 1, or min(1, step/rampup_steps) with a ramp-up."""
+        r = self.config.rampup_steps
+        return 1.0 if r <= 0 else min(1.0, self.steps / r)
 
     # ------------------------------------------------------------------------------------
     def training_step(self, batch, epoch):
@@ -115,7 +153,7 @@ class IEG(Method):
         if self.ema is not None:
             self.ema.catch_up(net)
         probe = self.probe.next()
-        b, k = len(batch), self.ctx.num_classes
+        k = self.ctx.num_classes
         x_strong = self.augment(self.ctx.loader, batch)
         logits = net(batch.x)
         aug_logits = net(x_strong)
@@ -127,20 +165,10 @@ class IEG(Method):
         onehot = F.one_hot(batch.labels, k).float()
 
         # 4. meta step: example weights ω* and label choices λ*
-        omega = torch.full((b,), 1.0 / b, device=logits.device, requires_grad=True)
-        lam = torch.full((b,), cfg.grad_eps_init, device=logits.device, requires_grad=True)
-        log_p = logits.float().log_softmax(1)
-
-        def lookahead(w, l):
-            target = l[:, None] * onehot + (1 - l[:, None]) * guess
-            return (w * -(target * log_p).sum(1)).sum()
-
-        (g_omega, g_lam), _, _ = meta_gradients(
-            net, lookahead, (omega, lam), probe.x, probe.labels,
-            step_size=cfg.meta_stepsize, momentum=cfg.meta_momentum,
-            optimizer=self.optimizer, weight_decay=cfg.meta_weight_decay)
-        w = normalized_weights(g_omega).detach()
-        lam_star = (g_lam < 0).float().detach()
+        w, lam_star, g_omega, _ = ieg_meta_step(
+            net, logits, onehot, guess, probe.x, probe.labels, lam0=cfg.grad_eps_init,
+            step_size=cfg.meta_stepsize, momentum=cfg.meta_momentum, optimizer=self.optimizer,
+            weight_decay=cfg.meta_weight_decay)
 
         # 5. supervised loss with the new weights and label choices
         target_star = lam_star[:, None] * onehot + (1 - lam_star[:, None]) * guess
@@ -151,6 +179,7 @@ class IEG(Method):
         xe = self._mixup_ce(batch.x, x_strong, guess, probe, w, target_star)
         kl = self._consistency(logits, aug_logits)
         loss = sup + xe + kl
+        self.steps += 1
 
         if self.ema is not None:
             self.ema.mark_step()
@@ -185,14 +214,14 @@ class IEG(Method):
         l_loss = (ce * labelled).sum() / labelled.sum()
         u_n = (~labelled).sum()
         u_loss = (ce * ~labelled).sum() / u_n.clamp_min(1)
-        return l_loss + cfg.ce_factor * u_loss
+        return l_loss + cfg.ce_factor * self.ramp() * u_loss
 
     def _consistency(self, logits, aug_logits):
         if self.config.consistency_factor == 0:
             return torch.zeros((), device=logits.device)
         q = logits.detach().float()
         kl = (q.softmax(1) * (q.log_softmax(1) - aug_logits.float().log_softmax(1))).sum(1)
-        return self.config.consistency_factor * kl.mean()
+        return self.config.consistency_factor * self.ramp() * kl.mean()
 
     # ------------------------------------------------------------------------------------
     def on_epoch_end(self, epoch):
@@ -205,12 +234,13 @@ class IEG(Method):
         return {"ema": self.ema(x), **out} if self.ema is not None else out
 
     def state_dict(self):
-        s = {"probe_step": self.probe.step}
+        s = {"probe_step": self.probe.step, "steps": self.steps}
         if self.ema is not None:
             s["ema"] = self.ema.state_dict()
         return s
 
     def load_state_dict(self, state):
         self.probe.step = int(state["probe_step"])
+        self.steps = int(state["steps"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
