@@ -1,3 +1,3 @@
 """Importing this module registers every built-in dataset."""
 
-from . import cifar, folder, idx, synthetic  # noqa: F401
+from . import cifar, folder, idx, synthetic, webvision  # noqa: F401

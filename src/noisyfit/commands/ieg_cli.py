@@ -1,0 +1,370 @@
+"""``noisyfit ieg``: the IEG repository's command line (``ieg.main``) on noisyfit's engine.
+
+The seed's names work as written::
+
+    noisyfit ieg --dataset cifar100_uniform_0.8 --network-name wrn28-10 --checkpoint-path runs/ieg
+    noisyfit ieg --dataset cifar10_asymmetric_0.4 --network-name resnet29 \\
+        --probe-dataset-hold-ratio 0.002 --checkpoint-path runs/ieg
+    noisyfit ieg --dataset cifar100_uniform_0.8 --method l2r --checkpoint-path runs/l2r
+    noisyfit ieg --dataset cifar100_uniform_0.8 --method supervised --checkpoint-path runs/sup
+    noisyfit ieg --dataset cifar100_uniform_0.8 --mode evaluation --checkpoint-path runs/ieg
+    noisyfit ieg --dataset webvisionmini --network-name resnet50 --ce-factor 4 \\
+        --consistency-factor 8 --batch-size 8 --use-imagenet-as-eval --data-dir /data/webvision
+
+``--dataset`` is ``<dataset>_<noise>_<ratio>`` (any registered dataset: ``cifar10``,
+``cifar100``, ``fashion-mnist``, ``synthetic``...; noise ``uniform`` = IEG's draw from all K
+classes, ``asymmetric``, or any other noise kind), or ``webvisionmini[_<probe per class>]``.
+The run folder is ``<checkpoint-path>/<dataset>_p<ratio>/<network-name>`` as in IEG's
+``main.py``; training continues from its checkpoint when one exists, ``--mode evaluation``
+restores it (or the file ``--restore``) and reports top-1/top-5 accuracy with the EMA weights.
+
+Methods: ``ieg`` and ``l2r`` are the registered methods; ``supervised`` is ``standard`` inside
+this pipeline (EMA 0.999 + the cosine-restart schedule), a preset, not a method. Every method
+trains on the same noisy set with the probe held out (IEG's split). ``--max-iteration`` is
+rounded up to whole epochs; the cosine-restart schedule's first cycle is IEG's 500 steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import tyro
+
+from ..cli import command
+from ..config import TrainConfig, save_config
+from ..data import webvision as _webvision  # noqa: F401  (registers webvision-mini)
+
+NETWORK_WEIGHT_DECAY = {"wrn28-10": 5e-4, "resnet29": 1e-4, "resnet50": 1e-4}
+
+
+@dataclass
+class IEGArgs:
+    """IEG's command line (google-research/ieg ``main.py`` flags; defaults of ``options.py``)."""
+
+    dataset: str = "cifar100_uniform_0.8"
+    """``<dataset>_<noise>_<ratio>`` (cifar100_uniform_0.8, cifar10_asymmetric_0.4) or
+    ``webvisionmini[_<probe images per class>]``."""
+    network_name: str = "wrn28-10"
+    """wrn28-10, resnet29, resnet50 or any registered model."""
+    method: Literal["ieg", "l2r", "supervised"] = "ieg"
+    mode: Literal["train", "evaluation"] = "train"
+    max_iteration: int = 200000
+    """Training steps (rounded up to whole epochs)."""
+    batch_size: int = 100
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float | None = None
+    """None: the network's (wrn28-10 5e-4, resnet29/resnet50 1e-4, others 5e-4)."""
+    probe_dataset_hold_ratio: float = 0.02
+    """Share of the training set held out, class-balanced, as the clean probe."""
+    ce_factor: float = 5.0
+    consistency_factor: float = 20.0
+    meta_stepsize: float = 0.1
+    meta_momentum: float = 0.9
+    grad_eps_init: float = 0.9
+    aug_type: Literal["autoaug", "randaug", "default"] = "autoaug"
+    use_ema: bool = True
+    rampup_steps: int = 0
+    """Ramp ce_factor and consistency_factor up over this many steps (0: IEG's code)."""
+    threshold: float | None = None
+    """The paper's isolation threshold before MixUp (None: IEG's code)."""
+    checkpoint_path: Path = Path("/tmp/ieg")
+    restore: Path | None = None
+    """Evaluation: this checkpoint file instead of the run folder's latest."""
+    use_imagenet_as_eval: bool = False
+    """WebVision-mini: evaluate on the ImageNet validation images of its 50 classes."""
+    data_dir: str | None = None
+    imagenet_dir: str | None = None
+    """WebVision-mini: ImageNet in class folders (default <data-dir>/imagenet)."""
+    train_subset: int | None = None
+    test_subset: int | None = None
+    val_batch_size: int = 100
+    seed: int = 0
+    noise_seed: int = 0
+    workers: int = 2
+    """WebVision-mini: image decoding processes."""
+    device: str = "auto"
+    progress: bool = True
+
+
+def parse_dataset(name: str) -> tuple[str, str, float]:
+    """``cifar100_uniform_0.8`` → (``cifar100``, ``uniform``, 0.8); ``webvisionmini_10`` →
+    (``webvisionmini``, ``none``, 10.0) (the probe size per class; 10 when absent)."""
+    if name.startswith("webvisionmini"):
+        rest = name[len("webvisionmini"):]
+        if rest and not re.fullmatch(r"_\d+", rest):
+            raise ValueError(f"--dataset {name}: use webvisionmini or webvisionmini_<n>")
+        return "webvisionmini", "none", float(rest[1:]) if rest else 10.0
+    parts = name.rsplit("_", 2)
+    if len(parts) != 3:
+        raise ValueError(f"--dataset {name!r}: expected <dataset>_<noise>_<ratio>, e.g. "
+                         "cifar100_uniform_0.8 or cifar10_asymmetric_0.4")
+    ds, noise, ratio = parts
+    try:
+        rate = float(ratio)
+    except ValueError:
+        raise ValueError(f"--dataset {name!r}: the noise ratio {ratio!r} is not a number") \
+            from None
+    if not 0 <= rate <= 1:
+        raise ValueError(f"--dataset {name!r}: the noise ratio must lie in [0, 1]")
+    return ds, noise, rate
+
+
+def run_dir_of(a: IEGArgs) -> Path:
+    """``<checkpoint_path>/<dataset>_p<ratio>/<network_name>`` (IEG's ``main.py``)."""
+    return Path(a.checkpoint_path) / f"{a.dataset}_p{a.probe_dataset_hold_ratio}" / a.network_name
+
+
+def method_options(a: IEGArgs) -> tuple[str, dict[str, str]]:
+    ema = "0.999" if a.use_ema else "0"
+    if a.method == "ieg":
+        opts = dict(ce_factor=a.ce_factor, consistency_factor=a.consistency_factor,
+                    meta_stepsize=a.meta_stepsize, meta_momentum=a.meta_momentum,
+                    grad_eps_init=a.grad_eps_init, aug_type=a.aug_type, ema_decay=ema,
+                    rampup_steps=a.rampup_steps, threshold=a.threshold)
+        return "ieg", {k: str(v) for k, v in opts.items()}
+    if a.method == "l2r":
+        return "l2r", {"meta_stepsize": str(a.meta_stepsize), "ema_decay": ema}
+    return "standard", {}
+
+
+def train_config(a: IEGArgs, epochs: int = 1) -> TrainConfig:
+    """The TrainConfig of a CIFAR-like run (the probe held out by ``probe_ratio``)."""
+    ds, noise, rate = parse_dataset(a.dataset)
+    method, opts = method_options(a)
+    wd = a.weight_decay if a.weight_decay is not None \
+        else NETWORK_WEIGHT_DECAY.get(a.network_name, 5e-4)
+    return TrainConfig(
+        dataset=ds, data_dir=a.data_dir, train_subset=a.train_subset, test_subset=a.test_subset,
+        noise=noise, noise_rate=rate, noise_seed=a.noise_seed, model=a.network_name,
+        method=method, method_options=opts, probe_ratio=a.probe_dataset_hold_ratio,
+        epochs=epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.learning_rate,
+        momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts", augment=True,
+        seed=a.seed, device=a.device, eval_batch_size=a.val_batch_size, progress=a.progress,
+        out=str(Path(a.checkpoint_path)), name=str(run_dir_of(a).relative_to(a.checkpoint_path)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# building a run
+
+
+@dataclass
+class Pipeline:
+    method: Any
+    train: Any
+    test: Any
+    true_labels: torch.Tensor | None
+    cfg: TrainConfig
+    noisy: Any = None
+    probe_info: dict | None = None
+
+
+def _wrap(method, a: IEGArgs):
+    from ..engine.ema import EMAMethod
+
+    if a.method == "supervised" and a.use_ema:
+        return EMAMethod(method, 0.999)
+    return method
+
+
+def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
+    """Data, loaders and the method of a run (``epochs_for(steps_per_epoch) -> epochs``)."""
+    if parse_dataset(a.dataset)[0] == "webvisionmini":
+        return _webvision_pipeline(a, epochs_for)
+    from ..api import prepare_data, resolve_device, seed_everything, subset_trainer
+    from ..data.loader import DeviceLoader
+    from ..methods.base import Context, build_method
+    from ..models import build_model
+
+    cfg = train_config(a)
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    data = prepare_data(cfg)
+    ds = data.dataset
+    if data.probe_index is None:
+        raise ValueError(f"--probe-dataset-hold-ratio {a.probe_dataset_hold_ratio} holds out "
+                         "no probe image; use a larger ratio")
+    steps = -(-len(ds) // cfg.batch_size)
+    cfg = cfg.replace(epochs=epochs_for(steps) if epochs_for else 1)
+    kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
+    train = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size, augment=True,
+                         shuffle=True, seed=cfg.seed, **kw)
+    test = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
+                        shuffle=False, **kw)
+    probe = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
+                         augment=True, shuffle=True, seed=cfg.seed + 1, **kw)
+
+    def make_model():
+        return build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
+
+    ctx = Context(num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
+                  epochs=cfg.epochs, batch_size=cfg.batch_size, device=device,
+                  make_model=make_model, loader=train, probe=probe, seed=cfg.seed, config=cfg)
+    ctx.train_model = subset_trainer(ctx)
+    method = _wrap(build_method(cfg.method, ctx, cfg.method_options), a)
+    true = torch.as_tensor(data.true, device=device) if data.true is not None else None
+    info = {"size": len(data.probe_index),
+            "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
+            "source": "seeded class-balanced draw before noise injection "
+                      f"(probe_dataset_hold_ratio {a.probe_dataset_hold_ratio})",
+            "used_by_method": a.method != "supervised",
+            "indices": data.probe_index.tolist()}
+    return Pipeline(method, train, test, true, cfg, data.noisy, info)
+
+
+def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
+    from ..api import resolve_device, seed_everything
+    from ..data import webvision as wv
+    from ..methods.base import Context, build_method
+    from ..models import build_model
+
+    _, _, per_class = parse_dataset(a.dataset)
+    device = resolve_device(a.device)
+    seed_everything(a.seed)
+    root = wv.find_root(a.data_dir)
+    train_items, val_items = wv.webvision_lists(root)
+    if a.train_subset is not None:
+        keep = np.random.default_rng(12345).permutation(len(train_items))[:a.train_subset]
+        train_items = train_items.subset(np.sort(keep))
+    wnids = train_items.class_names
+    test_items = wv.imagenet_val(root, wnids, a.imagenet_dir) if a.use_imagenet_as_eval \
+        else val_items
+    if a.test_subset is not None:
+        test_items = test_items.subset(np.arange(min(a.test_subset, len(test_items))))
+    kw = dict(device=device, workers=a.workers)
+    train = wv.FolderLoader(train_items, batch_size=a.batch_size, train=True, seed=a.seed,
+                            strong=a.method == "ieg", **kw)
+    test = wv.FolderLoader(test_items, batch_size=a.val_batch_size, train=False, **kw)
+    probe = info = None
+    if a.method != "supervised":
+        p_items = wv.imagenet_probe(root, wnids, int(per_class), a.noise_seed, a.imagenet_dir)
+        probe = wv.FolderLoader(p_items, batch_size=a.batch_size, train=True, seed=a.seed + 1,
+                                **kw)
+        info = {"size": len(p_items), "per_class": int(per_class), "used_by_method": True,
+                "source": "ImageNet training images of the 50 classes (IEG's WebVision probe)",
+                "files": [str(p) for p in p_items.paths]}
+    method_name, opts = method_options(a)
+    wd = a.weight_decay if a.weight_decay is not None \
+        else NETWORK_WEIGHT_DECAY.get(a.network_name, 5e-4)
+    epochs = epochs_for(len(train)) if epochs_for else 1
+    cfg = TrainConfig(dataset="webvision-mini", data_dir=a.data_dir, noise="none",
+                      model=a.network_name, method=method_name, method_options=opts,
+                      epochs=epochs, batch_size=a.batch_size, lr=a.learning_rate,
+                      momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts",
+                      augment=True, seed=a.seed, device=a.device,
+                      eval_batch_size=a.val_batch_size, progress=a.progress)
+    k = len(wnids)
+
+    def make_model():
+        return build_model(a.network_name, k, (3, 224, 224)).to(device)
+
+    ctx = Context(num_classes=k, num_samples=len(train_items), input_shape=(3, 224, 224),
+                  epochs=epochs, batch_size=a.batch_size, device=device, make_model=make_model,
+                  loader=train, probe=probe, seed=a.seed, config=cfg)
+    method = _wrap(build_method(method_name, ctx, opts), a)
+    return Pipeline(method, train, test, None, cfg, None, info)
+
+
+# --------------------------------------------------------------------------------------------
+# train / evaluation
+
+
+def train(a: IEGArgs) -> dict[str, Any]:
+    """Train (or continue) the run of ``a``; returns the last epoch's record."""
+    from ..engine.loop import fit
+    from ..engine.run import environment, write_json
+
+    run_dir = run_dir_of(a)
+    resume = (run_dir / "checkpoint.pt").is_file()
+    p = build_pipeline(a, lambda steps: max(1, math.ceil(a.max_iteration / steps)))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(p.cfg, run_dir / "config.yaml")
+    write_json(run_dir / "ieg_args.json", _args_json(a))
+    write_json(run_dir / "env.json", environment(p.train.device))
+    if p.noisy is not None:
+        write_json(run_dir / "noise.json", p.noisy.manifest.to_dict())
+        np.save(run_dir / "noisy_labels.npy", p.noisy.labels)
+    if p.probe_info is not None:
+        write_json(run_dir / "probe.json", p.probe_info)
+    if resume:
+        print(f"continuing the run in {run_dir} from its checkpoint")
+    res = fit(p.method, p.train, p.test, p.cfg, true_labels=p.true_labels, run_dir=run_dir,
+              resume=resume, describe=f"{a.method} ")
+    last = res.history[-1] if res.history else {}
+    write_json(run_dir / "summary.json", {"method": a.method, "dataset": a.dataset,
+                                          "network_name": a.network_name, **last})
+    return last
+
+
+def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
+    """Restore the run's latest checkpoint (or ``--restore``) and evaluate every network
+    (the EMA first); labels ≥ K never occur (the 50-class lists are filtered when read)."""
+    from ..engine.checkpoint import load_checkpoint
+    from ..engine.evaluate import evaluate
+
+    run_dir = run_dir_of(a)
+    path = a.restore or run_dir / "checkpoint.pt"
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: give the same --dataset, "
+                                "--network-name, --probe-dataset-hold-ratio and "
+                                "--checkpoint-path as for training (or --restore FILE)")
+    saved = run_dir / "ieg_args.json"
+    if saved.is_file():  # rebuild the trained pipeline; where the data lives may differ now
+        keep = ("data_dir", "imagenet_dir", "device", "val_batch_size", "workers",
+                "use_imagenet_as_eval", "test_subset", "progress", "restore", "mode")
+        old = json.loads(saved.read_text())
+        a = IEGArgs(**{**_args_from_json(old), **{k: getattr(a, k) for k in keep}})
+    p = build_pipeline(a)
+    state = load_checkpoint(path, map_location=p.train.device)
+    for k, m in p.method.models.items():
+        m.load_state_dict(state["models"][k])
+    p.method.load_state_dict(state["method"])
+    res = evaluate(p.method, p.test)
+    for name, r in res.items():
+        print(f"[evaluation] {name}: top-1 {100 * r['acc']:.2f}%  top-5 {100 * r['top5']:.2f}%  "
+              f"loss {r['loss']:.4f}  (epoch {int(state['epoch']) + 1}, {path})")
+    return res
+
+
+def _args_json(a: IEGArgs) -> dict[str, Any]:
+    d = asdict(a)
+    return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def _args_from_json(d: dict[str, Any]) -> dict[str, Any]:
+    d = dict(d)
+    d["checkpoint_path"] = Path(d["checkpoint_path"])
+    d["restore"] = Path(d["restore"]) if d.get("restore") else None
+    return d
+
+
+@command("ieg", help="IEG's command line: --dataset cifar100_uniform_0.8 --method ieg|l2r|"
+         "supervised --network-name wrn28-10 --mode train|evaluation")
+def cmd_ieg(argv: Sequence[str]) -> int:
+    a = tyro.cli(IEGArgs, args=list(argv), prog="noisyfit ieg")
+    parse_dataset(a.dataset)
+    if a.mode == "evaluation":
+        evaluation(a)
+        return 0
+    last = train(a)
+    if last.get("test_acc") is not None:
+        print(f"\n{a.method} on {a.dataset}: test top-1 {100 * last['test_acc']:.2f}% "
+              f"top-5 {100 * last['test_top5']:.2f}% (run folder {run_dir_of(a)})")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """For tests: ``main(["--dataset", ...])`` as ``noisyfit ieg ...``."""
+    return cmd_ieg(argv)
+
+
+__all__ = ["IEGArgs", "build_pipeline", "evaluation", "parse_dataset", "run_dir_of", "train"]
