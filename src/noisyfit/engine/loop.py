@@ -110,7 +110,7 @@ def fit(
             bad = torch.zeros((), dtype=torch.bool, device=device)
             bar = tqdm(total=steps, desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
                        disable=not cfg.progress, leave=False, dynamic_ncols=True)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lr = cfg.lr
             sched_epoch, sched_epochs = method.schedule_epoch(epoch, cfg.epochs)
             for s, batch in enumerate(train.epoch(epoch)):
@@ -144,6 +144,7 @@ def fit(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_time = time.perf_counter() - t0
+            cpu_time = time.process_time() - c0
             if bool(bad):
                 last = "no checkpoint yet" if epoch == 0 else f"the checkpoint of epoch {epoch}"
                 raise NonFiniteLossError(
@@ -159,6 +160,8 @@ def fit(
                 "train_error": err_sum / max(seen, 1),
                 "images_per_s": seen / train_time if train_time > 0 else None,
                 "epoch_time_s": train_time,
+                # CPU time of the process: with one thread, the work done whatever else runs
+                "epoch_cpu_s": cpu_time,
             }
             record.update(meter.compute())
             record.update(method.on_epoch_end(epoch))
