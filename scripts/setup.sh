@@ -31,4 +31,12 @@ if [ ! -f "$FMNIST" ] && [ -z "${NOISYFIT_DATA:-}" ] && command -v apt-get >/dev
   $SUDO apt-get update -qq || true
   $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
 fi
+# optional: Chromium, used only by the test that opens a run report in a headless browser
+# (the test is skipped without it); a failure here never fails the set-up
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "[setup] installing chromium (optional, for the report test)"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; } \
+    || echo "[setup] chromium not installed (optional; the report test will be skipped)"
+fi
 echo "[setup] ready: $(.venv/bin/noisyfit --version)"

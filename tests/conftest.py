@@ -8,3 +8,7 @@ Set before torch is first imported.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# Runs in tests skip the HTML report at the end of `train` unless a test turns it on
+# (tests/test_product.py does, where the report is what is tested).
+os.environ.setdefault("NOISYFIT_REPORT", "0")

@@ -5,6 +5,7 @@ Public API::
     import noisyfit
     result = noisyfit.train(dataset="fashion-mnist", noise="symmetric", noise_rate=0.4)
     noisy = noisyfit.inject_noise(labels, "pair", 0.4, num_classes=10, seed=0)
+    issues = noisyfit.find_label_issues(dataset="arrays", data_dir="mine.npz", noise="none")
     noisyfit.list_methods()
 """
 
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 from .api import TrainResult, train  # noqa: E402
 from .config import TrainConfig  # noqa: E402
+from .issues import LabelIssues, find_label_issues  # noqa: E402
 from .noise import inject_noise, transition_matrix  # noqa: E402
 
 
@@ -46,6 +48,7 @@ def list_noise(pattern: str = "*") -> list[str]:
 
 
 __all__ = [
-    "TrainConfig", "TrainResult", "train", "inject_noise", "transition_matrix",
+    "TrainConfig", "TrainResult", "train", "find_label_issues", "LabelIssues", "inject_noise",
+    "transition_matrix",
     "list_datasets", "list_models", "list_methods", "list_noise", "__version__",
 ]

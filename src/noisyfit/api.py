@@ -171,13 +171,14 @@ def _run_name(cfg: TrainConfig) -> str:
 
 
 def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Path | None = None,
-          **overrides: Any) -> TrainResult:
+          report: bool = True, **overrides: Any) -> TrainResult:
     """Train one method on a noisy-label dataset; write a run folder; return the result.
 
     Args:
         config: a TrainConfig, a YAML file, or None (defaults: cnn-small on Fashion-MNIST with
             40% symmetric noise, 10 epochs).
         resume: a run folder to continue from its last checkpoint (its config is used).
+        report: write ``<run_dir>/report/`` (HTML + PNGs) at the end; a failure only warns.
         **overrides: any TrainConfig field, e.g. ``train(epochs=5, method="standard")``.
 
     Example::
@@ -250,7 +251,27 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
                       v.label.cpu().numpy(), v.score.cpu().numpy(), v.weight.cpu().numpy())
     summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
+    if report:
+        write_report(run_dir, data)
     return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+
+
+def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None:
+    """``noisyfit report`` at the end of a run; a failure only warns (the run stands).
+    ``NOISYFIT_REPORT=0`` in the environment turns it off everywhere (e.g. in test suites)."""
+    import os
+    import warnings
+
+    if os.environ.get("NOISYFIT_REPORT", "1") == "0":
+        return None
+    try:
+        from .report import build_report
+
+        return build_report(run_dir, log=None, data=data)
+    except Exception as e:  # noqa: BLE001
+        warnings.warn(f"the report of {run_dir} failed ({type(e).__name__}: {e}); try "
+                      f"`noisyfit report {run_dir}`", stacklevel=2)
+        return None
 
 
 def build_context(cfg: TrainConfig, data: PreparedData,

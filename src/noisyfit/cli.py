@@ -65,6 +65,7 @@ def cmd_train(argv: Sequence[str]) -> int:
 
     resume = argparse.ArgumentParser(add_help=False)
     resume.add_argument("--resume", type=Path)
+    resume.add_argument("--no-report", action="store_true")
     known, rest = resume.parse_known_args(list(argv))
     if known.resume is not None:
         extra = [a for a in rest if a not in ("--no-progress", "--progress")]
@@ -73,12 +74,14 @@ def cmd_train(argv: Sequence[str]) -> int:
                 f"--resume continues a run with its saved config; drop the other flags "
                 f"({' '.join(extra)})"
             )
-        result = train(resume=known.resume, progress="--no-progress" not in rest)
+        result = train(resume=known.resume, progress="--no-progress" not in rest,
+                       report=not known.no_report)
     else:
         cfg, _ = parse_config(rest, prog="noisyfit train", description=(
             "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
-            "from a file; flags override it), --resume RUN_DIR (continue a stopped run)."))
-        result = train(cfg)
+            "from a file; flags override it), --resume RUN_DIR (continue a stopped run), "
+            "--no-report (skip the HTML report written to RUN_DIR/report/)."))
+        result = train(cfg, report=not known.no_report)
     _print_summary(result.summary)
     return 0
 
@@ -97,6 +100,9 @@ def _print_summary(s: dict) -> None:
               f"label recall {pct(s['last_label_recall'])} (last epoch)")
     print(f"  wall time {s['wall_time_s']:.1f} s, {s['mean_images_per_s'] or 0:.0f} images/s")
     print(f"  run folder: {s['run_dir']}")
+    page = Path(s["run_dir"]) / "report" / "index.html"
+    if page.is_file():
+        print(f"  report: {page}")
 
 
 # --------------------------------------------------------------------------------------------

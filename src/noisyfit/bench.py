@@ -1,0 +1,245 @@
+"""Benchmark sweeps: methods × noise settings × seeds, one subprocess per run, resumable.
+
+A sweep file (YAML)::
+
+    name: selfie_family                 # optional (default: the file's stem)
+    out: runs/bench/selfie_family       # optional (default: runs/bench/<name>)
+    methods: [standard, coteaching, selfie]     # or a mapping: method -> method_options
+    method_options:                     # optional per-method options
+      coteaching: {t_k: 7}
+    method_config:                      # optional per-method TrainConfig fields
+      selfie: {epochs: 120}             # e.g. SELFIE's restarts: rounds × round_epochs
+    noise: [pair:0.4, symmetric:0.4]    # KIND:RATE strings, or {noise: pair, noise_rate: 0.4}
+    seeds: [0, 1]
+    config:                             # shared TrainConfig fields for every run
+      dataset: fashion-mnist
+      epochs: 30
+    report: true                        # optional: each run writes its HTML report
+    jobs: 1                             # optional: runs at a time (one process each)
+
+Every combination becomes ``<out>/runs/<method>-<noise><rate>-s<seed>/`` trained by
+``python -m noisyfit train --config <out>/configs/<run>.yaml`` in its own process. A run whose
+``summary.json`` exists is skipped; one with a checkpoint but no summary is resumed
+(``--resume``). The aggregate over seeds (mean ± std of best and last clean test accuracy,
+last-epoch label precision/recall, seconds per epoch) goes to ``<out>/results.csv`` (one row
+per run), ``<out>/summary.csv`` and ``<out>/summary.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import TrainConfig, from_dict
+
+
+@dataclass
+class Sweep:
+    """A parsed sweep file (see the module docstring)."""
+
+    name: str
+    out: Path
+    methods: list[str]
+    method_options: dict[str, dict[str, Any]]
+    noise: list[tuple[str, float]]
+    seeds: list[int]
+    config: dict[str, Any] = field(default_factory=dict)
+    report: bool = True
+    method_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: int = 1
+
+    def runs(self) -> list[tuple[str, TrainConfig]]:
+        """(run name, TrainConfig) of every combination, checked like a config file."""
+        out = []
+        for method in self.methods:
+            for kind, rate in self.noise:
+                for seed in self.seeds:
+                    name = f"{method}-{kind}{rate:g}-s{seed}"
+                    opts = {str(k): str(v) for k, v in
+                            (self.method_options.get(method) or {}).items()}
+                    d = {**self.config, **(self.method_config.get(method) or {}),
+                         "method": method, "noise": kind, "noise_rate": rate,
+                         "seed": seed, "method_options": opts, "out": str(self.out / "runs"),
+                         "name": name, "progress": False}
+                    out.append((name, from_dict(d)))
+        return out
+
+
+def _noise(v: Any) -> tuple[str, float]:
+    if isinstance(v, str):
+        kind, _, rate = v.partition(":")
+        return kind, float(rate or 0.0)
+    if isinstance(v, dict):
+        return str(v["noise"]), float(v.get("noise_rate", 0.0))
+    raise ValueError(f"a noise setting is KIND:RATE or {{noise, noise_rate}}; got {v!r}")
+
+
+def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
+    """Parse and check a sweep file (every run's config is validated before anything runs)."""
+    from .methods import _builtin  # noqa: F401
+    from .methods.base import METHODS
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"sweep file {p} does not exist")
+    d = yaml.safe_load(p.read_text()) or {}
+    known = {"name", "out", "methods", "method_options", "noise", "seeds", "config",
+             "description", "report", "method_config", "jobs"}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{p}: unknown sweep key(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(sorted(known))}")
+    methods = d.get("methods") or ["standard"]
+    opts = dict(d.get("method_options") or {})
+    if isinstance(methods, dict):
+        for m, o in methods.items():
+            opts.setdefault(m, o or {})
+        methods = list(methods)
+    for m in methods:
+        METHODS.get(m)  # unknown names fail with the valid ones
+    name = d.get("name") or p.stem
+    s = Sweep(name=name, out=Path(out or d.get("out") or Path("runs") / "bench" / name),
+              methods=[str(m) for m in methods], method_options=opts,
+              noise=[_noise(v) for v in (d.get("noise") or ["symmetric:0.4"])],
+              seeds=[int(x) for x in (d.get("seeds") or [0])], config=d.get("config") or {},
+              report=bool(d.get("report", True)),
+              method_config=d.get("method_config") or {}, jobs=int(d.get("jobs", 1)))
+    s.runs()  # validate every config now
+    return s
+
+
+def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
+    from .config import save_config
+
+    run_dir = sweep.out / "runs" / name
+    if (run_dir / "summary.json").is_file():
+        if log:
+            log(f"  {name}: finished before, skipped")
+        return "skipped"
+    cmd = [sys.executable, "-m", "noisyfit", "train"]
+    if (run_dir / "checkpoint.pt").is_file():
+        cmd += ["--resume", str(run_dir), "--no-progress"]
+        status = "resumed"
+    else:
+        cfg_dir = sweep.out / "configs"
+        cfg_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, cfg_dir / f"{name}.yaml")
+        cmd += ["--config", str(cfg_dir / f"{name}.yaml")]
+        status = "ran"
+    if not sweep.report:
+        cmd.append("--no-report")
+    (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(sweep.out / "logs" / f"{name}.log", "a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
+                            env=os.environ.copy()).returncode
+    if rc != 0:
+        status = f"failed (exit {rc}; see {sweep.out / 'logs' / (name + '.log')})"
+    if log:
+        log(f"  {name}: {status} in {time.perf_counter() - t0:.1f} s")
+    return status
+
+
+def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
+    """Run every missing run of ``sweep`` (each in its own process), then aggregate."""
+    runs = sweep.runs()
+    if log:
+        log(f"sweep {sweep.name}: {len(runs)} runs "
+            f"({len(sweep.methods)} methods × {len(sweep.noise)} noise × {len(sweep.seeds)} "
+            f"seeds) in {sweep.out}")
+    if sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(sweep.jobs) as pool:
+            done = pool.map(lambda r: _run_one(r[0], r[1], sweep, log), runs)
+            status = dict(zip([n for n, _ in runs], done))
+    else:
+        status = {name: _run_one(name, cfg, sweep, log) for name, cfg in runs}
+    agg = aggregate(sweep)
+    agg["status"] = status
+    return agg
+
+
+def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None:
+    run_dir = sweep.out / "runs" / name
+    p = run_dir / "summary.json"
+    if not p.is_file():
+        return None
+    s = json.loads(p.read_text())
+    times = []
+    m = run_dir / "metrics.jsonl"
+    if m.is_file():
+        times = [json.loads(x).get("epoch_time_s") for x in m.read_text().splitlines() if x]
+    times = [t for t in times if t is not None]
+    return {"run": name, "method": cfg.method, "noise": cfg.noise, "noise_rate": cfg.noise_rate,
+            "seed": cfg.seed, "best_test_acc": s.get("best_test_acc"),
+            "last_test_acc": s.get("last_test_acc"),
+            "label_precision": s.get("last_label_precision"),
+            "label_recall": s.get("last_label_recall"),
+            "s_per_epoch": statistics.fmean(times) if times else None,
+            "realized_noise_rate": s.get("realized_noise_rate"), "run_dir": str(run_dir)}
+
+
+METRICS = ("best_test_acc", "last_test_acc", "label_precision", "label_recall", "s_per_epoch")
+
+
+def _mean_std(vals: list[float | None]) -> tuple[float | None, float | None]:
+    v = [x for x in vals if x is not None]
+    if not v:
+        return None, None
+    return statistics.fmean(v), (statistics.stdev(v) if len(v) > 1 else 0.0)
+
+
+def aggregate(sweep: Sweep) -> dict[str, Any]:
+    """Write results.csv, summary.csv and summary.md from the finished runs; return them."""
+    rows = [r for name, cfg in sweep.runs() if (r := _run_row(sweep, name, cfg))]
+    sweep.out.mkdir(parents=True, exist_ok=True)
+    cols = ["run", "method", "noise", "noise_rate", "seed", *METRICS, "realized_noise_rate",
+            "run_dir"]
+    with open(sweep.out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["noise"], r["noise_rate"]), []).append(r)
+    summary = []
+    for (method, kind, rate), rs in groups.items():
+        g: dict[str, Any] = {"method": method, "noise": kind, "noise_rate": rate, "n": len(rs)}
+        for k in METRICS:
+            g[f"{k}_mean"], g[f"{k}_std"] = _mean_std([r[k] for r in rs])
+        summary.append(g)
+    scols = ["method", "noise", "noise_rate", "n"] + [f"{k}_{s}" for k in METRICS
+                                                       for s in ("mean", "std")]
+    with open(sweep.out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=scols)
+        w.writeheader()
+        w.writerows(summary)
+
+    def pm(g, k, scale=100.0, digits=2):
+        m, s = g[f"{k}_mean"], g[f"{k}_std"]
+        return "–" if m is None else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
+
+    lines = [f"# sweep {sweep.name}", "",
+             f"{len(rows)} finished runs; mean ± std over seeds (n = runs). Accuracies are clean "
+             "test accuracy (%); LP/LR the last epoch's label precision/recall (%).", "",
+             "| method | noise | n | best acc | last acc | LP | LR | s/epoch |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g in summary:
+        lines.append(f"| {g['method']} | {g['noise']} {g['noise_rate']:g} | {g['n']} | "
+                     f"{pm(g, 'best_test_acc')} | {pm(g, 'last_test_acc')} | "
+                     f"{pm(g, 'label_precision')} | {pm(g, 'label_recall')} | "
+                     f"{pm(g, 's_per_epoch', 1.0, 3)} |")
+    (sweep.out / "summary.md").write_text("\n".join(lines) + "\n")
+    return {"rows": rows, "summary": summary, "markdown": "\n".join(lines),
+            "out": str(sweep.out)}
