@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import TrainConfig, load_config, save_config
+from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
@@ -194,13 +194,7 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
         if overrides:
             cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in ("progress",)})
     else:
-        if config is None:
-            cfg = TrainConfig()
-        elif isinstance(config, TrainConfig):
-            cfg = config
-        else:
-            cfg = load_config(config)
-        cfg = cfg.replace(**overrides) if overrides else cfg
+        cfg = resolve_config(config, **overrides)
         run_dir = Path(cfg.out) / (cfg.name or _run_name(cfg))
         if (run_dir / "checkpoint.pt").exists():
             raise FileExistsError(

@@ -175,5 +175,17 @@ def load_config(path: str | Path) -> TrainConfig:
     return from_dict(data)
 
 
+def resolve_config(config: TrainConfig | str | Path | None = None, /,
+                   **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a config, a YAML file or None (the defaults), with ``overrides``."""
+    if config is None:
+        cfg = TrainConfig()
+    elif isinstance(config, TrainConfig):
+        cfg = config
+    else:
+        cfg = load_config(config)
+    return cfg.replace(**overrides) if overrides else cfg
+
+
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

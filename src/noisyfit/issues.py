@@ -190,17 +190,11 @@ def find_label_issues(config=None, /, *, method: str = "cv", folds: int = 3,
         res.ranked()[:20], res.pred_probs   # pred_probs go to cleanlab as they are
     """
     from .api import build_context, prepare_data, seed_everything
-    from .config import TrainConfig, load_config
+    from .config import resolve_config
     from .methods import _builtin  # noqa: F401
     from .methods.base import METHODS
 
-    if config is None:
-        cfg = TrainConfig()
-    elif isinstance(config, TrainConfig):
-        cfg = config
-    else:
-        cfg = load_config(config)
-    cfg = cfg.replace(**overrides) if overrides else cfg
+    cfg = resolve_config(config, **overrides)
     if method not in BUILTIN and method not in METHODS:
         raise ValueError(f"unknown method {method!r} for finding label issues; choose from "
                          f"{', '.join([*BUILTIN, *METHODS.names()])}")

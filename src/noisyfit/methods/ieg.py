@@ -40,9 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import StrongAugment
-from ..engine.ema import ModelEMA
-from .base import METHODS, Method, StepOutput
-from .l2r import meta_gradients, normalized_weights, require_probe
+from .base import METHODS, StepOutput
+from .l2r import ProbeMethod, meta_gradients, normalized_weights
 
 
 def logit_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -110,11 +109,10 @@ def ieg_meta_step(net, logits, onehot, guess, probe_x, probe_y, *, lam0=0.9, ste
 
 
 @METHODS.register("ieg")
-class IEG(Method):
+class IEG(ProbeMethod):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
 
     name = "ieg"
-    needs_probe = True
 
     @dataclass
     class Config:
@@ -135,10 +133,7 @@ class IEG(Method):
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
-        self.models = {"net": ctx.make_model()}
-        self.probe = require_probe(self)
         self.augment = StrongAugment(config.aug_type)
-        self.ema = ModelEMA(self.models["net"], config.ema_decay) if config.ema_decay else None
         self.steps = 0  # training steps taken (for the ramp-up)
 
     def ramp(self) -> float:
@@ -224,23 +219,9 @@ class IEG(Method):
         return self.config.consistency_factor * self.ramp() * kl.mean()
 
     # ------------------------------------------------------------------------------------
-    def on_epoch_end(self, epoch):
-        if self.ema is not None:
-            self.ema.catch_up(self.models["net"])
-        return {}
-
-    def eval_logits(self, x):
-        out = {"net": self.models["net"](x)}
-        return {"ema": self.ema(x), **out} if self.ema is not None else out
-
     def state_dict(self):
-        s = {"probe_step": self.probe.step, "steps": self.steps}
-        if self.ema is not None:
-            s["ema"] = self.ema.state_dict()
-        return s
+        return {**super().state_dict(), "steps": self.steps}
 
     def load_state_dict(self, state):
-        self.probe.step = int(state["probe_step"])
+        super().load_state_dict(state)
         self.steps = int(state["steps"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])

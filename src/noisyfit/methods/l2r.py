@@ -168,45 +168,17 @@ def require_probe(method: Method) -> ProbeStream:
     return ProbeStream(method.ctx.probe)
 
 
-@METHODS.register("l2r")
-class L2R(Method):
-    """Learning to Reweight: one-step look-ahead meta-gradient example weights on a clean probe."""
+class ProbeMethod(Method):
+    """Plumbing shared by the probe-based methods (L2R, IEG): a resumable stream over the clean
+    probe set and an optional EMA of the network (updated lazily, evaluated first)."""
 
-    name = "l2r"
     needs_probe = True
-
-    @dataclass
-    class Config:
-        meta_stepsize: float = 0.1  # α, step of the virtual update (IEG repo's meta_stepsize)
-        init_weight: float = 0.0  # ε₀, where the weights are linearised (L2R: 0)
-        meta_momentum: float = 0.0  # factor of the optimizer's momentum in the virtual step
-        meta_weight_decay: bool = True  # weight decay in look-ahead and meta loss (IEG code)
-        ema_decay: float = 0.999  # EMA of the weights used for evaluation (0: off)
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         self.models = {"net": ctx.make_model()}
         self.probe = require_probe(self)
         self.ema = ModelEMA(self.models["net"], config.ema_decay) if config.ema_decay else None
-
-    def training_step(self, batch, epoch):
-        net = self.models["net"]
-        if self.ema is not None:
-            self.ema.catch_up(net)
-        probe = self.probe.next()
-        logits = net(batch.x)
-        ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
-        eps = torch.full_like(ce, self.config.init_weight).requires_grad_(True)
-        (g_eps,), _, _ = meta_gradients(
-            net, lambda e: (e * ce).sum(), (eps,), probe.x, probe.labels,
-            step_size=self.config.meta_stepsize, momentum=self.config.meta_momentum,
-            optimizer=self.optimizer, weight_decay=self.config.meta_weight_decay)
-        w = normalized_weights(g_eps).detach()
-        loss = (w * ce).sum()
-        if self.ema is not None:
-            self.ema.mark_step()
-        return StepOutput(loss=loss, logits=logits, selected=w > 0, weights=w,
-                          score=-g_eps.detach())
 
     def on_epoch_end(self, epoch):
         if self.ema is not None:
@@ -227,3 +199,38 @@ class L2R(Method):
         self.probe.step = int(state["probe_step"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+
+
+@METHODS.register("l2r")
+class L2R(ProbeMethod):
+    """Learning to Reweight: one-step look-ahead meta-gradient example weights on a clean probe."""
+
+    name = "l2r"
+
+    @dataclass
+    class Config:
+        meta_stepsize: float = 0.1  # α, step of the virtual update (IEG repo's meta_stepsize)
+        init_weight: float = 0.0  # ε₀, where the weights are linearised (L2R: 0)
+        meta_momentum: float = 0.0  # factor of the optimizer's momentum in the virtual step
+        meta_weight_decay: bool = True  # weight decay in look-ahead and meta loss (IEG code)
+        ema_decay: float = 0.999  # EMA of the weights used for evaluation (0: off)
+
+    def training_step(self, batch, epoch):
+        net = self.models["net"]
+        if self.ema is not None:
+            self.ema.catch_up(net)
+        probe = self.probe.next()
+        logits = net(batch.x)
+        ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
+        eps = torch.full_like(ce, self.config.init_weight).requires_grad_(True)
+        (g_eps,), _, _ = meta_gradients(
+            net, lambda e: (e * ce).sum(), (eps,), probe.x, probe.labels,
+            step_size=self.config.meta_stepsize, momentum=self.config.meta_momentum,
+            optimizer=self.optimizer, weight_decay=self.config.meta_weight_decay)
+        w = normalized_weights(g_eps).detach()
+        loss = (w * ce).sum()
+        if self.ema is not None:
+            self.ema.mark_step()
+        return StepOutput(loss=loss, logits=logits, selected=w > 0, weights=w,
+                          score=-g_eps.detach())
+
