@@ -61,7 +61,7 @@ class SelectionMeter:
         else:  # no truth: counters that need it stay 0
             clean = ok = torch.zeros_like(sel)
         vals = torch.stack([
-            torch.tensor(float(b), device=self.device, dtype=torch.float64),
+            torch.zeros((), device=self.device, dtype=torch.float64) + b,
             clean.sum().double(),
             sel.sum().double(),
             (sel & clean).sum().double(),

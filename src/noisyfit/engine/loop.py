@@ -106,7 +106,8 @@ def fit(
             method.on_epoch_start(epoch)
             method.train()
             meter.reset()
-            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss·b, errors, seen
+            sums = torch.zeros(2, dtype=torch.float64, device=device)  # Σ loss·b, Σ errors
+            seen = 0  # samples this epoch (known on the host: no device round trip)
             bad = torch.zeros((), dtype=torch.bool, device=device)
             bar = tqdm(total=steps, desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
                        disable=not cfg.progress, leave=False, dynamic_ncols=True)
@@ -130,9 +131,8 @@ def fit(
                 bad |= ~torch.isfinite(loss)
                 err = (out.logits.detach().argmax(1) != batch.labels).sum() \
                     if out.logits is not None else torch.zeros((), device=device)
-                sums += torch.stack([loss.double() * len(batch), err.double(),
-                                     torch.tensor(float(len(batch)), device=device,
-                                                  dtype=torch.float64)])
+                sums += torch.stack([loss.double() * len(batch), err.double()])
+                seen += len(batch)
                 meter.update(batch.index, batch.labels, out.selected, out.weights,
                              out.new_labels)
                 verdicts.update(batch.index, batch.labels, out.selected, out.weights,
@@ -152,7 +152,7 @@ def fit(
                     f"stopped and {last} is kept. Try a lower --lr (now {cfg.lr}) or check the "
                     "inputs for NaN."
                 )
-            loss_sum, err_sum, seen = sums.tolist()
+            loss_sum, err_sum = sums.tolist()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "lr": lr,
