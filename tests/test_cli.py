@@ -81,6 +81,23 @@ def test_bad_flag_type_is_rejected(capsys):
         main(["train", "--epochs", "many"])
 
 
+@pytest.mark.parametrize("key, value", [
+    ("epochs", 0), ("batch_size", 0), ("noise_rate", 1.5), ("lr", 0.0), ("momentum", 1.0),
+    ("lr_milestones", [0.5, 2.0]), ("train_subset", 0), ("probe_ratio", 1.0), ("tau", 1.2),
+    ("lr_cycle_steps", 0),
+])
+def test_out_of_range_config_values_name_the_key(key, value, capsys):
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        noisyfit.TrainConfig(**{key: value})
+    with pytest.raises(ValueError, match=f"'{key}'"):
+        noisyfit.train(**{key: value})
+    flag = "--" + key.replace("_", "-")
+    vals = [str(v) for v in (value if isinstance(value, list) else [value])]
+    with pytest.raises(SystemExit):
+        main(["train", flag, *vals])
+    assert key in capsys.readouterr().err
+
+
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NOISYFIT_DATA", str(tmp_path))
     monkeypatch.setattr("noisyfit.data.base.candidate_dirs",

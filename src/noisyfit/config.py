@@ -77,11 +77,15 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     lr_schedule: Literal["step", "cosine", "cosine-restarts", "constant"] = "step"
-    """``step``: ×lr_decay at each fraction in lr_milestones; ``cosine``: to 0 at the end."""
+    """``step``: ×lr_decay at each fraction in lr_milestones; ``cosine``: to 0 at the end;
+    ``cosine-restarts``: IEG's warm restarts (first cycle lr_cycle_steps)."""
     lr_milestones: tuple[float, ...] = (0.5, 0.75)
     """Fractions of the epochs at which the step schedule decays."""
     lr_decay: float = 0.2
     """Factor of each step decay (0.2: ÷5, as SELFIE)."""
+    lr_cycle_steps: int = 500
+    """``cosine-restarts``: steps of the first cycle (IEG's ``decay_steps``); each next cycle is
+    1.5× longer and starts 0.9× lower."""
     augment: bool = False
     """Random crop (padding 4) + horizontal flip on the device (off: the SELFIE protocol)."""
     normalize: Literal["channel", "per-image", "none"] = "channel"
@@ -105,6 +109,32 @@ class TrainConfig:
     """Show a progress bar per epoch."""
     checkpoint: bool = True
     """Write a checkpoint every epoch (needed for --resume)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first out-of-range field and its valid range."""
+        def need(ok: bool, key: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"config key {key!r} = {getattr(self, key)!r}: {rule}")
+
+        for key in ("epochs", "batch_size", "eval_batch_size", "lr_cycle_steps"):
+            need(getattr(self, key) >= 1, key, "must be at least 1")
+        for key in ("train_subset", "test_subset"):
+            need(getattr(self, key) is None or getattr(self, key) >= 1, key,
+                 "must be at least 1 (or None for all samples)")
+        need(0 <= self.noise_rate <= 1, "noise_rate", "must lie in [0, 1]")
+        need(self.lr > 0, "lr", "must be positive")
+        need(self.weight_decay >= 0, "weight_decay", "must be 0 or positive")
+        need(0 <= self.momentum < 1, "momentum", "must lie in [0, 1)")
+        need(self.lr_decay > 0, "lr_decay", "must be positive (0.2 divides by 5)")
+        need(all(0 < m <= 1 for m in self.lr_milestones), "lr_milestones",
+             "fractions of the epochs, each in (0, 1], e.g. 0.5 0.75")
+        need(self.probe_per_class >= 0, "probe_per_class", "must be 0 or positive")
+        need(0 <= self.probe_ratio < 1, "probe_ratio", "must lie in [0, 1)")
+        need(self.tau is None or self.tau == "auto" or 0 <= float(self.tau) < 1, "tau",
+             "must lie in [0, 1), or be auto")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

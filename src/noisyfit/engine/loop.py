@@ -116,7 +116,8 @@ def fit(
             sched_epoch, sched_epochs = method.schedule_epoch(epoch, cfg.epochs)
             for s, batch in enumerate(train.epoch(epoch)):
                 lr = learning_rate(cfg.lr_schedule, cfg.lr, sched_epoch, s, steps, sched_epochs,
-                                   milestones=cfg.lr_milestones, decay=cfg.lr_decay)
+                                   milestones=cfg.lr_milestones, decay=cfg.lr_decay,
+                                   first_decay_steps=cfg.lr_cycle_steps)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 if device.type == "cuda" and batch.x.ndim == 4:
