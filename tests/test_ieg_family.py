@@ -324,6 +324,20 @@ def test_ieg_command_trains_and_evaluation_restores_exactly(tmp_path, method, ca
     assert "top-5" in capsys.readouterr().out
 
 
+def test_decay_steps_sets_the_first_cosine_cycle(tmp_path):
+    from noisyfit.cli import main
+
+    args = SYN + ["--method", "supervised", "--checkpoint-path", str(tmp_path)]
+    assert main(["ieg", *args, "--max-iteration", "16", "--decay-steps", "3"]) == 0
+    run = tmp_path / "synthetic_uniform_0.4_p0.05" / "cnn-tiny"
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # the lr logged per epoch is its last step's: global steps 7 and 15, 8 steps per epoch
+    want = [0.1 * cosine_decay_restarts(1.0, g, 3, t_mul=1.5, m_mul=0.9) for g in (7, 15)]
+    assert lrs == pytest.approx(want)
+    assert want != pytest.approx(
+        [0.1 * cosine_decay_restarts(1.0, g, 500, t_mul=1.5, m_mul=0.9) for g in (7, 15)])
+
+
 def test_ieg_command_errors():
     from noisyfit.cli import main
 

@@ -21,7 +21,8 @@ restores it (or the file ``--restore``) and reports top-1/top-5 accuracy with th
 Methods: ``ieg`` and ``l2r`` are the registered methods; ``supervised`` is ``standard`` inside
 this pipeline (EMA 0.999 + the cosine-restart schedule), a preset, not a method. Every method
 trains on the same noisy set with the probe held out (IEG's split). ``--max-iteration`` is
-rounded up to whole epochs; the cosine-restart schedule's first cycle is IEG's 500 steps.
+rounded up to whole epochs; the cosine-restart schedule's first cycle is
+``--decay-steps`` (IEG's 500).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class IEGArgs:
     """Training steps (rounded up to whole epochs)."""
     batch_size: int = 100
     learning_rate: float = 0.1
+    decay_steps: int = 500
+    """Steps of the first cosine-restart cycle (each next one 1.5× longer, 0.9× lower)."""
     momentum: float = 0.9
     weight_decay: float | None = None
     """None: the network's (wrn28-10 5e-4, resnet29/resnet50 1e-4, others 5e-4)."""
@@ -147,8 +150,9 @@ def train_config(a: IEGArgs, epochs: int = 1) -> TrainConfig:
         noise=noise, noise_rate=rate, noise_seed=a.noise_seed, model=a.network_name,
         method=method, method_options=opts, probe_ratio=a.probe_dataset_hold_ratio,
         epochs=epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.learning_rate,
-        momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts", augment=True,
-        seed=a.seed, device=a.device, eval_batch_size=a.val_batch_size, progress=a.progress,
+        momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts",
+        lr_cycle_steps=a.decay_steps, augment=True, seed=a.seed, device=a.device,
+        eval_batch_size=a.val_batch_size, progress=a.progress,
         out=str(Path(a.checkpoint_path)), name=str(run_dir_of(a).relative_to(a.checkpoint_path)),
     )
 
@@ -260,7 +264,7 @@ def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
                       model=a.network_name, method=method_name, method_options=opts,
                       epochs=epochs, batch_size=a.batch_size, lr=a.learning_rate,
                       momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts",
-                      augment=True, seed=a.seed, device=a.device,
+                      lr_cycle_steps=a.decay_steps, augment=True, seed=a.seed, device=a.device,
                       eval_batch_size=a.val_batch_size, progress=a.progress)
     k = len(wnids)
 
