@@ -34,7 +34,9 @@ Writes Markdown to ``--out`` (default docs/benchmarks/ieg_family.md) and prints 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -101,6 +103,18 @@ def run_one(method: str, noise: str, rate: float, seed: int, args) -> dict:
             "realized": data.noisy.manifest.realized_rate, "n_train": len(ds)}
 
 
+def run_cell(job) -> tuple[tuple, list]:
+    """Every method of one (noise, rate, seed) cell, in order, in this process."""
+    (noise, rate, seed), args = job
+    rows = []
+    for method in args.methods:
+        r = run_one(method, noise, rate, seed, args)
+        rows.append((method, r))
+        print(f"{noise} {rate} seed {seed} {method:<10} test acc {100 * r['acc']:.2f}%  "
+              f"{1000 * r['step_s']:.1f} ms/step  wall {r['wall_s']:.0f} s", flush=True)
+    return (noise, rate, seed), rows
+
+
 def fmt(xs: list[float], pct: bool = True) -> str:
     k = 100 if pct else 1
     if len(xs) == 1:
@@ -120,25 +134,34 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="(noise, seed) cells run at a time, each in its own process with one "
+                        "torch thread (times per step stay comparable within a cell)")
     p.add_argument("--noises", nargs="+", default=None, help="e.g. uniform:0.8 pair:0.4")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/ieg_family.md"))
     args = p.parse_args(argv)
+    args.cmd = " ".join(sys.argv[1:] if argv is None else argv)
     noises = NOISES if not args.noises else tuple(
         (n.split(":")[0], float(n.split(":")[1])) for n in args.noises)
     if args.quick:
         args.seeds, args.epochs, args.train_subset, args.test_subset = 1, 2, 2000, 2000
         args.rampup = min(args.rampup, 38)  # the whole quick run
         noises = (("uniform", 0.8),)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    cells = [(noise, rate, seed) for noise, rate in noises for seed in range(args.seeds)]
     results: dict[tuple, list[dict]] = {}
     t_all = time.perf_counter()
-    for noise, rate in noises:
-        for seed in range(args.seeds):
-            for method in args.methods:
-                r = run_one(method, noise, rate, seed, args)
+    if args.jobs > 1:  # one (noise, seed) cell per worker process, one torch thread each
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            done = pool.imap_unordered(run_cell, [(c, args) for c in cells])
+            for (noise, rate, seed), rows in done:
+                for method, r in rows:
+                    results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
+    else:
+        for cell in cells:
+            (noise, rate, seed), rows = run_cell((cell, args))
+            for method, r in rows:
                 results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
-                print(f"{noise} {rate} seed {seed} {method:<10} test acc {100 * r['acc']:.2f}%  "
-                      f"{1000 * r['step_s']:.1f} ms/step  wall {r['wall_s']:.0f} s", flush=True)
     total = time.perf_counter() - t_all
     md = report(results, noises, args, total)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,13 +176,15 @@ def report(results, noises, args, total) -> str:
         "# IEG family on Fashion-MNIST" + (" — QUICK SMOKE RUN, not a result" if args.quick
                                             else ""),
         "",
-        f"`python benchmarks/ieg_family.py{' --quick' if args.quick else ''}` — cnn-small, "
+        f"`python benchmarks/ieg_family.py {args.cmd}`".replace(" `", "`") + " — cnn-small, "
         f"{n_train} noisy training images (stratified subset) + 10 clean probe images per class "
         f"held out before noise, batch 100, {args.epochs} epochs "
         f"({args.epochs * -(-n_train // 100)} steps), lr 0.1, {args.seeds} seed(s), test set "
         f"{'first ' + str(args.test_subset) + ' images' if args.test_subset else '10 000 images'}"
-        f"; IEG aug {args.aug_type}, ramp-up {args.rampup} steps. Total {total / 60:.1f} min on "
-        f"{torch.get_num_threads()} CPU threads.",
+        f"; IEG aug {args.aug_type}, ramp-up {args.rampup} steps"
+        + f". Total {total / 60:.1f} min, "
+        + (f"{args.jobs} worker processes with 1 torch thread each." if args.jobs > 1 else
+           f"{torch.get_num_threads()} torch threads."),
         "",
         "Clean test accuracy (%) after the last epoch, mean ± std over seeds (EMA weights for "
         "supervised, l2r, ieg):",
