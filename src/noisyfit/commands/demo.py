@@ -1,7 +1,7 @@
 """``noisyfit demo``: plain training vs robust methods, side by side, on noisy Fashion-MNIST.
 
 Defaults: Fashion-MNIST with 40 % symmetric label noise, a fixed class-stratified subset of
-10 000 training images and the full clean test set, the ``mlp`` network (it memorizes the
+30 000 training images and the full clean test set, the ``mlp`` network (it memorizes the
 noisy labels within the run, so plain training visibly falls behind), SGD lr 0.02 with the
 SELFIE step schedule, 40 epochs. Methods: ``standard`` against Co-teaching, SELFIE and INCV
 (:data:`DEFAULT_METHODS`); any registered method can be given with ``--methods``, with its own
@@ -43,7 +43,7 @@ DEMO_OPTIONS: dict[str, dict[str, str]] = {
 
 DEMO_CONFIG: dict[str, Any] = dict(
     dataset="fashion-mnist", noise="symmetric", noise_rate=0.4, model="mlp",
-    train_subset=10000, epochs=40, batch_size=128, optimizer="sgd", lr=0.02, momentum=0.9,
+    train_subset=30000, epochs=40, batch_size=128, optimizer="sgd", lr=0.02, momentum=0.9,
     nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=[0.5, 0.75],
     lr_decay=0.2, normalize="per-image", augment=False, progress=False,
 )
