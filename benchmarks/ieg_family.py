@@ -13,20 +13,18 @@ the same cell (same noise, same seed, same process).
 * ``standard``: noisyfit's default pipeline (step schedule ×0.2 at 50 % / 75 %, no EMA).
 * ``supervised``: ``standard`` in IEG's pipeline (cosine restarts from 500 steps, EMA 0.999).
 * ``l2r``: the IEG repository's L2R (meta step 0.1, weights from 0), cosine restarts, EMA.
-* ``ieg-nokl`` (optional, ``--methods``): ``ieg`` with k = 0; in short runs on this small CNN
-  the consistency to AutoAugment views costs accuracy (400-step probe, u0.8: 68.9 % with k = 20,
-  74.6 % with k = 0, standard 69.1 %, l2r 71.9 %).
 * ``ieg``: IEG's defaults (p = 5, k = 20, AutoAugment, λ₀ 0.9, meta step 0.1 with momentum 0.9),
   cosine restarts, EMA, and a linear ramp-up of p and k over the first ``--rampup`` steps
-  (default 200): from scratch a small CNN collapses to one class under p = 5 without it (the
+  (default 500): from scratch a small CNN collapses to one class under p = 5 without it (the
   logit-normalised MixUp term dominates while guesses are random; see docs/methods/ieg.md).
+* ``ieg-nokl`` (optional, ``--methods``): ``ieg`` with k = 0. On this small CNN the consistency
+  to AutoAugment views costs 10-15 points (docs/benchmarks/ieg_family.md, ieg_ablation.md).
 
-Budget (2 CPU cores): the full run is 4 methods × 3 noises × 2 seeds on a 12 500-image
-stratified subset (12 400 after the probe) for 10 epochs = 1 240 steps (two full cosine cycles,
-500 + 750 steps). Measured on an idle machine: standard 14 ms/step, l2r 58 ms, ieg 126 ms
-(≈ 9×), i.e. ≈ 5.5 min per (noise, seed) cell with evaluation, ≈ 35 min in all; under load
-from other processes it can double. ``--quick`` (< 1 min idle) runs 1 seed of uniform 0.8 on
-2 000 images for 2 epochs with a 2 000-image test subset: a smoke test, not a result.
+Budget (2 CPU cores): the committed table (5 methods × 3 noises × 2 seeds, 12 400 noisy images,
+10 epochs = 1 240 steps: two full cosine cycles, 500 + 750 steps) took 48 min with ``--jobs 2``
+(one torch thread per process: standard ≈ 28 ms/step, l2r ≈ 105-140 ms, ieg ≈ 220-260 ms).
+``--quick`` (< 1 min) runs 1 seed of uniform 0.8 on 2 000 images for 2 epochs with a 2 000-image
+test subset: a smoke test, not a result.
 
 Writes Markdown to ``--out`` (default docs/benchmarks/ieg_family.md) and prints it.
 """
