@@ -160,15 +160,35 @@ def test_find_issues_on_user_arrays_without_truth(tmp_path):
     assert np.isin(top, np.arange(30)).mean() > 0.4  # chance: 0.1
     head = open(tmp_path / "iss" / "label_issues.csv").readline().strip().split(",")
     assert head == ["index", "given_label", "suggested_label", "is_label_issue",
-                    "label_quality"]
+                    "label_quality", "dataset_index"]
+
+
+@pytest.mark.parametrize("method", ["cv", "standard"])
+def test_label_issues_point_back_into_the_users_dataset(tmp_path, method):
+    # a subset and a probe set take samples out: dataset_index maps each row back
+    npz = _features_npz(tmp_path / "mine.npz")
+    y = np.load(npz)["y"]
+    trusted = tmp_path / "trusted.npy"
+    np.save(trusted, np.arange(0, 200, 20))  # 10 trusted rows of the 200-sample subset
+    res = noisyfit.find_label_issues(
+        noisyfit.TrainConfig(out=str(tmp_path / "runs")), dataset="arrays", data_dir=str(npz),
+        noise="none", model="mlp", epochs=1, progress=False, folds=2, train_subset=200,
+        probe_file=str(trusted), method=method, out=tmp_path / "iss", log=None)
+    idx = res.dataset_index
+    assert len(idx) == len(res.given_labels) == 190
+    assert len(set(idx.tolist())) == 190 and idx.max() < 300
+    assert not np.array_equal(idx, np.arange(190))  # rows are not dataset indices here
+    assert np.array_equal(y[idx], res.given_labels)
+    rows = list(csv.DictReader(open(tmp_path / "iss" / "label_issues.csv")))
+    assert [int(r["dataset_index"]) for r in rows] == idx.tolist()
 
 
 @pytest.mark.parametrize("method,opts", [("incv", {"iterations": "1", "cv_epochs": "1"}),
                                          ("coteaching", {"t_k": "1"})])
 def test_find_issues_with_incv_and_a_registered_method(tmp_path, method, opts):
-    res = noisyfit.find_label_issues(**TINY, epochs=2, noise_rate=0.4, method=method,
-                                     method_options=opts, out=tmp_path / method,
-                                     log=None)
+    res = noisyfit.find_label_issues(noisyfit.TrainConfig(out=str(tmp_path / "runs")), **TINY,
+                                     epochs=2, noise_rate=0.4, method=method,
+                                     method_options=opts, out=tmp_path / method, log=None)
     assert res.pred_probs.shape[0] == len(res.given_labels)
     assert res.is_label_issue.any() and res.summary["error_precision"] is not None
     assert (tmp_path / method / "pred_probs.npy").is_file()

@@ -92,6 +92,9 @@ class PreparedData:
         probe_index: (P,) indices (into the training split *before* removal) of the clean
             probe samples, or None.
         probe_x, probe_labels: the probe samples and their clean labels, or None.
+        source_index: (N,) position of each training sample in the dataset's full training
+            split (before the subset and the probe were taken out); saved as
+            ``train_index.npy`` in the run folder and as ``dataset_index`` in label issues.
     """
 
     dataset: Dataset
@@ -100,6 +103,7 @@ class PreparedData:
     probe_index: np.ndarray | None = None
     probe_x: np.ndarray | None = None
     probe_labels: np.ndarray | None = None
+    source_index: np.ndarray | None = None
 
 
 def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
@@ -131,9 +135,10 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
 def prepare_data(cfg: TrainConfig) -> PreparedData:
     """Load the dataset, take the train subset, hold out the probe set, inject noise."""
     ds = load_dataset(cfg.dataset, cfg.data_dir)
+    source = np.arange(len(ds.labels))
     if cfg.train_subset is not None:
-        keep = stratified_subset(ds.labels, cfg.train_subset, seed=12345)
-        ds.x, ds.labels = ds.x[keep], ds.labels[keep]
+        source = stratified_subset(ds.labels, cfg.train_subset, seed=12345)
+        ds.x, ds.labels = ds.x[source], ds.labels[source]
     if cfg.test_subset is not None:
         ds.test_x, ds.test_labels = ds.test_x[: cfg.test_subset], ds.test_labels[: cfg.test_subset]
     probe = choose_probe(ds.labels, cfg)
@@ -148,6 +153,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         rest = np.ones(len(ds.labels), dtype=bool)
         rest[probe] = False
         ds.x, ds.labels = ds.x[rest], ds.labels[rest]
+        source = source[rest]
     true = ds.labels if ds.labels_are_true else None
     noisy = inject_noise(
         true,
@@ -161,7 +167,7 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         noise_file=cfg.noise_file,
         given_labels=ds.labels,
     )
-    return PreparedData(ds, true, noisy, probe, px, pl)
+    return PreparedData(ds, true, noisy, probe, px, pl, source)
 
 
 def _run_name(cfg: TrainConfig) -> str:
@@ -221,6 +227,7 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     write_json(run_dir / "env.json", environment(device))
     write_json(run_dir / "noise.json", noisy.manifest.to_dict())
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
+    np.save(run_dir / "train_index.npy", data.source_index)
     ctx, test_loader = build_context(cfg, data, device)
     train_loader = ctx.loader
     if data.probe_index is not None:
@@ -229,7 +236,8 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
             "size": len(data.probe_index),
             "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
             "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
-            "indices_file": "probe_indices.npy (indices into the training split)"})
+            "indices_file": "probe_indices.npy (indices into the training split after "
+                            "--train-subset, before the probe is taken out)"})
     ctx.noise_rate = resolve_tau(cfg, data, ctx, run_dir) if method_cls.needs_noise_rate \
         else _nominal_tau(cfg, data)
     tau = ctx.noise_rate

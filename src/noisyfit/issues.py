@@ -21,7 +21,9 @@ rule). ``label_quality`` is the probability of the given label (cleanlab's self-
 ``suggested_label`` the top prediction (or the method's new label).
 
 Writes into ``out``: ``label_issues.csv`` (index, given_label, suggested_label,
-is_label_issue, label_quality, and true_label where a truth exists), ``pred_probs.npy`` (N, K)
+is_label_issue, label_quality — cleanlab's columns, ``index`` the row of ``pred_probs`` — then
+dataset_index, the sample's position in the dataset's full training split, and true_label where
+a truth exists), ``pred_probs.npy`` (N, K)
 float32, ``given_labels.npy``, ``issues_summary.json``. Where the truth exists (injected noise),
 the summary holds the error precision/recall of the flagged set (share of flagged labels that
 are wrong; share of wrong labels flagged) and LP/LR of the kept set.
@@ -50,6 +52,8 @@ class LabelIssues:
         is_label_issue: (N,) bool.  label_quality: (N,) float in [0, 1] (low = suspect).
         pred_probs: (N, K) float32.  true_labels: (N,) int64 or None.
         summary: counts, method, timing and (with truth) precision/recall.
+        dataset_index: (N,) each sample's position in the dataset's full training split
+            (differs from the row when --train-subset or a probe set took samples out).
         out: the folder written to, or None.
     """
 
@@ -61,6 +65,7 @@ class LabelIssues:
     true_labels: np.ndarray | None
     summary: dict[str, Any]
     out: Path | None = None
+    dataset_index: np.ndarray | None = None
 
     def ranked(self) -> np.ndarray:
         """Indices of the flagged samples, most suspect (lowest label quality) first."""
@@ -106,10 +111,13 @@ def write_issues(out: Path, res: LabelIssues) -> None:
     with open(out / "label_issues.csv", "w", newline="") as f:
         w = csv.writer(f)
         head = ["index", "given_label", "suggested_label", "is_label_issue", "label_quality"]
+        head += ["dataset_index"] if res.dataset_index is not None else []
         w.writerow(head + (["true_label"] if res.true_labels is not None else []))
         for i in range(len(res.given_labels)):
             row = [i, int(res.given_labels[i]), int(res.suggested_labels[i]),
                    bool(res.is_label_issue[i]), f"{res.label_quality[i]:.6g}"]
+            if res.dataset_index is not None:
+                row.append(int(res.dataset_index[i]))
             if res.true_labels is not None:
                 row.append(int(res.true_labels[i]))
             w.writerow(row)
@@ -153,6 +161,12 @@ def _from_result(res) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], di
     return given, probs, flag_scores(given, probs, flagged=flagged, suggested=sugg), samples
 
 
+def _train_index(run_dir: Path | None) -> np.ndarray | None:
+    """The run's ``train_index.npy`` (rows → dataset indices), if it wrote one."""
+    f = Path(run_dir) / "train_index.npy" if run_dir is not None else None
+    return np.load(f) if f is not None and f.is_file() else None
+
+
 def issues_from_run(res, out: str | Path | None = None) -> LabelIssues:
     """The label issues of a finished :func:`noisyfit.train` run (its final verdicts and its
     main network's probabilities), written to ``out`` (default: the run folder)."""
@@ -164,7 +178,8 @@ def issues_from_run(res, out: str | Path | None = None) -> LabelIssues:
             "pred_probs": "the main network's probabilities on the training samples",
             **selection_scores(given, samples["true"], flag)}
     r = LabelIssues(given, np.asarray(sc["suggested"]), flag,
-                    np.asarray(sc["label_quality"], dtype=float), probs, samples["true"], info)
+                    np.asarray(sc["label_quality"], dtype=float), probs, samples["true"], info,
+                    dataset_index=_train_index(res.run_dir))
     r.out = Path(out or res.run_dir)
     write_issues(r.out, r)
     return r
@@ -230,12 +245,14 @@ def find_label_issues(config=None, /, *, method: str = "cv", folds: int = 3,
                     pred_probs="the main network's probabilities on the training samples "
                                "(in-sample for the samples it kept)")
     true = samples["true"] if data is None else data.true
+    index = _train_index(res.run_dir) if data is None else data.source_index
     flag = np.asarray(sc["flag"], dtype=bool)
     info.update(num_samples=int(len(given)), num_classes=int(probs.shape[1]),
                 num_issues=int(flag.sum()), wall_time_s=time.perf_counter() - t0,
                 **selection_scores(given, true, flag))
     result = LabelIssues(np.asarray(given, dtype=np.int64), np.asarray(sc["suggested"]),
-                         flag, np.asarray(sc["label_quality"], dtype=float), probs, true, info)
+                         flag, np.asarray(sc["label_quality"], dtype=float), probs, true, info,
+                         dataset_index=index)
     if out is not None:
         result.out = Path(out)
         info["out"] = str(out)
