@@ -226,6 +226,23 @@ def test_bench_sweep_runs_aggregates_and_resumes(tmp_path, capsys):
     assert (out / "runs" / "standard-symmetric0.3-s0" / "summary.json").stat().st_mtime == stamp
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_parallel_sweep_runs_share_the_cores(tmp_path, monkeypatch, jobs):
+    from noisyfit import bench
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"methods": ["standard"], "noise": ["symmetric:0.3"],
+                                     "seeds": [0, 1], "jobs": jobs,
+                                     "config": {"dataset": "synthetic"}}))
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 4)
+    seen = []
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: seen.append(
+        kw["env"]["OMP_NUM_THREADS"]) or subprocess.CompletedProcess(cmd, 0))
+    bench.run_sweep(bench.load_sweep(sweep, tmp_path / "b"), log=None)
+    assert seen == (["7", "7"] if jobs == 1 else ["2", "2"])
+
+
 def test_sweep_files_in_benchmarks_are_valid():
     from noisyfit.bench import load_sweep
 

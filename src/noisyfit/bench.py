@@ -139,10 +139,12 @@ def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
     if not sweep.report:
         cmd.append("--no-report")
     (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
+    env = os.environ.copy()
+    if sweep.jobs > 1:  # parallel runs share the cores instead of each taking all of them
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // sweep.jobs))
     t0 = time.perf_counter()
     with open(sweep.out / "logs" / f"{name}.log", "a") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT,
-                            env=os.environ.copy()).returncode
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
     if rc != 0:
         status = f"failed (exit {rc}; see {sweep.out / 'logs' / (name + '.log')})"
     if log:
