@@ -240,3 +240,28 @@ def test_method_contract(name):
     assert all(v.shape == (8, 4) for v in logits.values())
     state = m.state_dict()
     m.load_state_dict(state)
+
+
+def test_a_collapsed_run_warns_with_the_fix(tmp_path, monkeypatch):
+    import warnings
+
+    from noisyfit.engine.loop import CollapseWarning
+    from noisyfit.methods.standard import Standard
+
+    def one_class(self, batch, epoch):  # the same loss, predictions all on class 2
+        out = plain(self, batch, epoch)
+        out.logits = out.logits + 100.0 * torch.eye(out.logits.shape[1])[2]
+        return out
+
+    plain = Standard.training_step
+    kw = dict(dataset="synthetic", model="cnn-tiny", epochs=2, batch_size=64, progress=False,
+              out=str(tmp_path), checkpoint=False, report=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = noisyfit.train(**kw, name="ok")
+    assert not [w for w in caught if issubclass(w.category, CollapseWarning)]
+    assert all(r["top_class_share"] < 0.9 for r in res.history)
+    monkeypatch.setattr(Standard, "training_step", one_class)
+    with pytest.warns(CollapseWarning, match="epoch 2: .* class 2 for 100% .* lower --lr"):
+        res = noisyfit.train(**kw, name="collapsed")
+    assert [r["top_class_share"] for r in res.history] == [1.0, 1.0]

@@ -9,6 +9,7 @@ steps, to stop early on a non-finite loss.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ from .run import RunLog
 from .schedule import learning_rate
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss (one host sync each)
+#: Share of the training predictions on one class above which an epoch counts as collapsed.
+COLLAPSE_SHARE = 0.9
+
+
+class CollapseWarning(UserWarning):
+    """The network predicts (almost) one class for every training sample."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -101,6 +108,7 @@ def fit(
         method.prepare()
     steps = len(train)
     epoch = start
+    warned = False  # one collapse warning per run
     try:
         for epoch in range(start, cfg.epochs):
             method.on_epoch_start(epoch)
@@ -109,6 +117,7 @@ def fit(
             sums = torch.zeros(2, dtype=torch.float64, device=device)  # Σ loss·b, Σ errors
             seen = 0  # samples this epoch (known on the host: no device round trip)
             bad = torch.zeros((), dtype=torch.bool, device=device)
+            preds = None  # (K,) predicted-class counts on the training batches
             bar = tqdm(total=steps, desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
                        disable=not cfg.progress, leave=False, dynamic_ncols=True)
             t0, c0 = time.perf_counter(), time.process_time()
@@ -130,8 +139,14 @@ def fit(
 
                 loss = out.loss.detach()
                 bad |= ~torch.isfinite(loss)
-                err = (out.logits.detach().argmax(1) != batch.labels).sum() \
-                    if out.logits is not None else torch.zeros((), device=device)
+                if out.logits is not None:
+                    pred = out.logits.detach().argmax(1)
+                    err = (pred != batch.labels).sum()
+                    if preds is None:
+                        preds = torch.zeros(out.logits.shape[1], dtype=torch.long, device=device)
+                    preds += torch.bincount(pred, minlength=len(preds))
+                else:
+                    err = torch.zeros((), device=device)
                 sums += torch.stack([loss.double() * len(batch), err.double()])
                 seen += len(batch)
                 meter.update(batch.index, batch.labels, out.selected, out.weights,
@@ -164,6 +179,21 @@ def fit(
                 # CPU time of the process: with one thread, the work done whatever else runs
                 "epoch_cpu_s": cpu_time,
             }
+            if preds is not None:
+                share = float(preds.max()) / max(1, int(preds.sum()))
+                record["top_class_share"] = share
+                # the first epoch may pass through a one-class phase; later ones should not
+                late = epoch > start or epoch == cfg.epochs - 1
+                if share > COLLAPSE_SHARE and len(preds) > 2 and late and not warned:
+                    warned = True
+                    hint = (" IEG on a small network needs a ramp-up and a lower consistency "
+                            "weight: rampup_steps 500, consistency_factor 0 "
+                            "(docs/methods/ieg.md)." if cfg.method == "ieg" else "")
+                    warnings.warn(
+                        f"epoch {epoch + 1}: the network predicts class {int(preds.argmax())} "
+                        f"for {share:.0%} of the training samples: training has collapsed to "
+                        f"one class. Try a lower --lr (now {cfg.lr}).{hint}", CollapseWarning,
+                        stacklevel=2)
             record.update(meter.compute())
             record.update(method.on_epoch_end(epoch))
             if test is not None:
