@@ -7,8 +7,8 @@ SELFIE step schedule, 40 epochs. Methods: ``standard`` against Co-teaching, SELF
 (:data:`DEFAULT_METHODS`); any registered method can be given with ``--methods``, with its own
 defaults unless :data:`DEMO_OPTIONS` scales them to the short run (warm-up / T_k a quarter of
 the epochs, SELFIE one round, INCV cross-validation networks of half the epochs). Measured on
-2 CPU cores: 6 min 22 s for the four default methods (standard 41 s, Co-teaching 80 s, SELFIE
-43 s, INCV 197 s of training); ``--override train_subset=10000`` takes about 2 minutes.
+2 CPU cores: 6 min 18 s for the four default methods (standard 41 s, Co-teaching 71 s, SELFIE
+44 s, INCV 212 s of training); ``--override train_subset=10000`` takes about 2 minutes.
 
 Writes ``<out>/demo-<time>/``: one run folder per method (each with its HTML report),
 ``demo.md`` / ``demo.csv`` (the table), ``index.html`` (the table, the test-accuracy curves of
