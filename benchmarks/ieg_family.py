@@ -32,6 +32,7 @@ Writes Markdown to ``--out`` (default docs/benchmarks/ieg_family.md) and prints 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import statistics
 import sys
@@ -55,14 +56,17 @@ VARIANTS = ("ieg-nokl",)
 NOISES = (("uniform", 0.4), ("uniform", 0.8), ("pair", 0.4))
 
 
-def run_one(method: str, noise: str, rate: float, seed: int, args) -> dict:
-    """Train one method in one cell; returns test accuracy, time per step and diagnostics."""
+def run_one(method: str, noise: str, rate: float, seed: int, args,
+            ieg_options: dict[str, str] | None = None) -> dict:
+    """Train one method in one cell; returns test accuracy, time per step and diagnostics.
+
+    ``ieg_options`` change IEG's options beyond the benchmark's (``ieg-nokl``: k = 0)."""
     ieg_pipeline = method != "standard"
     opts: dict[str, str] = {}
     if method.startswith("ieg"):
-        opts = {"aug_type": args.aug_type, "rampup_steps": str(args.rampup)}
-        if method == "ieg-nokl":
-            opts["consistency_factor"] = "0"
+        opts = {"aug_type": args.aug_type, "rampup_steps": str(args.rampup),
+                **({"consistency_factor": "0"} if method == "ieg-nokl" else {}),
+                **(ieg_options or {})}
     cfg = TrainConfig(
         dataset="fashion-mnist", data_dir=args.data_dir, train_subset=args.train_subset,
         test_subset=args.test_subset, noise=noise, noise_rate=rate, noise_seed=seed,
@@ -148,16 +152,15 @@ def main(argv=None) -> int:
     cells = [(noise, rate, seed) for noise, rate in noises for seed in range(args.seeds)]
     results: dict[tuple, list[dict]] = {}
     t_all = time.perf_counter()
-    if args.jobs > 1:  # one (noise, seed) cell per worker process, one torch thread each
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(args.jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            done = pool.imap_unordered(run_cell, [(c, args) for c in cells])
-            for (noise, rate, seed), rows in done:
-                for method, r in rows:
-                    results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
-    else:
-        for cell in cells:
-            (noise, rate, seed), rows = run_cell((cell, args))
+    jobs = [(c, args) for c in cells]
+    with contextlib.ExitStack() as stack:
+        if args.jobs > 1:  # one (noise, seed) cell per worker process, one torch thread each
+            pool = stack.enter_context(mp.get_context("spawn").Pool(
+                args.jobs, initializer=torch.set_num_threads, initargs=(1,)))
+            done = pool.imap_unordered(run_cell, jobs)
+        else:
+            done = map(run_cell, jobs)
+        for (noise, rate, seed), rows in done:
             for method, r in rows:
                 results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
     total = time.perf_counter() - t_all
