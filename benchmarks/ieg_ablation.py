@@ -36,8 +36,15 @@ VARIANTS = [
 def run(job):
     name, method, opts = job
     torch.set_num_threads(1)
-    args = argparse.Namespace(data_dir=None, train_subset=12500, test_subset=None, epochs=10,
-                              aug_type="autoaug", rampup=500, device="cpu")
+    args = argparse.Namespace(
+        data_dir=None,
+        train_subset=12500,
+        test_subset=None,
+        epochs=10,
+        aug_type="autoaug",
+        rampup=500,
+        device="cpu",
+    )
     r = B.run_one(method, "uniform", 0.8, 0, args, ieg_options=opts)
     print(f"{name}: {100 * r['acc']:.2f} %", flush=True)
     return name, r
@@ -50,13 +57,18 @@ def main() -> int:
     a = p.parse_args()
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = dict(pool.map(run, VARIANTS))
-    lines = ["# IEG ablation on a small CNN", "", f"`python benchmarks/ieg_ablation.py` — "
-             "Fashion-MNIST, cnn-small, uniform 0.8 (realized "
-             f"{100 * rows['standard']['realized']:.1f} %), 12 400 noisy images + 10 clean probe "
-             "images per class, 1 240 steps of batch 100, cosine restarts, seed 0; clean test "
-             "accuracy after the last step (EMA weights for l2r and ieg).", "",
-             "| variant | clean test acc (%) | LP | LR | weight precision |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# IEG ablation on a small CNN",
+        "",
+        f"`python benchmarks/ieg_ablation.py` — "
+        "Fashion-MNIST, cnn-small, uniform 0.8 (realized "
+        f"{100 * rows['standard']['realized']:.1f} %), 12 400 noisy images + 10 clean probe "
+        "images per class, 1 240 steps of batch 100, cosine restarts, seed 0; clean test "
+        "accuracy after the last step (EMA weights for l2r and ieg).",
+        "",
+        "| variant | clean test acc (%) | LP | LR | weight precision |",
+        "|---|---|---|---|---|",
+    ]
     for name, _, _ in VARIANTS:
         r = rows[name]
         diag = [f"{100 * r[k]:.1f}" if r.get(k) is not None else "–" for k in ("lp", "lr", "wp")]

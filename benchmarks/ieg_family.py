@@ -56,26 +56,45 @@ VARIANTS = ("ieg-nokl",)
 NOISES = (("uniform", 0.4), ("uniform", 0.8), ("pair", 0.4))
 
 
-def run_one(method: str, noise: str, rate: float, seed: int, args,
-            ieg_options: dict[str, str] | None = None) -> dict:
+def run_one(
+    method: str, noise: str, rate: float, seed: int, args, ieg_options: dict[str, str] | None = None
+) -> dict:
     """Train one method in one cell; returns test accuracy, time per step and diagnostics.
 
     ``ieg_options`` change IEG's options beyond the benchmark's (``ieg-nokl``: k = 0)."""
     ieg_pipeline = method != "standard"
     opts: dict[str, str] = {}
     if method.startswith("ieg"):
-        opts = {"aug_type": args.aug_type, "rampup_steps": str(args.rampup),
-                **({"consistency_factor": "0"} if method == "ieg-nokl" else {}),
-                **(ieg_options or {})}
+        opts = {
+            "aug_type": args.aug_type,
+            "rampup_steps": str(args.rampup),
+            **({"consistency_factor": "0"} if method == "ieg-nokl" else {}),
+            **(ieg_options or {}),
+        }
     cfg = TrainConfig(
-        dataset="fashion-mnist", data_dir=args.data_dir, train_subset=args.train_subset,
-        test_subset=args.test_subset, noise=noise, noise_rate=rate, noise_seed=seed,
+        dataset="fashion-mnist",
+        data_dir=args.data_dir,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=seed,
         model="cnn-small",
         method={"supervised": "standard", "ieg-nokl": "ieg"}.get(method, method),
-        method_options=opts, probe_per_class=10, epochs=args.epochs, batch_size=100, lr=0.1,
-        momentum=0.9, weight_decay=5e-4, augment=True, seed=seed, progress=False,
-        lr_schedule="cosine-restarts" if ieg_pipeline else "step", checkpoint=False,
-        device=args.device)
+        method_options=opts,
+        probe_per_class=10,
+        epochs=args.epochs,
+        batch_size=100,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        augment=True,
+        seed=seed,
+        progress=False,
+        lr_schedule="cosine-restarts" if ieg_pipeline else "step",
+        checkpoint=False,
+        device=args.device,
+    )
     device = resolve_device(cfg.device)
     seed_everything(seed)
     data = prepare_data(cfg)
@@ -83,13 +102,22 @@ def run_one(method: str, noise: str, rate: float, seed: int, args,
     kw = dict(mean=ds.mean, std=ds.std, device=device)
     train = DeviceLoader(ds.x, data.noisy.labels, batch_size=100, augment=True, seed=seed, **kw)
     test = DeviceLoader(ds.test_x, ds.test_labels, batch_size=1000, shuffle=False, **kw)
-    probe = DeviceLoader(data.probe_x, data.probe_labels, batch_size=100, augment=True,
-                         seed=seed + 1, **kw)
-    ctx = Context(num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-                  epochs=cfg.epochs, batch_size=100, device=device,
-                  make_model=lambda: build_model("cnn-small", ds.num_classes,
-                                                 ds.input_shape).to(device),
-                  loader=train, probe=probe, seed=seed, config=cfg)
+    probe = DeviceLoader(
+        data.probe_x, data.probe_labels, batch_size=100, augment=True, seed=seed + 1, **kw
+    )
+    ctx = Context(
+        num_classes=ds.num_classes,
+        num_samples=len(ds),
+        input_shape=ds.input_shape,
+        epochs=cfg.epochs,
+        batch_size=100,
+        device=device,
+        make_model=lambda: build_model("cnn-small", ds.num_classes, ds.input_shape).to(device),
+        loader=train,
+        probe=probe,
+        seed=seed,
+        config=cfg,
+    )
     m = build_method(cfg.method, ctx, cfg.method_options)
     if method == "supervised":
         m = EMAMethod(m, 0.999)
@@ -99,10 +127,16 @@ def run_one(method: str, noise: str, rate: float, seed: int, args,
     h = res.history
     step_time = sum(r["epoch_time_s"] for r in h) / (len(train) * len(h))
     last = h[-1]
-    return {"acc": last["test_acc"], "step_s": step_time, "wall_s": wall,
-            "lp": last.get("label_precision"), "lr": last.get("label_recall"),
-            "wp": last.get("weight_precision"),
-            "realized": data.noisy.manifest.realized_rate, "n_train": len(ds)}
+    return {
+        "acc": last["test_acc"],
+        "step_s": step_time,
+        "wall_s": wall,
+        "lp": last.get("label_precision"),
+        "lr": last.get("label_recall"),
+        "wp": last.get("weight_precision"),
+        "realized": data.noisy.manifest.realized_rate,
+        "n_train": len(ds),
+    }
 
 
 def run_cell(job) -> tuple[tuple, list]:
@@ -112,8 +146,11 @@ def run_cell(job) -> tuple[tuple, list]:
     for method in args.methods:
         r = run_one(method, noise, rate, seed, args)
         rows.append((method, r))
-        print(f"{noise} {rate} seed {seed} {method:<10} test acc {100 * r['acc']:.2f}%  "
-              f"{1000 * r['step_s']:.1f} ms/step  wall {r['wall_s']:.0f} s", flush=True)
+        print(
+            f"{noise} {rate} seed {seed} {method:<10} test acc {100 * r['acc']:.2f}%  "
+            f"{1000 * r['step_s']:.1f} ms/step  wall {r['wall_s']:.0f} s",
+            flush=True,
+        )
     return (noise, rate, seed), rows
 
 
@@ -136,15 +173,22 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="(noise, seed) cells run at a time, each in its own process with one "
-                        "torch thread (times per step stay comparable within a cell)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="(noise, seed) cells run at a time, each in its own process with one "
+        "torch thread (times per step stay comparable within a cell)",
+    )
     p.add_argument("--noises", nargs="+", default=None, help="e.g. uniform:0.8 pair:0.4")
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/ieg_family.md"))
     args = p.parse_args(argv)
     args.cmd = " ".join(sys.argv[1:] if argv is None else argv)
-    noises = NOISES if not args.noises else tuple(
-        (n.split(":")[0], float(n.split(":")[1])) for n in args.noises)
+    noises = (
+        NOISES
+        if not args.noises
+        else tuple((n.split(":")[0], float(n.split(":")[1])) for n in args.noises)
+    )
     if args.quick:
         args.seeds, args.epochs, args.train_subset, args.test_subset = 1, 2, 2000, 2000
         args.rampup = min(args.rampup, 38)  # the whole quick run
@@ -155,8 +199,11 @@ def main(argv=None) -> int:
     jobs = [(c, args) for c in cells]
     with contextlib.ExitStack() as stack:
         if args.jobs > 1:  # one (noise, seed) cell per worker process, one torch thread each
-            pool = stack.enter_context(mp.get_context("spawn").Pool(
-                args.jobs, initializer=torch.set_num_threads, initargs=(1,)))
+            pool = stack.enter_context(
+                mp.get_context("spawn").Pool(
+                    args.jobs, initializer=torch.set_num_threads, initargs=(1,)
+                )
+            )
             done = pool.imap_unordered(run_cell, jobs)
         else:
             done = map(run_cell, jobs)
@@ -174,8 +221,8 @@ def main(argv=None) -> int:
 def report(results, noises, args, total) -> str:
     n_train = next(iter(results.values()))[0]["n_train"]
     lines = [
-        "# IEG family on Fashion-MNIST" + (" — QUICK SMOKE RUN, not a result" if args.quick
-                                            else ""),
+        "# IEG family on Fashion-MNIST"
+        + (" — QUICK SMOKE RUN, not a result" if args.quick else ""),
         "",
         f"`python benchmarks/ieg_family.py {args.cmd}`".replace(" `", "`") + " — cnn-small, "
         f"{n_train} noisy training images (stratified subset) + 10 clean probe images per class "
@@ -184,8 +231,11 @@ def report(results, noises, args, total) -> str:
         f"{'first ' + str(args.test_subset) + ' images' if args.test_subset else '10 000 images'}"
         f"; IEG aug {args.aug_type}, ramp-up {args.rampup} steps"
         + f". Total {total / 60:.1f} min, "
-        + (f"{args.jobs} worker processes with 1 torch thread each." if args.jobs > 1 else
-           f"{torch.get_num_threads()} torch threads."),
+        + (
+            f"{args.jobs} worker processes with 1 torch thread each."
+            if args.jobs > 1
+            else f"{torch.get_num_threads()} torch threads."
+        ),
         "",
         "Clean test accuracy (%) after the last epoch, mean ± std over seeds (EMA weights for "
         "supervised, l2r, ieg):",
@@ -203,21 +253,36 @@ def report(results, noises, args, total) -> str:
                 ratios += [r["step_s"] / base[r["seed"]] for r in rs]
         ratio = f"{statistics.mean(ratios):.1f}×" if ratios else "n/a"
         lines.append(f"| {method} | " + " | ".join(cells) + f" | {ratio} |")
-    lines += ["", "Selection diagnostics of the last epoch (label precision / recall of the "
-              "examples with positive weight, share of the weight on clean examples):", "",
-              "| method | noise | LP | LR | weight precision |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Selection diagnostics of the last epoch (label precision / recall of the "
+        "examples with positive weight, share of the weight on clean examples):",
+        "",
+        "| method | noise | LP | LR | weight precision |",
+        "|---|---|---|---|---|",
+    ]
     for method in ("l2r", "ieg", "ieg-nokl"):
         if method not in args.methods:
             continue
         for noise, rate in noises:
             rs = results[(noise, rate, method)]
             vals = [np.mean([r[k] for r in rs]) for k in ("lp", "lr", "wp")]
-            lines.append(f"| {method} | {noise} {rate} | " +
-                         " | ".join(f"{100 * v:.1f}" for v in vals) + " |")
-    realized = {f"{n} {r}": np.mean([x["realized"] for x in results[(n, r, args.methods[0])]])
-                for n, r in noises}
-    lines += ["", "Realized wrong-label rates: " +
-              ", ".join(f"{k}: {100 * v:.1f}%" for k, v in realized.items()) + ".", ""]
+            lines.append(
+                f"| {method} | {noise} {rate} | "
+                + " | ".join(f"{100 * v:.1f}" for v in vals)
+                + " |"
+            )
+    realized = {
+        f"{n} {r}": np.mean([x["realized"] for x in results[(n, r, args.methods[0])]])
+        for n, r in noises
+    }
+    lines += [
+        "",
+        "Realized wrong-label rates: "
+        + ", ".join(f"{k}: {100 * v:.1f}%" for k, v in realized.items())
+        + ".",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -48,17 +48,23 @@ NOISES = (("symmetric", 0.5), ("pair", 0.4))
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="6 000-image subset, 2 iterations of 8 epochs")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="6 000-image subset, 2 iterations of 8 epochs"
+    )
     p.add_argument("--iterations", type=int, default=4)
     p.add_argument("--cv-epochs", type=int, default=50)
     p.add_argument("--train-subset", type=int, default=None, help="default: all 60 000")
     p.add_argument("--model", default="mlp")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noises", nargs="+", default=[f"{k}:{r}" for k, r in NOISES],
-                   help="noise kinds and rates as KIND:RATE")
+    p.add_argument(
+        "--noises",
+        nargs="+",
+        default=[f"{k}:{r}" for k, r in NOISES],
+        help="noise kinds and rates as KIND:RATE",
+    )
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
@@ -89,23 +95,41 @@ def run_one(noise: str, rate: float, a) -> dict:
     from noisyfit.commands.clean import clean_incv
 
     cfg = TrainConfig(
-        dataset="fashion-mnist", data_dir=a.data_dir, train_subset=a.train_subset,
-        test_subset=1000, noise=noise, noise_rate=rate, noise_seed=a.seed, model=a.model,
-        method="incv", method_options={"iterations": str(a.iterations),
-                                       "cv_epochs": str(a.cv_epochs)},
-        batch_size=128, augment=False, seed=a.seed, device="cpu", progress=False,
-        checkpoint=False)
+        dataset="fashion-mnist",
+        data_dir=a.data_dir,
+        train_subset=a.train_subset,
+        test_subset=1000,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=a.seed,
+        model=a.model,
+        method="incv",
+        method_options={"iterations": str(a.iterations), "cv_epochs": str(a.cv_epochs)},
+        batch_size=128,
+        augment=False,
+        seed=a.seed,
+        device="cpu",
+        progress=False,
+        checkpoint=False,
+    )
     data = prepare_data(cfg)
     t0 = time.perf_counter()
     s = clean_incv(cfg, data=data, log=lambda m: print("  " + m, flush=True))
     wall = time.perf_counter() - t0
     arrays = s.pop("arrays")
     clean = data.true == data.noisy.labels
-    row = {"noise": noise, "rate": rate, "n": int(len(clean)),
-           "realized_rate": float(1 - clean.mean()), "eps_hat": s["eval_ratio"],
-           "incv_lp": s["label_precision"], "incv_lr": s["label_recall"],
-           "incv_selected": s["selected"], "incv_iterations": s["iterations"],
-           "incv_wall_s": wall}
+    row = {
+        "noise": noise,
+        "rate": rate,
+        "n": int(len(clean)),
+        "realized_rate": float(1 - clean.mean()),
+        "eps_hat": s["eval_ratio"],
+        "incv_lp": s["label_precision"],
+        "incv_lr": s["label_recall"],
+        "incv_selected": s["selected"],
+        "incv_iterations": s["iterations"],
+        "incv_wall_s": wall,
+    }
     probs = arrays["oos_probs"]
     agree = probs.argmax(1) == data.noisy.labels
     row["agree_lp"], row["agree_lr"] = lp_lr(agree, clean)
@@ -121,35 +145,47 @@ def fmt(v) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| noise | realized rate | method (networks trained) | ε̂ | selected | LP | LR |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| noise | realized rate | method (networks trained) | ε̂ | selected | LP | LR |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         setting = f"{r['noise']} {r['rate']:g}"
         real = f"{r['realized_rate']:.3f}"
-        out.append(f"| {setting} | {real} | INCV, {len(r['incv_iterations'])} iterations "
-                   f"({2 * len(r['incv_iterations'])}) | {r['eps_hat']:.3f} | "
-                   f"{r['incv_selected']} | {fmt(r['incv_lp'])} | {fmt(r['incv_lr'])} |")
-        out.append(f"| {setting} | {real} | INCV after iteration 1 = prediction = label on "
-                   f"the 2-fold probabilities (2) | {r['eps_hat']:.3f} | – | "
-                   f"{fmt(r['agree_lp'])} | {fmt(r['agree_lr'])} |")
+        out.append(
+            f"| {setting} | {real} | INCV, {len(r['incv_iterations'])} iterations "
+            f"({2 * len(r['incv_iterations'])}) | {r['eps_hat']:.3f} | "
+            f"{r['incv_selected']} | {fmt(r['incv_lp'])} | {fmt(r['incv_lr'])} |"
+        )
+        out.append(
+            f"| {setting} | {real} | INCV after iteration 1 = prediction = label on "
+            f"the 2-fold probabilities (2) | {r['eps_hat']:.3f} | – | "
+            f"{fmt(r['agree_lp'])} | {fmt(r['agree_lr'])} |"
+        )
         if "cleanlab_lp" in r:
-            out.append(f"| {setting} | {real} | cleanlab `find_label_issues`, same 2-fold "
-                       f"probabilities (2) | – | {r['cleanlab_selected']} | "
-                       f"{fmt(r['cleanlab_lp'])} | {fmt(r['cleanlab_lr'])} |")
+            out.append(
+                f"| {setting} | {real} | cleanlab `find_label_issues`, same 2-fold "
+                f"probabilities (2) | – | {r['cleanlab_selected']} | "
+                f"{fmt(r['cleanlab_lp'])} | {fmt(r['cleanlab_lr'])} |"
+            )
         else:
             out.append(f"| {setting} | {real} | cleanlab (not installed) | – | – | – | – |")
     return "\n".join(out)
 
 
 def per_iteration(rows: list[dict]) -> str:
-    out = ["| noise | iteration | checkpoint | size of S | size of C | LP of S | LR of S |",
-           "|---|---|---|---|---|---|---|"]
+    out = [
+        "| noise | iteration | checkpoint | size of S | size of C | LP of S | LR of S |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         for it in r["incv_iterations"]:
-            out.append(f"| {r['noise']} {r['rate']:g} | {it['iteration']} | "
-                       f"{'best val' if it['keep_best'] else 'last'} | {it['selected']} | "
-                       f"{it['candidates']} | {fmt(it.get('label_precision'))} | "
-                       f"{fmt(it.get('label_recall'))} |")
+            out.append(
+                f"| {r['noise']} {r['rate']:g} | {it['iteration']} | "
+                f"{'best val' if it['keep_best'] else 'last'} | {it['selected']} | "
+                f"{it['candidates']} | {fmt(it.get('label_precision'))} | "
+                f"{fmt(it.get('label_recall'))} |"
+            )
     return "\n".join(out)
 
 
@@ -162,9 +198,12 @@ def main(argv=None) -> int:
         print(f"{noise} {rate:g}", flush=True)
         r = run_one(noise, rate, a)
         rows.append(r)
-        print(f"  INCV LP {fmt(r['incv_lp'])} LR {fmt(r['incv_lr'])}; cleanlab LP "
-              f"{fmt(r.get('cleanlab_lp'))} LR {fmt(r.get('cleanlab_lr'))} "
-              f"({r['incv_wall_s']:.0f} s)", flush=True)
+        print(
+            f"  INCV LP {fmt(r['incv_lp'])} LR {fmt(r['incv_lr'])}; cleanlab LP "
+            f"{fmt(r.get('cleanlab_lp'))} LR {fmt(r.get('cleanlab_lr'))} "
+            f"({r['incv_wall_s']:.0f} s)",
+            flush=True,
+        )
     total = time.perf_counter() - t0
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "incv_cleaning.json").write_text(json.dumps(rows, indent=1))
@@ -173,9 +212,12 @@ def main(argv=None) -> int:
     if target:
         r = target[0]
         ok = (r["incv_lp"] or 0) >= 0.9 and (r["incv_lr"] or 0) >= 0.85
-        verdict = [f"Target (issue 4) at symmetric 0.5: INCV LP ≥ 0.9 and LR ≥ 0.85 — "
-                   f"{'met' if ok else 'not met'} (LP {fmt(r['incv_lp'])}, "
-                   f"LR {fmt(r['incv_lr'])}).", ""]
+        verdict = [
+            f"Target (issue 4) at symmetric 0.5: INCV LP ≥ 0.9 and LR ≥ 0.85 — "
+            f"{'met' if ok else 'not met'} (LP {fmt(r['incv_lp'])}, "
+            f"LR {fmt(r['incv_lr'])}).",
+            "",
+        ]
     try:
         import cleanlab
 
@@ -183,8 +225,8 @@ def main(argv=None) -> int:
     except ImportError:
         cl_version = "not installed"
     md = [
-        "# INCV cleaning on Fashion-MNIST" + (" (quick smoke run — not a result)"
-                                              if a.quick else ""),
+        "# INCV cleaning on Fashion-MNIST"
+        + (" (quick smoke run — not a result)" if a.quick else ""),
         "",
         f"Generated by `python benchmarks/incv_cleaning.py{' --quick' if a.quick else ''}` in "
         f"{total / 60:.1f} min ({torch.get_num_threads()} torch thread(s), CPU; cleanlab "

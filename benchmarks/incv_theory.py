@@ -45,13 +45,19 @@ from noisyfit.commands.theory import QUANTITIES, plot_confusion, plot_curves, sw
 from noisyfit.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (("symmetric", 0.2), ("symmetric", 0.5), ("symmetric", 0.8), ("pair", 0.2),
-            ("pair", 0.4))
+SETTINGS = (
+    ("symmetric", 0.2),
+    ("symmetric", 0.5),
+    ("symmetric", 0.8),
+    ("pair", 0.2),
+    ("pair", 0.4),
+)
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="6 000-image subset, 10 epochs")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--train-subset", type=int, default=None, help="default: all 60 000")
@@ -59,10 +65,18 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: fastest for these small models on a shared CPU)")
-    p.add_argument("--no-sweep", dest="sweep", action="store_false",
-                   help="only the five table settings (no extra points for the figure)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: fastest for these small models on a shared CPU)",
+    )
+    p.add_argument(
+        "--no-sweep",
+        dest="sweep",
+        action="store_false",
+        help="only the five table settings (no extra points for the figure)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
     a = p.parse_args(argv)
     if a.quick:
@@ -72,11 +86,29 @@ def parse(argv=None) -> argparse.Namespace:
 
 def config(a, noise: str, rate: float) -> TrainConfig:
     return TrainConfig(
-        dataset="fashion-mnist", data_dir=a.data_dir, train_subset=a.train_subset,
-        test_subset=1000, noise=noise, noise_rate=rate, noise_seed=a.seed, model=a.model,
-        epochs=a.epochs, batch_size=128, optimizer="adam", lr=a.lr, momentum=0.9,
-        weight_decay=0.0, lr_schedule="step", lr_milestones=(0.5, 0.75), lr_decay=0.1,
-        augment=False, seed=a.seed, device="cpu", progress=False, checkpoint=False)
+        dataset="fashion-mnist",
+        data_dir=a.data_dir,
+        train_subset=a.train_subset,
+        test_subset=1000,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=a.seed,
+        model=a.model,
+        epochs=a.epochs,
+        batch_size=128,
+        optimizer="adam",
+        lr=a.lr,
+        momentum=0.9,
+        weight_decay=0.0,
+        lr_schedule="step",
+        lr_milestones=(0.5, 0.75),
+        lr_decay=0.1,
+        augment=False,
+        seed=a.seed,
+        device="cpu",
+        progress=False,
+        checkpoint=False,
+    )
 
 
 def main(argv=None) -> int:
@@ -88,18 +120,22 @@ def main(argv=None) -> int:
     results = []
     t0 = time.perf_counter()
     grid = [(k, r / 10) for k in ("symmetric", "pair") for r in range(10)] if a.sweep else []
-    todo = list(SETTINGS) + [s for s in grid if not any(
-        s[0] == k and abs(s[1] - r) < 1e-9 for k, r in SETTINGS)]
+    todo = list(SETTINGS) + [
+        s for s in grid if not any(s[0] == k and abs(s[1] - r) < 1e-9 for k, r in SETTINGS)
+    ]
     for noise, rate in todo:
         t1 = time.perf_counter()
         r = noisy_cross_validation(config(a, noise, rate), split_seed=a.seed)
         r["wall_time_s"] = time.perf_counter() - t1
         results.append(r)
         m, t = r["measured"], r["theory"]
-        print(f"{noise} {rate:g}: acc {m['test_acc']:.3f} (theory {t['test_acc']:.3f}), "
-              f"LP {m['label_precision']:.3f} ({t['label_precision']:.3f}), "
-              f"LR {m['label_recall']:.3f} ({t['label_recall']:.3f}), "
-              f"{r['wall_time_s']:.0f} s", flush=True)
+        print(
+            f"{noise} {rate:g}: acc {m['test_acc']:.3f} (theory {t['test_acc']:.3f}), "
+            f"LP {m['label_precision']:.3f} ({t['label_precision']:.3f}), "
+            f"LR {m['label_recall']:.3f} ({t['label_recall']:.3f}), "
+            f"{r['wall_time_s']:.0f} s",
+            flush=True,
+        )
     total = time.perf_counter() - t0
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "incv_theory.json").write_text(json.dumps(results, indent=1))
@@ -109,28 +145,39 @@ def main(argv=None) -> int:
     for r in results:
         if (r["noise"], r["noise_rate"]) in (("pair", 0.4), ("symmetric", 0.8)):
             plot_confusion(r, a.out / f"incv_confusion_{r['noise']}{r['noise_rate']:g}.png")
-    detail = ["| noise | quantity | measured | theory (T) | theory (realized T) | "
-              "from measured M | measured − theory |", "|---|---|---|---|---|---|---|"]
+    detail = [
+        "| noise | quantity | measured | theory (T) | theory (realized T) | "
+        "from measured M | measured − theory |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in table_rows:
         for key, label in QUANTITIES:
             m = r["measured"][key]
             detail.append(
                 f"| {r['noise']} {r['noise_rate']:g} | {label} | {m:.4f} | "
                 f"{r['theory'][key]:.4f} | {r['theory_realized_T'][key]:.4f} | "
-                f"{r['from_measured_M'][key]:.4f} | {m - r['theory'][key]:+.4f} |")
-    diag = ["| noise | mean diag(M) | mean diag(T) | M of the flip target (pair) |",
-            "|---|---|---|---|"]
+                f"{r['from_measured_M'][key]:.4f} | {m - r['theory'][key]:+.4f} |"
+            )
+    diag = [
+        "| noise | mean diag(M) | mean diag(T) | M of the flip target (pair) |",
+        "|---|---|---|---|",
+    ]
     for r in table_rows:
         mm, tt = torch.tensor(r["M"]), torch.tensor(r["T"])
         k = len(mm)
-        nxt = (f"{float(mm[torch.arange(k), (torch.arange(k) + 1) % k].mean()):.3f}"
-               if r["noise"] == "pair" else "–")
-        diag.append(f"| {r['noise']} {r['noise_rate']:g} | {float(mm.diagonal().mean()):.3f} | "
-                    f"{float(tt.diagonal().mean()):.3f} | {nxt} |")
+        nxt = (
+            f"{float(mm[torch.arange(k), (torch.arange(k) + 1) % k].mean()):.3f}"
+            if r["noise"] == "pair"
+            else "–"
+        )
+        diag.append(
+            f"| {r['noise']} {r['noise_rate']:g} | {float(mm.diagonal().mean()):.3f} | "
+            f"{float(tt.diagonal().mean()):.3f} | {nxt} |"
+        )
     n_half = results[0]["train_size"]
     md = [
-        "# INCV theory check on Fashion-MNIST" + (" (quick smoke run — not a result)"
-                                                  if a.quick else ""),
+        "# INCV theory check on Fashion-MNIST"
+        + (" (quick smoke run — not a result)" if a.quick else ""),
         "",
         f"Generated by `python benchmarks/incv_theory.py{' --quick' if a.quick else ''}` in "
         f"{total / 60:.1f} min ({torch.get_num_threads()} torch thread(s), CPU).",

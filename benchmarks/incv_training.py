@@ -61,8 +61,9 @@ PAPER = {  # INCV README table, CIFAR-10, ResNet-32 (%, 5 runs)
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--quick", action="store_true", help="symmetric 0.5, 1 seed, tiny subset")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--cv-epochs", type=int, default=None, help="INCV (default: epochs / 2)")
@@ -72,8 +73,12 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default="mlp")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
-    p.add_argument("--noises", nargs="+", default=[f"{k}:{r}" for k, r in NOISES],
-                   help="noise kinds and rates as KIND:RATE")
+    p.add_argument(
+        "--noises",
+        nargs="+",
+        default=[f"{k}:{r}" for k, r in NOISES],
+        help="noise kinds and rates as KIND:RATE",
+    )
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks")
@@ -101,22 +106,49 @@ def method_options(method: str, noise: str, rate: float, a) -> dict[str, str]:
 
 def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
     cfg = TrainConfig(
-        dataset="fashion-mnist", data_dir=a.data_dir, train_subset=a.train_subset,
-        test_subset=a.test_subset, noise=noise, noise_rate=rate, noise_seed=seed,
-        model=a.model, method=method, method_options=method_options(method, noise, rate, a),
-        epochs=a.epochs, batch_size=128, optimizer="adam", lr=1e-3, momentum=0.9,
-        weight_decay=1e-4, lr_schedule="step", lr_milestones=(0.4, 0.6, 0.8), lr_decay=0.1,
-        augment=False, seed=seed, device="cpu", out=str(runs),
-        name=f"{method}-{noise}{rate}-s{seed}", progress=False, checkpoint=False)
+        dataset="fashion-mnist",
+        data_dir=a.data_dir,
+        train_subset=a.train_subset,
+        test_subset=a.test_subset,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=seed,
+        model=a.model,
+        method=method,
+        method_options=method_options(method, noise, rate, a),
+        epochs=a.epochs,
+        batch_size=128,
+        optimizer="adam",
+        lr=1e-3,
+        momentum=0.9,
+        weight_decay=1e-4,
+        lr_schedule="step",
+        lr_milestones=(0.4, 0.6, 0.8),
+        lr_decay=0.1,
+        augment=False,
+        seed=seed,
+        device="cpu",
+        out=str(runs),
+        name=f"{method}-{noise}{rate}-s{seed}",
+        progress=False,
+        checkpoint=False,
+    )
     t0 = time.perf_counter()
     r = noisyfit.train(cfg)
     wall = time.perf_counter() - t0
     last = r.history[-1]
-    return {"method": method, "noise": noise, "rate": rate, "seed": seed,
-            "last_acc": r.summary["last_test_acc"], "best_acc": r.summary["best_test_acc"],
-            "label_precision": last.get("label_precision"),
-            "label_recall": last.get("label_recall"), "wall_s": wall,
-            "options": " ".join(f"{k}={v}" for k, v in cfg.method_options.items())}
+    return {
+        "method": method,
+        "noise": noise,
+        "rate": rate,
+        "seed": seed,
+        "last_acc": r.summary["last_test_acc"],
+        "best_acc": r.summary["best_test_acc"],
+        "label_precision": last.get("label_precision"),
+        "label_recall": last.get("label_recall"),
+        "wall_s": wall,
+        "options": " ".join(f"{k}={v}" for k, v in cfg.method_options.items()),
+    }
 
 
 def _ms(xs) -> str:
@@ -136,8 +168,11 @@ def table(rows: list[dict], a) -> str:
         cells = []
         for n, rate in noises:
             rs = [r for r in rows if (r["method"], r["noise"], r["rate"]) == (m, n, rate)]
-            cells.append(f"{_ms([r['last_acc'] for r in rs])} "
-                         f"(best {_ms([r['best_acc'] for r in rs])})" if rs else "–")
+            cells.append(
+                f"{_ms([r['last_acc'] for r in rs])} (best {_ms([r['best_acc'] for r in rs])})"
+                if rs
+                else "–"
+            )
         out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -147,8 +182,9 @@ def ranking(rows: list[dict], a) -> list[str]:
     for n, rate in dict.fromkeys((r["noise"], r["rate"]) for r in rows):
         means = {}
         for m in a.methods:
-            xs = [r["last_acc"] for r in rows if (r["method"], r["noise"], r["rate"]) ==
-                  (m, n, rate)]
+            xs = [
+                r["last_acc"] for r in rows if (r["method"], r["noise"], r["rate"]) == (m, n, rate)
+            ]
             if xs:
                 means[m] = (statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0)
         if not means:
@@ -158,9 +194,11 @@ def ranking(rows: list[dict], a) -> list[str]:
         if "incv" in means and best != "incv":
             gap = 100 * (means[best][0] - means["incv"][0])
             noise_pts = 100 * max(means[best][1], means["incv"][1])
-            line += (f"; INCV {gap:.2f} points behind "
-                     f"({'within' if gap <= 2 * max(noise_pts, 0.1) else 'outside'} twice the "
-                     "larger seed std)")
+            line += (
+                f"; INCV {gap:.2f} points behind "
+                f"({'within' if gap <= 2 * max(noise_pts, 0.1) else 'outside'} twice the "
+                "larger seed std)"
+            )
         notes.append(line)
     return notes
 
@@ -176,8 +214,11 @@ def main(argv=None) -> int:
             for method in a.methods:
                 r = run_one(method, noise, rate, seed, a, runs)
                 rows.append(r)
-                print(f"{method:12s} {noise} {rate:g} seed {seed}: last {r['last_acc']:.4f} "
-                      f"best {r['best_acc']:.4f} ({r['wall_s']:.0f} s)", flush=True)
+                print(
+                    f"{method:12s} {noise} {rate:g} seed {seed}: last {r['last_acc']:.4f} "
+                    f"best {r['best_acc']:.4f} ({r['wall_s']:.0f} s)",
+                    flush=True,
+                )
     total = time.perf_counter() - t0
     a.out.mkdir(parents=True, exist_ok=True)
     with open(a.out / "incv_training.csv", "w", newline="") as f:
@@ -191,8 +232,8 @@ def main(argv=None) -> int:
     paper += [f"| {m} | " + " | ".join(v) + " |" for m, v in PAPER.items()]
     t_k = max(1, round(0.05 * a.epochs))
     md = [
-        "# The INCV table on Fashion-MNIST" + (" (quick smoke run — not a result)"
-                                               if a.quick else ""),
+        "# The INCV table on Fashion-MNIST"
+        + (" (quick smoke run — not a result)" if a.quick else ""),
         "",
         f"Generated by `python benchmarks/incv_training.py{' --quick' if a.quick else ''}` in "
         f"{total / 60:.1f} min ({torch.get_num_threads()} torch thread(s), CPU).",
@@ -212,8 +253,9 @@ def main(argv=None) -> int:
         "",
         *[f"* {n}" for n in ranking(rows, a)],
         "",
-        "Mean wall time per run (s): " + ", ".join(
-            f"{m} {statistics.mean(v):.0f}" for m, v in times.items()) + ".",
+        "Mean wall time per run (s): "
+        + ", ".join(f"{m} {statistics.mean(v):.0f}" for m, v in times.items())
+        + ".",
         "",
         "For reference, the INCV paper's table (CIFAR-10, ResNet-32, 200 epochs, %):",
         "",

@@ -49,36 +49,65 @@ NOISES = (("pair", 0.4), ("symmetric", 0.4), ("symmetric", 0.6))
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke version: 1 seed, pair 0.4 only, 2 000 images, 8 epochs, "
-                        "SELFIE 2 rounds; writes into the runs folder, not docs/")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke version: 1 seed, pair 0.4 only, 2 000 images, 8 epochs, "
+        "SELFIE 2 rounds; writes into the runs folder, not docs/",
+    )
     p.add_argument("--epochs", type=int, default=30, help="epochs per run (SELFIE: per round)")
     p.add_argument("--train-subset", type=int, default=8000)
     p.add_argument("--test-subset", type=int, default=None, help="default: all 10 000")
-    p.add_argument("--model", default="mlp",
-                   help="mlp (784-256-256-10, fits the noisy subset within the epochs on a CPU)")
+    p.add_argument(
+        "--model",
+        default="mlp",
+        help="mlp (784-256-256-10, fits the noisy subset within the epochs on a CPU)",
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--methods", nargs="+", default=list(METHODS))
-    p.add_argument("--noises", nargs="+", default=[f"{k}:{r}" for k, r in NOISES],
-                   help="noise kinds and rates as KIND:RATE")
-    p.add_argument("--lr", type=float, default=0.02,
-                   help="initial learning rate (0.1 makes the MLP's predictions oscillate)")
-    p.add_argument("--warm-up", type=int, default=None,
-                   help="SELFIE and Active Bias warm-up (default: a quarter of the epochs)")
-    p.add_argument("--t-k", type=int, default=None,
-                   help="Co-teaching T_k (default: a quarter of the epochs)")
-    p.add_argument("--restart", type=int, default=3,
-                   help="SELFIE restarts (3: the code's default, 4 rounds)")
+    p.add_argument(
+        "--noises",
+        nargs="+",
+        default=[f"{k}:{r}" for k, r in NOISES],
+        help="noise kinds and rates as KIND:RATE",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.02,
+        help="initial learning rate (0.1 makes the MLP's predictions oscillate)",
+    )
+    p.add_argument(
+        "--warm-up",
+        type=int,
+        default=None,
+        help="SELFIE and Active Bias warm-up (default: a quarter of the epochs)",
+    )
+    p.add_argument(
+        "--t-k", type=int, default=None, help="Co-teaching T_k (default: a quarter of the epochs)"
+    )
+    p.add_argument(
+        "--restart", type=int, default=3, help="SELFIE restarts (3: the code's default, 4 rounds)"
+    )
     p.add_argument("--q", type=int, default=10, help="SELFIE history length")
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: the MLP's matmuls gain little from a second thread, "
-                        "and per-step overheads are then measured without thread hand-offs)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for selfie_family.md and selfie_family.csv (default: "
-                        "docs/benchmarks; with --quick: the runs folder)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: the MLP's matmuls gain little from a second thread, "
+        "and per-step overheads are then measured without thread hand-offs)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for selfie_family.md and selfie_family.csv (default: "
+        "docs/benchmarks; with --quick: the runs folder)",
+    )
     p.add_argument("--runs", type=Path, default=None, help="run folders (default: a temp dir)")
     a = p.parse_args(argv)
     a.noises = [(n.split(":")[0], float(n.split(":")[1])) for n in a.noises]
@@ -92,8 +121,12 @@ def method_options(method: str, a: argparse.Namespace) -> dict[str, str]:
     quarter = max(1, a.epochs // 4)
     warm_up = quarter if a.warm_up is None else a.warm_up
     if method == "selfie":
-        return {"restart": str(a.restart), "round_epochs": str(a.epochs),
-                "warm_up": str(warm_up), "q": str(a.q)}
+        return {
+            "restart": str(a.restart),
+            "round_epochs": str(a.epochs),
+            "warm_up": str(warm_up),
+            "q": str(a.q),
+        }
     if method == "active-bias":
         return {"warm_up": str(warm_up)}
     if method == "coteaching":
@@ -104,12 +137,31 @@ def method_options(method: str, a: argparse.Namespace) -> dict[str, str]:
 def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
     epochs = a.epochs * (a.restart + 1) if method == "selfie" else a.epochs
     cfg = TrainConfig(
-        dataset="fashion-mnist", data_dir=a.data_dir, train_subset=a.train_subset,
-        test_subset=a.test_subset, noise=noise, noise_rate=rate, noise_seed=seed,
-        model=a.model, method=method, method_options=method_options(method, a),
-        tau=rate, epochs=epochs, batch_size=128, lr=a.lr, momentum=0.9, nesterov=True,
-        weight_decay=5e-4, lr_schedule="step", augment=False, normalize="per-image", seed=seed,
-        device="cpu", out=str(runs), name=f"{method}-{noise}{rate}-s{seed}", progress=False,
+        dataset="fashion-mnist",
+        data_dir=a.data_dir,
+        train_subset=a.train_subset,
+        test_subset=a.test_subset,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=seed,
+        model=a.model,
+        method=method,
+        method_options=method_options(method, a),
+        tau=rate,
+        epochs=epochs,
+        batch_size=128,
+        lr=a.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="step",
+        augment=False,
+        normalize="per-image",
+        seed=seed,
+        device="cpu",
+        out=str(runs),
+        name=f"{method}-{noise}{rate}-s{seed}",
+        progress=False,
         checkpoint=False,
     )
     t0 = time.perf_counter()
@@ -118,8 +170,13 @@ def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
     h = r.history
     last = h[-1]
     return {
-        "method": method, "noise": noise, "rate": rate, "seed": seed, "epochs": len(h),
-        "best_acc": r.summary["best_test_acc"], "last_acc": r.summary["last_test_acc"],
+        "method": method,
+        "noise": noise,
+        "rate": rate,
+        "seed": seed,
+        "epochs": len(h),
+        "best_acc": r.summary["best_test_acc"],
+        "last_acc": r.summary["last_test_acc"],
         "label_precision": last.get("label_precision"),
         "label_recall": last.get("label_recall"),
         "correction_accuracy": last.get("correction_accuracy"),
@@ -127,7 +184,8 @@ def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
         "refurbished_frac": last.get("refurbished_frac"),
         "epoch_time_s": statistics.median(x["epoch_time_s"] for x in h),
         "epoch_cpu_s": statistics.median(x["epoch_cpu_s"] for x in h if "epoch_cpu_s" in x),
-        "wall_s": wall, "options": " ".join(f"{k}={v}" for k, v in cfg.method_options.items()),
+        "wall_s": wall,
+        "options": " ".join(f"{k}={v}" for k, v in cfg.method_options.items()),
     }
 
 
@@ -148,13 +206,18 @@ def table(rows: list[dict], a: argparse.Namespace) -> str:
     std = {(r["noise"], r["rate"], r["seed"]): r for r in rows if r["method"] == "standard"}
 
     def rel(rs, key):
-        return [r[key] / std[k][key] for r in rs
-                if (k := (r["noise"], r["rate"], r["seed"])) in std and r.get(key)]
+        return [
+            r[key] / std[k][key]
+            for r in rs
+            if (k := (r["noise"], r["rate"], r["seed"])) in std and r.get(key)
+        ]
 
-    out = ["| noise | method | best acc (%) | last acc (%) | LP (%) | LR (%) | "
-           "correction acc (%) | trained-label acc (%) | wall time/epoch × standard | "
-           "CPU time/epoch × standard |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| noise | method | best acc (%) | last acc (%) | LP (%) | LR (%) | "
+        "correction acc (%) | trained-label acc (%) | wall time/epoch × standard | "
+        "CPU time/epoch × standard |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for (noise, rate), methods in by.items():
         for m in a.methods:
             rs = methods.get(m, [])
@@ -169,15 +232,16 @@ def table(rows: list[dict], a: argparse.Namespace) -> str:
                 f"{_ms([r['correction_accuracy'] for r in rs])} | "
                 f"{_ms([r['trained_label_accuracy'] for r in rs])} | "
                 f"{_ms(wall, pct=False) if wall else '–'} | "
-                f"{_ms(cpu, pct=False) if cpu else '–'} |")
+                f"{_ms(cpu, pct=False) if cpu else '–'} |"
+            )
     return "\n".join(out)
 
 
 def targets(rows: list[dict]) -> list[str]:
     """The issue's targets, checked on the means."""
+
     def mean(method, noise, rate, key):
-        xs = [r[key] for r in rows if (r["method"], r["noise"], r["rate"]) ==
-              (method, noise, rate)]
+        xs = [r[key] for r in rows if (r["method"], r["noise"], r["rate"]) == (method, noise, rate)]
         return statistics.mean(xs) if xs else None
 
     notes = []
@@ -187,15 +251,24 @@ def targets(rows: list[dict]) -> list[str]:
             v = mean(m, noise, rate, "last_acc")
             if base is not None and v is not None:
                 gap = 100 * (v - base)
-                notes.append(f"{m} − standard, last acc, {noise} {rate:g}: {gap:+.2f} points "
-                             f"({'meets' if gap >= 3 else 'misses'} the ≥ 3 target)")
+                notes.append(
+                    f"{m} − standard, last acc, {noise} {rate:g}: {gap:+.2f} points "
+                    f"({'meets' if gap >= 3 else 'misses'} the ≥ 3 target)"
+                )
     order = ["selfie", "coteaching", "active-bias", "standard"]
     best = [mean(m, "pair", 0.4, "best_acc") for m in order]
     if all(b is not None for b in best):
         holds = all(x >= y for x, y in zip(best, best[1:]))
-        notes.append("pair 0.4 best-acc ordering SELFIE ≥ Co-teaching ≥ Active Bias ≥ standard: "
-                     + ("holds" if holds else "does not hold (" + ", ".join(
-                         f"{m} {100 * b:.2f}" for m, b in zip(order, best)) + ")"))
+        notes.append(
+            "pair 0.4 best-acc ordering SELFIE ≥ Co-teaching ≥ Active Bias ≥ standard: "
+            + (
+                "holds"
+                if holds
+                else "does not hold ("
+                + ", ".join(f"{m} {100 * b:.2f}" for m, b in zip(order, best))
+                + ")"
+            )
+        )
     return notes
 
 
@@ -211,9 +284,12 @@ def main(argv=None) -> int:
             for method in a.methods:
                 r = run_one(method, noise, rate, seed, a, runs)
                 rows.append(r)
-                print(f"{method:12s} {noise} {rate:g} seed {seed}: best {r['best_acc']:.4f} "
-                      f"last {r['last_acc']:.4f} ({r['epochs']} epochs, "
-                      f"{r['epoch_time_s']:.2f} s/epoch, {r['wall_s']:.0f} s)", flush=True)
+                print(
+                    f"{method:12s} {noise} {rate:g} seed {seed}: best {r['best_acc']:.4f} "
+                    f"last {r['last_acc']:.4f} ({r['epochs']} epochs, "
+                    f"{r['epoch_time_s']:.2f} s/epoch, {r['wall_s']:.0f} s)",
+                    flush=True,
+                )
     total = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "selfie_family.csv", "w", newline="") as f:
@@ -222,8 +298,8 @@ def main(argv=None) -> int:
         w.writerows(rows)
     so, ao, co = (method_options(m, a) for m in ("selfie", "active-bias", "coteaching"))
     md = [
-        "# SELFIE family on Fashion-MNIST" + (" (quick smoke run — not a result)" if a.quick
-                                               else ""),
+        "# SELFIE family on Fashion-MNIST"
+        + (" (quick smoke run — not a result)" if a.quick else ""),
         "",
         f"Generated by `python benchmarks/selfie_family.py{' --quick' if a.quick else ''}` in "
         f"{total / 60:.1f} min ({torch.get_num_threads()} torch threads, CPU).",

@@ -39,8 +39,9 @@ def bare_loop(data: PreparedData, cfg: TrainConfig, epochs: int, seed: int) -> f
     ds = data.dataset
     torch.manual_seed(seed)
     model = build_model(cfg.model, ds.num_classes, ds.input_shape)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
     x = torch.as_tensor(ds.x)
     y = torch.as_tensor(data.noisy.labels)
     mean = torch.tensor(ds.mean).view(1, -1, 1, 1)
@@ -64,12 +65,20 @@ def fit_loop(data: PreparedData, cfg: TrainConfig, epochs: int, seed: int) -> fl
     """Images/s of noisyfit's fit() with the standard method (no evaluation, no files)."""
     ds = data.dataset
     torch.manual_seed(seed)
-    loader = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size, mean=ds.mean,
-                          std=ds.std, seed=seed)
-    ctx = Context(num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-                  epochs=epochs, batch_size=cfg.batch_size, device=torch.device("cpu"),
-                  make_model=lambda: build_model(cfg.model, ds.num_classes, ds.input_shape),
-                  loader=loader, config=cfg)
+    loader = DeviceLoader(
+        ds.x, data.noisy.labels, batch_size=cfg.batch_size, mean=ds.mean, std=ds.std, seed=seed
+    )
+    ctx = Context(
+        num_classes=ds.num_classes,
+        num_samples=len(ds),
+        input_shape=ds.input_shape,
+        epochs=epochs,
+        batch_size=cfg.batch_size,
+        device=torch.device("cpu"),
+        make_model=lambda: build_model(cfg.model, ds.num_classes, ds.input_shape),
+        loader=loader,
+        config=cfg,
+    )
     method = build_method("standard", ctx)
     true = torch.as_tensor(data.true)
     t0 = time.perf_counter()
@@ -103,19 +112,21 @@ def main() -> None:
         f"| noisyfit fit() + standard | {mo:.0f} | {', '.join(f'{v:.0f}' for v in ours)} |",
         f"| **ratio fit / bare** | **{mo / mb:.3f}** | target ≥ 0.95 |",
     ]
-    text = "\n".join([
-        "# Throughput: fit() vs a bare PyTorch loop",
-        "",
-        f"Fashion-MNIST subset of {a.subset} images, cnn-small, batch {cfg.batch_size}, "
-        f"SGD momentum 0.9, CPU ({torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}), "
-        f"torch {torch.__version__}; {a.rounds} rounds of {a.epochs} epochs each, alternating.",
-        "",
-        "Command: `python benchmarks/throughput.py" + (" --quick" if a.quick else "") + "`",
-        "",
-        *table,
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Throughput: fit() vs a bare PyTorch loop",
+            "",
+            f"Fashion-MNIST subset of {a.subset} images, cnn-small, batch {cfg.batch_size}, "
+            f"SGD momentum 0.9, CPU ({torch.get_num_threads()} threads, "
+            f"{platform.processor() or platform.machine()}), "
+            f"torch {torch.__version__}; {a.rounds} rounds of {a.epochs} epochs each, alternating.",
+            "",
+            "Command: `python benchmarks/throughput.py" + (" --quick" if a.quick else "") + "`",
+            "",
+            *table,
+            "",
+        ]
+    )
     print(text)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(text)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Set up, then run the whole test suite (CPU). Extra arguments go to pytest.
+# Set up, lint (ruff check + ruff format --check), then run the whole test suite (CPU).
+# Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
 exec .venv/bin/python -m pytest -q "$@"

@@ -15,8 +15,24 @@ TINY = ["--dataset", "synthetic", "--model", "cnn-tiny", "--no-progress", "--bat
 
 
 def test_train_end_to_end(tmp_path, capsys):
-    rc = main(["train", *TINY, "--epochs", "2", "--noise", "pair", "--noise-rate", "0.2",
-               "--out", str(tmp_path), "--name", "r1", "--noise-seed", "3"])
+    rc = main(
+        [
+            "train",
+            *TINY,
+            "--epochs",
+            "2",
+            "--noise",
+            "pair",
+            "--noise-rate",
+            "0.2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "r1",
+            "--noise-seed",
+            "3",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "clean test accuracy" in out and "run folder" in out and "realized" in out
@@ -29,10 +45,33 @@ def test_train_end_to_end(tmp_path, capsys):
 
 def test_config_file_and_flag_override(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"dataset": "synthetic", "model": "cnn-tiny", "epochs": 1,
-                                   "noise_rate": 0.1, "progress": False}))
-    assert main(["train", "--config", str(cfg), "--noise-rate", "0.3", "--out", str(tmp_path),
-                 "--name", "c"]) == 0
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "dataset": "synthetic",
+                "model": "cnn-tiny",
+                "epochs": 1,
+                "noise_rate": 0.1,
+                "progress": False,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(cfg),
+                "--noise-rate",
+                "0.3",
+                "--out",
+                str(tmp_path),
+                "--name",
+                "c",
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
     assert saved["noise_rate"] == 0.3 and saved["epochs"] == 1
     bad = tmp_path / "bad.yaml"
@@ -81,11 +120,21 @@ def test_bad_flag_type_is_rejected(capsys):
         main(["train", "--epochs", "many"])
 
 
-@pytest.mark.parametrize("key, value", [
-    ("epochs", 0), ("batch_size", 0), ("noise_rate", 1.5), ("lr", 0.0), ("momentum", 1.0),
-    ("lr_milestones", [0.5, 2.0]), ("train_subset", 0), ("probe_ratio", 1.0), ("tau", 1.2),
-    ("lr_cycle_steps", 0),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("noise_rate", 1.5),
+        ("lr", 0.0),
+        ("momentum", 1.0),
+        ("lr_milestones", [0.5, 2.0]),
+        ("train_subset", 0),
+        ("probe_ratio", 1.0),
+        ("tau", 1.2),
+        ("lr_cycle_steps", 0),
+    ],
+)
 def test_out_of_range_config_values_name_the_key(key, value, capsys):
     with pytest.raises(ValueError, match=f"'{key}'"):
         noisyfit.TrainConfig(**{key: value})
@@ -100,16 +149,31 @@ def test_out_of_range_config_values_name_the_key(key, value, capsys):
 
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NOISYFIT_DATA", str(tmp_path))
-    monkeypatch.setattr("noisyfit.data.base.candidate_dirs",
-                        lambda name, d: [tmp_path / name])
+    monkeypatch.setattr("noisyfit.data.base.candidate_dirs", lambda name, d: [tmp_path / name])
     assert main(["train", "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "not found" in err and str(tmp_path) in err
 
 
 def test_noise_command_writes_labels_and_manifest(tmp_path, capsys):
-    assert main(["noise", "--out", str(tmp_path), "--dataset", "synthetic", "--noise",
-                 "uniform", "--noise-rate", "0.5", "--noise-mode", "exact"]) == 0
+    assert (
+        main(
+            [
+                "noise",
+                "--out",
+                str(tmp_path),
+                "--dataset",
+                "synthetic",
+                "--noise",
+                "uniform",
+                "--noise-rate",
+                "0.5",
+                "--noise-mode",
+                "exact",
+            ]
+        )
+        == 0
+    )
     labels = np.load(tmp_path / "noisy_labels.npy")
     manifest = json.loads((tmp_path / "noise.json").read_text())
     assert manifest["kind"] == "uniform" and manifest["mode"] == "exact"
@@ -121,10 +185,25 @@ def test_noise_command_writes_labels_and_manifest(tmp_path, capsys):
 def test_convert_writes_the_binary_format(tmp_path):
     from noisyfit.data.binary import read_binary_dataset
 
-    assert main(["convert", "--out", str(tmp_path / "bin"), "--dataset", "synthetic",
-                 "--n-batches", "2"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--out",
+                str(tmp_path / "bin"),
+                "--dataset",
+                "synthetic",
+                "--n-batches",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == [
-        "data_batch_1.bin", "data_batch_2.bin", "test_batch.bin"]
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "test_batch.bin",
+    ]
     x, y, tx, ty = read_binary_dataset(tmp_path / "bin", (1, 8, 8))
     from noisyfit.data import load_dataset
 
@@ -163,8 +242,9 @@ def _fashion_mnist_available() -> bool:
 @pytest.mark.skipif(not _fashion_mnist_available(), reason="Fashion-MNIST not installed")
 def test_real_fashion_mnist_standard_far_above_chance(tmp_path):
     """Real data: 4,000 noisy training images (40% symmetric), 3 epochs, 2,000 test images."""
-    r = noisyfit.train(train_subset=4000, test_subset=2000, epochs=3, out=str(tmp_path),
-                       progress=False)
+    r = noisyfit.train(
+        train_subset=4000, test_subset=2000, epochs=3, out=str(tmp_path), progress=False
+    )
     assert r.summary["realized_noise_rate"] == pytest.approx(0.4, abs=0.03)
     assert r.test_acc > 0.6  # chance is 0.1
     assert Path(r.run_dir, "samples.csv").is_file()

@@ -48,11 +48,11 @@ def test_loader_visits_every_sample_once_per_epoch_and_is_seeded():
 def test_loader_normalizes_with_channel_stats():
     x = np.full((4, 2, 3, 3), 255, dtype=np.uint8)
     x[:, 1] = 0
-    dl = DeviceLoader(x, np.zeros(4), batch_size=4, mean=(0.5, 0.5), std=(0.5, 0.25),
-                      shuffle=False)
+    dl = DeviceLoader(x, np.zeros(4), batch_size=4, mean=(0.5, 0.5), std=(0.5, 0.25), shuffle=False)
     b = next(iter(dl))
-    assert torch.allclose(b.x[:, 0], torch.tensor(1.0)) and torch.allclose(b.x[:, 1],
-                                                                          torch.tensor(-2.0))
+    assert torch.allclose(b.x[:, 0], torch.tensor(1.0)) and torch.allclose(
+        b.x[:, 1], torch.tensor(-2.0)
+    )
 
 
 def test_random_crop_flip_is_a_shift_or_mirror_of_the_input():
@@ -63,8 +63,10 @@ def test_random_crop_flip_is_a_shift_or_mirror_of_the_input():
     for i in range(2):
         padded = torch.nn.functional.pad(x[i], (2, 2, 2, 2))
         found = any(
-            torch.equal(out[i], v[:, dy:dy + 6, dx:dx + 6])
-            for v in (padded, padded.flip(-1)) for dy in range(5) for dx in range(5)
+            torch.equal(out[i], v[:, dy : dy + 6, dx : dx + 6])
+            for v in (padded, padded.flip(-1))
+            for dy in range(5)
+            for dx in range(5)
         )
         assert found
     assert torch.equal(random_crop_flip(x, pad=0, flip=False), x)
@@ -119,8 +121,9 @@ def test_selection_meter_on_hand_built_case():
 
 
 def test_loop_overfits_tiny_clean_set(tmp_path):
-    r = noisyfit.train(**TINY, noise="none", epochs=8, lr=0.05, out=str(tmp_path),
-                       lr_schedule="constant")
+    r = noisyfit.train(
+        **TINY, noise="none", epochs=8, lr=0.05, out=str(tmp_path), lr_schedule="constant"
+    )
     assert r.history[-1]["train_error"] < 0.05
     assert r.test_acc > 0.9
     assert r.summary["realized_noise_rate"] == 0.0
@@ -129,12 +132,27 @@ def test_loop_overfits_tiny_clean_set(tmp_path):
 def test_run_folder_contents(tmp_path):
     r = noisyfit.train(**TINY, epochs=2, out=str(tmp_path), name="run", noise_rate=0.3)
     d = r.run_dir
-    for f in ("config.yaml", "env.json", "noise.json", "noisy_labels.npy", "log.csv",
-              "metrics.jsonl", "checkpoint.pt", "samples.csv", "summary.json"):
+    for f in (
+        "config.yaml",
+        "env.json",
+        "noise.json",
+        "noisy_labels.npy",
+        "log.csv",
+        "metrics.jsonl",
+        "checkpoint.pt",
+        "samples.csv",
+        "summary.json",
+    ):
         assert (d / f).is_file(), f
     rows = list(csv.reader(open(d / "log.csv")))
-    assert rows[0] == ["epoch", "learning rate", "training loss", "training error",
-                       "test loss", "test error"]
+    assert rows[0] == [
+        "epoch",
+        "learning rate",
+        "training loss",
+        "training error",
+        "test loss",
+        "test error",
+    ]
     assert len(rows) == 3 and float(rows[2][5]) == pytest.approx(1 - r.test_acc, abs=1e-5)
     metrics = [json.loads(line) for line in open(d / "metrics.jsonl")]
     assert metrics[0]["images_per_s"] > 0 and "label_precision" in metrics[0]
@@ -159,8 +177,7 @@ class _Stop(Exception):
 
 
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
-    kw = dict(**TINY, epochs=4, out=str(tmp_path), deterministic=True, augment=True,
-              noise_rate=0.3)
+    kw = dict(**TINY, epochs=4, out=str(tmp_path), deterministic=True, augment=True, noise_rate=0.3)
     full = noisyfit.train(**kw, name="full")
 
     original = METHODS.get("standard").on_epoch_end
@@ -204,17 +221,25 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         noisyfit.train(**TINY, method="_test-nan", epochs=3, out=str(tmp_path), name="nan")
     state = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
     assert state["epoch"] == 0
-    assert all(torch.isfinite(v).all() for v in state["models"]["net"].values()
-               if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all() for v in state["models"]["net"].values() if v.is_floating_point()
+    )
 
 
 # ---------------------------------------------------------------------------- contract
 
 
 def _ctx(n=40, k=4):
-    return Context(num_classes=k, num_samples=n, input_shape=(1, 8, 8), epochs=2,
-                   batch_size=8, device=torch.device("cpu"), noise_rate=0.2,
-                   make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)))
+    return Context(
+        num_classes=k,
+        num_samples=n,
+        input_shape=(1, 8, 8),
+        epochs=2,
+        batch_size=8,
+        device=torch.device("cpu"),
+        noise_rate=0.2,
+        make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)),
+    )
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS.names() if not n.startswith("_")])
@@ -223,8 +248,9 @@ def test_method_contract(name):
     assert METHODS.describe(name)
     ctx = _ctx()
     if METHODS.get(name).needs_probe:  # a clean probe loader, as train() gives such methods
-        ctx.probe = DeviceLoader(np.random.randint(0, 256, (8, 1, 8, 8), dtype=np.uint8),
-                                 np.arange(8) % 4, batch_size=8)
+        ctx.probe = DeviceLoader(
+            np.random.randint(0, 256, (8, 1, 8, 8), dtype=np.uint8), np.arange(8) % 4, batch_size=8
+        )
     m = build_method(name, ctx)
     assert m.models and all(isinstance(v, torch.nn.Module) for v in m.models.values())
     assert {f.name for f in dataclasses.fields(Batch)} == {"index", "x", "labels"}
@@ -254,8 +280,16 @@ def test_a_collapsed_run_warns_with_the_fix(tmp_path, monkeypatch):
         return out
 
     plain = Standard.training_step
-    kw = dict(dataset="synthetic", model="cnn-tiny", epochs=2, batch_size=64, progress=False,
-              out=str(tmp_path), checkpoint=False, report=False)
+    kw = dict(
+        dataset="synthetic",
+        model="cnn-tiny",
+        epochs=2,
+        batch_size=64,
+        progress=False,
+        out=str(tmp_path),
+        checkpoint=False,
+        report=False,
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = noisyfit.train(**kw, name="ok")

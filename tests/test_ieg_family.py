@@ -37,8 +37,10 @@ def test_cosine_restarts_is_tf_cosine_decay_restarts():
     # through the engine's entry point: global step = epoch·steps_per_epoch + step
     lr = learning_rate("cosine-restarts", 0.1, 2, 3, 100, 9, first_decay_steps=500)
     assert lr == pytest.approx(0.1 * cosine_decay_restarts(1.0, 203, 500, t_mul=1.5, m_mul=0.9))
-    assert TrainConfig(lr_schedule="cosine-restarts").replace(epochs=1).lr_schedule \
+    assert (
+        TrainConfig(lr_schedule="cosine-restarts").replace(epochs=1).lr_schedule
         == "cosine-restarts"
+    )
 
 
 # ---------------------------------------------------------------------------- EMA
@@ -88,15 +90,26 @@ def test_ema_wrapper_is_the_supervised_preset():
 
 
 def _ctx(k=4, shape=(1, 8, 8), model="cnn-tiny", probe=None, loader=None, n=40):
-    return Context(num_classes=k, num_samples=n, input_shape=shape, epochs=1, batch_size=8,
-                   device=torch.device("cpu"), make_model=lambda: build_model(model, k, shape),
-                   probe=probe, loader=loader)
+    return Context(
+        num_classes=k,
+        num_samples=n,
+        input_shape=shape,
+        epochs=1,
+        batch_size=8,
+        device=torch.device("cpu"),
+        make_model=lambda: build_model(model, k, shape),
+        probe=probe,
+        loader=loader,
+    )
 
 
 def _batch(b=8, k=4, shape=(1, 8, 8), seed=0):
     g = torch.Generator().manual_seed(seed)
-    return Batch(torch.arange(b), torch.randn((b,) + shape, generator=g),
-                 torch.randint(0, k, (b,), generator=g))
+    return Batch(
+        torch.arange(b),
+        torch.randn((b,) + shape, generator=g),
+        torch.randint(0, k, (b,), generator=g),
+    )
 
 
 def _flat_grad(loss, params):
@@ -123,10 +136,12 @@ def test_l2r_weights_equal_brute_force_inner_products(wd):
     logits_p = torch.func.functional_call(net, dict(zip(names, theta_p)), (px,))
     meta = F.cross_entropy(logits_p, py) + sum(0.5 * wd * t.pow(2).sum() for t in theta_p)
     g_probe = _flat_grad(meta, theta_p)
-    per_example = torch.stack([
-        _flat_grad(F.cross_entropy(net(b.x[i:i + 1]), b.labels[i:i + 1]), params)
-        for i in range(len(b))
-    ])
+    per_example = torch.stack(
+        [
+            _flat_grad(F.cross_entropy(net(b.x[i : i + 1]), b.labels[i : i + 1]), params)
+            for i in range(len(b))
+        ]
+    )
     u = alpha * per_example @ g_probe
     w = u.clamp_min(0) / (u.clamp_min(0).sum() + 1e-5)
     assert torch.allclose(out.score, u, rtol=1e-4, atol=1e-7)
@@ -137,8 +152,9 @@ def test_l2r_weights_equal_brute_force_inner_products(wd):
 
 
 def test_l2r_on_batchnorm_model_leaves_running_stats_to_the_training_forward():
-    probe = DeviceLoader(np.random.randint(0, 256, (6, 1, 8, 8), dtype=np.uint8),
-                         np.arange(6) % 4, batch_size=6)
+    probe = DeviceLoader(
+        np.random.randint(0, 256, (6, 1, 8, 8), dtype=np.uint8), np.arange(6) % 4, batch_size=6
+    )
     m = build_method("l2r", _ctx(probe=probe))
     net = m.models["net"]
     ref = build_model("cnn-tiny", 4, (1, 8, 8))
@@ -195,33 +211,50 @@ def test_ieg_meta_step_equals_brute_force_weight_and_label_rules():
     onehot = F.one_hot(labels, k).float()
     guess = torch.softmax(torch.randn(b, k), 1)
     logits = net(x)
-    w, lam, g_om, g_lam = ieg_meta_step(net, logits, onehot, guess, px, py, lam0=0.9,
-                                        step_size=0.1, momentum=0.9, optimizer=opt,
-                                        weight_decay=False)
+    w, lam, g_om, g_lam = ieg_meta_step(
+        net,
+        logits,
+        onehot,
+        guess,
+        px,
+        py,
+        lam0=0.9,
+        step_size=0.1,
+        momentum=0.9,
+        optimizer=opt,
+        weight_decay=False,
+    )
     params = list(net.parameters())
     bufs = [opt.state[p]["momentum_buffer"] for p in params]
     t0 = 0.9 * onehot + 0.1 * guess
 
     def ce_i(i, target):
-        return -(target[i] * net(x[i:i + 1])[0].log_softmax(0)).sum()
+        return -(target[i] * net(x[i : i + 1])[0].log_softmax(0)).sum()
 
     full = sum(ce_i(i, t0) for i in range(b)) / b
     grads = torch.autograd.grad(full, params)
-    theta_p = [(p - 0.1 * (0.9 * m + g)).detach().requires_grad_(True)
-               for p, m, g in zip(params, bufs, grads)]
+    theta_p = [
+        (p - 0.1 * (0.9 * m + g)).detach().requires_grad_(True)
+        for p, m, g in zip(params, bufs, grads)
+    ]
     names = [n for n, _ in net.named_parameters()]
     meta = F.cross_entropy(torch.func.functional_call(net, dict(zip(names, theta_p)), (px,)), py)
     gp = _flat_grad(meta, theta_p)
     a = torch.stack([_flat_grad(ce_i(i, t0), params) for i in range(b)])
     diff = onehot - guess  # ∂P(λ)/∂λ
-    c = torch.stack([_flat_grad(-(diff[i] * net(x[i:i + 1])[0].log_softmax(0)).sum(), params)
-                     for i in range(b)])
+    c = torch.stack(
+        [
+            _flat_grad(-(diff[i] * net(x[i : i + 1])[0].log_softmax(0)).sum(), params)
+            for i in range(b)
+        ]
+    )
     d_omega = -0.1 * a @ gp
     d_lam = -0.1 * (1.0 / b) * c @ gp
     assert torch.allclose(g_om, d_omega, rtol=1e-4, atol=1e-7)
     assert torch.allclose(g_lam, d_lam, rtol=1e-4, atol=1e-8)
-    assert torch.allclose(w, (-d_omega).clamp_min(0) / ((-d_omega).clamp_min(0).sum() + 1e-5),
-                          rtol=1e-4, atol=1e-6)
+    assert torch.allclose(
+        w, (-d_omega).clamp_min(0) / ((-d_omega).clamp_min(0).sum() + 1e-5), rtol=1e-4, atol=1e-6
+    )
     assert torch.equal(lam, (d_lam < 0).float())
 
 
@@ -233,8 +266,10 @@ def _ieg(options=None, k=4):
     return build_method("ieg", ctx, options), loader
 
 
-@pytest.mark.parametrize("options", [{}, {"aug_type": "randaug", "threshold": 1.0,
-                                          "rampup_steps": 10, "detach_guess": False}])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"aug_type": "randaug", "threshold": 1.0, "rampup_steps": 10, "detach_guess": False}],
+)
 def test_ieg_step_reports_weights_labels_and_selection(options):
     torch.manual_seed(0)
     m, loader = _ieg(options)
@@ -264,8 +299,9 @@ def test_ieg_step_reports_weights_labels_and_selection(options):
 def test_strong_view_shapes_and_normalization(kind):
     torch.manual_seed(0)
     x = np.random.default_rng(0).integers(0, 256, (6, 3, 16, 16), dtype=np.uint8)
-    dl = DeviceLoader(x, np.zeros(6), batch_size=6, mean=(0.5,) * 3, std=(0.25,) * 3,
-                      augment=True, shuffle=False)
+    dl = DeviceLoader(
+        x, np.zeros(6), batch_size=6, mean=(0.5,) * 3, std=(0.25,) * 3, augment=True, shuffle=False
+    )
     b = next(iter(dl))
     v = StrongAugment(kind)(dl, b)
     assert v.shape == b.x.shape and v.dtype == torch.float32
@@ -297,8 +333,17 @@ def test_parse_dataset_names_of_the_seed():
             parse_dataset(bad)
 
 
-SYN = ["--dataset", "synthetic_uniform_0.4", "--network-name", "cnn-tiny", "--batch-size", "64",
-       "--probe-dataset-hold-ratio", "0.05", "--no-progress"]
+SYN = [
+    "--dataset",
+    "synthetic_uniform_0.4",
+    "--network-name",
+    "cnn-tiny",
+    "--batch-size",
+    "64",
+    "--probe-dataset-hold-ratio",
+    "0.05",
+    "--no-progress",
+]
 
 
 @pytest.mark.parametrize("method", ["ieg", "l2r", "supervised"])
@@ -308,8 +353,13 @@ def test_ieg_command_trains_and_evaluation_restores_exactly(tmp_path, method, ca
 
     args = SYN + ["--method", method, "--checkpoint-path", str(tmp_path), "--aug-type", "randaug"]
     assert main(["ieg", *args, "--max-iteration", "16"]) == 0
-    a = IEGArgs(dataset="synthetic_uniform_0.4", network_name="cnn-tiny",
-                probe_dataset_hold_ratio=0.05, checkpoint_path=tmp_path, progress=False)
+    a = IEGArgs(
+        dataset="synthetic_uniform_0.4",
+        network_name="cnn-tiny",
+        probe_dataset_hold_ratio=0.05,
+        checkpoint_path=tmp_path,
+        progress=False,
+    )
     run = run_dir_of(a)
     assert run == tmp_path / "synthetic_uniform_0.4_p0.05" / "cnn-tiny"
     summary = json.loads((run / "summary.json").read_text())
@@ -335,7 +385,8 @@ def test_decay_steps_sets_the_first_cosine_cycle(tmp_path):
     want = [0.1 * cosine_decay_restarts(1.0, g, 3, t_mul=1.5, m_mul=0.9) for g in (7, 15)]
     assert lrs == pytest.approx(want)
     assert want != pytest.approx(
-        [0.1 * cosine_decay_restarts(1.0, g, 500, t_mul=1.5, m_mul=0.9) for g in (7, 15)])
+        [0.1 * cosine_decay_restarts(1.0, g, 500, t_mul=1.5, m_mul=0.9) for g in (7, 15)]
+    )
 
 
 def test_ieg_command_errors():
@@ -362,8 +413,9 @@ def webvision_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("webvision")
     wnids = [f"n{i:08d}" for i in range(52)]
     (root / "info").mkdir()
-    (root / "info" / "synsets.txt").write_text("".join(f"{w} class {i}\n"
-                                                       for i, w in enumerate(wnids)))
+    (root / "info" / "synsets.txt").write_text(
+        "".join(f"{w} class {i}\n" for i, w in enumerate(wnids))
+    )
     google, flickr, val = [], [], []
     for y in (0, 1, 50, 51):
         for j in range(3):
@@ -430,10 +482,20 @@ def test_webvision_mini_in_memory_dataset_and_ieg_command(webvision_tree, tmp_pa
 
     ds = load_dataset("webvision-mini", webvision_tree, image_size=16, workers=0)
     assert ds.x.shape == (6, 3, 16, 16) and ds.num_classes == 50 and not ds.labels_are_true
-    a = IEGArgs(dataset="webvisionmini_1", network_name="cnn-tiny", method="ieg",
-                max_iteration=2, batch_size=4, val_batch_size=25, data_dir=str(webvision_tree),
-                use_imagenet_as_eval=True, checkpoint_path=tmp_path, workers=0, progress=False,
-                aug_type="default")
+    a = IEGArgs(
+        dataset="webvisionmini_1",
+        network_name="cnn-tiny",
+        method="ieg",
+        max_iteration=2,
+        batch_size=4,
+        val_batch_size=25,
+        data_dir=str(webvision_tree),
+        use_imagenet_as_eval=True,
+        checkpoint_path=tmp_path,
+        workers=0,
+        progress=False,
+        aug_type="default",
+    )
     last = train(a)
     assert last["epoch"] == 1 and 0 <= last["test_acc"] <= 1 and "label_precision" not in last
     res = evaluation(a)

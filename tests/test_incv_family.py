@@ -72,8 +72,9 @@ def test_theory_general_3x3_by_hand():
     p = np.array([0.5, 0.25, 0.25])
     r = theory(t, p)
     assert r["test_acc"] == pytest.approx(0.5 * 0.54 + 0.25 * 0.66 + 0.25 * 0.34)
-    assert r["label_recall"] == pytest.approx((0.5 * 0.49 + 0.25 * 0.8 ** 2 + 0.25 * 0.16)
-                                              / (0.5 * 0.7 + 0.25 * 0.8 + 0.25 * 0.4))
+    assert r["label_recall"] == pytest.approx(
+        (0.5 * 0.49 + 0.25 * 0.8**2 + 0.25 * 0.16) / (0.5 * 0.7 + 0.25 * 0.8 + 0.25 * 0.4)
+    )
     # the M-based prediction equals the theory at M = T, and is perfect at M = I
     assert predicted_from_confusion(t, t) == pytest.approx(theory(t))
     ideal = predicted_from_confusion(np.eye(3), t)
@@ -142,18 +143,21 @@ def test_incv_select_with_a_perfect_predictor():
     assert res.eps_hat == pytest.approx(rate_from_agreement(res.agreement, 4), abs=1e-9)
     assert res.rho == pytest.approx(min(2, res.eps_hat / (1 - res.eps_hat)))
     assert res.iterations[0]["label_precision"] == 1.0
-    assert res.oos_probs.shape == (400, 4) and torch.allclose(res.oos_probs.sum(1),
-                                                             torch.ones(400))
+    assert res.oos_probs.shape == (400, 4) and torch.allclose(res.oos_probs.sum(1), torch.ones(400))
     assert len(calls) == 4 and calls[:2] == [True, True]
 
 
 def test_incv_keep_best_schedule_and_asymmetric_candidates():
     true, noisy = _noisy(n=2000, rate=0.5)
-    for eps, sym, expect in ((0.2, True, [True] * 8), (0.35, True, [True] * 4 + [False] * 4),
-                             (0.2, False, [True] * 2 + [False] * 6)):
+    for eps, sym, expect in (
+        (0.2, True, [True] * 8),
+        (0.35, True, [True] * 4 + [False] * 4),
+        (0.2, False, [True] * 2 + [False] * 6),
+    ):
         train_fn, predict_fn, calls = _fake_cv(true, noisy, 4, correct=0.8)
-        res = incv_select(noisy, 4, train_fn, predict_fn, iterations=4, eps=eps, symmetric=sym,
-                          log=None)
+        res = incv_select(
+            noisy, 4, train_fn, predict_fn, iterations=4, eps=eps, symmetric=sym, log=None
+        )
         assert calls == expect, (eps, sym)
         assert res.eps_hat == eps
         if not sym:  # large-loss samples stay candidates under asymmetric noise
@@ -176,9 +180,16 @@ def test_removal_count_zero_removes_nothing():
 
 
 def _ctx(n=40, k=4, epochs=10):
-    return Context(num_classes=k, num_samples=n, input_shape=(1, 8, 8), epochs=epochs,
-                   batch_size=8, device=torch.device("cpu"), noise_rate=0.2,
-                   make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)))
+    return Context(
+        num_classes=k,
+        num_samples=n,
+        input_shape=(1, 8, 8),
+        epochs=epochs,
+        batch_size=8,
+        device=torch.device("cpu"),
+        noise_rate=0.2,
+        make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)),
+    )
 
 
 def test_incv_forget_rate_and_keep_rule():
@@ -217,22 +228,30 @@ def test_forward_and_backward_correction_by_hand():
     y = torch.tensor([1, 2])
     t = torch.tensor([[0.8, 0.2, 0.0], [0.1, 0.7, 0.2], [0.0, 0.3, 0.7]])
     p = logits.softmax(1)
-    manual = torch.stack([-torch.log(sum(p[0, i] * t[i, 1] for i in range(3))),
-                          -torch.log(sum(p[1, i] * t[i, 2] for i in range(3)))])
+    manual = torch.stack(
+        [
+            -torch.log(sum(p[0, i] * t[i, 1] for i in range(3))),
+            -torch.log(sum(p[1, i] * t[i, 2] for i in range(3))),
+        ]
+    )
     assert torch.allclose(forward_corrected_loss(logits, y, t), manual)
     t_inv = torch.linalg.inv(t)
     manual_b = torch.stack([-(t_inv[1] * p[0].log()).sum(), -(t_inv[2] * p[1].log()).sum()])
     assert torch.allclose(backward_corrected_loss(logits, y, t_inv), manual_b, atol=1e-5)
     # with T = I both reduce to cross-entropy
     eye = torch.eye(3)
-    assert torch.allclose(forward_corrected_loss(logits, y, eye),
-                          F.cross_entropy(logits, y, reduction="none"), atol=1e-5)
+    assert torch.allclose(
+        forward_corrected_loss(logits, y, eye),
+        F.cross_entropy(logits, y, reduction="none"),
+        atol=1e-5,
+    )
 
 
 def test_anchor_point_estimate_of_t():
     # class-0 anchors: rows 0 (an outlier at p=1.0) and 1; percentile filter skips the outlier
-    probs = torch.tensor([[1.00, 0.00], [0.90, 0.10], [0.60, 0.40], [0.20, 0.80],
-                          [0.30, 0.70]] + [[0.5, 0.5]] * 95)
+    probs = torch.tensor(
+        [[1.00, 0.00], [0.90, 0.10], [0.60, 0.40], [0.20, 0.80], [0.30, 0.70]] + [[0.5, 0.5]] * 95
+    )
     t_plain = estimate_transition(probs, percentile=100)
     assert torch.allclose(t_plain, torch.tensor([[1.0, 0.0], [0.2, 0.8]]))
     t97 = estimate_transition(probs, percentile=97)
@@ -343,9 +362,25 @@ def test_d2l_turning_point_alpha_and_loss():
 
 
 def test_cli_clean_incv_beats_chance_and_writes_the_csv(tmp_path, capsys):
-    rc = main(["clean", "--method", "incv", *TINY, "--noise-rate", "0.4", "--out",
-               str(tmp_path), "--name", "c", "--method-options", "iterations", "2",
-               "cv_epochs", "3"])
+    rc = main(
+        [
+            "clean",
+            "--method",
+            "incv",
+            *TINY,
+            "--noise-rate",
+            "0.4",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "c",
+            "--method-options",
+            "iterations",
+            "2",
+            "cv_epochs",
+            "3",
+        ]
+    )
     assert rc == 0
     assert "label precision" in capsys.readouterr().out
     rows = list(csv.DictReader(open(tmp_path / "c" / "incv_results.csv")))
@@ -362,15 +397,33 @@ def test_cli_clean_incv_beats_chance_and_writes_the_csv(tmp_path, capsys):
     assert len(s["iterations"]) == 2 and "label_recall" in s["iterations"][0]
     from noisyfit.commands.clean import write_incv_csv  # no truth: y is empty
 
-    write_incv_csv(tmp_path / "n.csv", None, np.array([2, 0]), np.array([True, False]),
-                   np.array([False, True]), 0.25)
+    write_incv_csv(
+        tmp_path / "n.csv",
+        None,
+        np.array([2, 0]),
+        np.array([True, False]),
+        np.array([False, True]),
+        0.25,
+    )
     rows = list(csv.reader(open(tmp_path / "n.csv")))
     assert rows[1:] == [["", "2", "True", "False", "0.250"], ["", "0", "False", "True", "0.250"]]
 
 
 def test_cli_theory_single_and_sweep(tmp_path, capsys):
-    rc = main(["theory", *TINY, "--epochs", "3", "--noise-rate", "0.4", "--out", str(tmp_path),
-               "--name", "t"])
+    rc = main(
+        [
+            "theory",
+            *TINY,
+            "--epochs",
+            "3",
+            "--noise-rate",
+            "0.4",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "t",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "label precision" in out and "max |M − T|" in out
@@ -379,11 +432,26 @@ def test_cli_theory_single_and_sweep(tmp_path, capsys):
     assert np.asarray(r["M"]).shape == (4, 4) and r["held_out"] == 256
     assert (tmp_path / "t" / "confusion.png").stat().st_size > 0
     # the exact expectation from M matches the measurement up to sampling error
-    assert r["from_measured_M"]["test_acc"] == pytest.approx(r["measured"]["test_acc"],
-                                                             abs=0.08)
-    rc = main(["theory", "--sweep", "--rates", "0.2,0.5", "--kinds", "pair",
-               "--heatmap-rates", "0.5", *TINY, "--epochs", "2", "--out", str(tmp_path),
-               "--name", "s"])
+    assert r["from_measured_M"]["test_acc"] == pytest.approx(r["measured"]["test_acc"], abs=0.08)
+    rc = main(
+        [
+            "theory",
+            "--sweep",
+            "--rates",
+            "0.2,0.5",
+            "--kinds",
+            "pair",
+            "--heatmap-rates",
+            "0.5",
+            *TINY,
+            "--epochs",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "s",
+        ]
+    )
     assert rc == 0
     d = tmp_path / "s"
     for f in ("sweep.json", "sweep.md", "theory_curves.png", "confusion_pair0.5.png"):
@@ -391,15 +459,28 @@ def test_cli_theory_single_and_sweep(tmp_path, capsys):
     assert len(json.loads((d / "sweep.json").read_text())) == 2
 
 
-@pytest.mark.parametrize("method,opts", [
-    ("incv", {"iterations": "1", "cv_epochs": "2", "e_warm": "0"}),
-    ("f-correction", {"estimate_epochs": "2"}),
-    ("d2l", {"init_epoch": "0", "epoch_win": "1", "lid_samples": "256"}),
-])
+@pytest.mark.parametrize(
+    "method,opts",
+    [
+        ("incv", {"iterations": "1", "cv_epochs": "2", "e_warm": "0"}),
+        ("f-correction", {"estimate_epochs": "2"}),
+        ("d2l", {"init_epoch": "0", "epoch_win": "1", "lid_samples": "256"}),
+    ],
+)
 def test_multi_stage_methods_train_end_to_end(tmp_path, method, opts):
-    r = noisyfit.train(dataset="synthetic", model="cnn-tiny", progress=False, batch_size=64,
-                       method=method, method_options=opts, epochs=3, noise_rate=0.4,
-                       out=str(tmp_path), name=method, lr=0.05)
+    r = noisyfit.train(
+        dataset="synthetic",
+        model="cnn-tiny",
+        progress=False,
+        batch_size=64,
+        method=method,
+        method_options=opts,
+        epochs=3,
+        noise_rate=0.4,
+        out=str(tmp_path),
+        name=method,
+        lr=0.05,
+    )
     assert r.test_acc is not None and r.test_acc > 0.5
     last = r.history[-1]
     assert last["label_precision"] is not None
@@ -413,9 +494,18 @@ def test_incv_resume_keeps_the_selection(tmp_path, monkeypatch):
     from noisyfit.methods import METHODS
 
     cls = METHODS.get("incv")
-    kw = dict(dataset="synthetic", model="cnn-tiny", progress=False, batch_size=64,
-              method="incv", method_options={"iterations": "1", "cv_epochs": "2"}, epochs=3,
-              noise_rate=0.4, out=str(tmp_path), name="r")
+    kw = dict(
+        dataset="synthetic",
+        model="cnn-tiny",
+        progress=False,
+        batch_size=64,
+        method="incv",
+        method_options={"iterations": "1", "cv_epochs": "2"},
+        epochs=3,
+        noise_rate=0.4,
+        out=str(tmp_path),
+        name="r",
+    )
     original = cls.on_epoch_end
 
     def stop(self, epoch):

@@ -124,8 +124,16 @@ def test_manifest_fields():
     y = balanced(50, 4)
     m = inject_noise(y, "pair", 0.2, num_classes=4, seed=2).manifest
     d = m.to_dict()
-    for key in ("kind", "nominal_rate", "realized_rate", "realized_T", "nominal_T", "seed",
-                "sha256", "mode"):
+    for key in (
+        "kind",
+        "nominal_rate",
+        "realized_rate",
+        "realized_T",
+        "nominal_T",
+        "seed",
+        "sha256",
+        "mode",
+    ):
         assert key in d
     assert d["kind"] == "pair" and d["seed"] == 2 and len(d["sha256"]) == 64
 
@@ -134,8 +142,9 @@ def test_matrix_and_labels_files(tmp_path):
     y = balanced(300, 3)
     t = np.array([[0.8, 0.2, 0.0], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8]])
     np.save(tmp_path / "T.npy", t)
-    res = inject_noise(y, "matrix", num_classes=3, seed=0, noise_file=tmp_path / "T.npy",
-                       mode="exact")
+    res = inject_noise(
+        y, "matrix", num_classes=3, seed=0, noise_file=tmp_path / "T.npy", mode="exact"
+    )
     np.testing.assert_allclose(np.array(res.manifest.realized_T), t, atol=1 / 300)
     np.savetxt(tmp_path / "bad.csv", np.ones((3, 3)), delimiter=",")
     with pytest.raises(NoiseError, match="sums to"):

@@ -16,17 +16,35 @@ import noisyfit
 from noisyfit.cli import main
 
 TINY = dict(dataset="synthetic", model="cnn-tiny", batch_size=64, progress=False)
-TINY_FLAGS = ["--dataset", "synthetic", "--model", "cnn-tiny", "--batch-size", "64",
-              "--no-progress"]
+TINY_FLAGS = [
+    "--dataset",
+    "synthetic",
+    "--model",
+    "cnn-tiny",
+    "--batch-size",
+    "64",
+    "--no-progress",
+]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _chromium_dom(page: Path, tmp: Path) -> tuple[str, str]:
     """(dumped DOM, stderr log) of ``page`` in headless Chromium."""
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--no-first-run", f"--user-data-dir={tmp / 'chromium-profile'}",
-           "--enable-logging=stderr", "--v=0", "--dump-dom", page.resolve().as_uri()]
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=50)
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout, p.stderr
@@ -38,13 +56,19 @@ def _chromium_dom(page: Path, tmp: Path) -> tuple[str, str]:
 
 def test_report_after_train_is_self_contained_and_opens_in_chromium(tmp_path, monkeypatch):
     monkeypatch.setenv("NOISYFIT_REPORT", "1")
-    res = noisyfit.train(**TINY, epochs=2, noise="pair", noise_rate=0.3, out=str(tmp_path),
-                         name="r")
+    res = noisyfit.train(
+        **TINY, epochs=2, noise="pair", noise_rate=0.3, out=str(tmp_path), name="r"
+    )
     rep = res.run_dir / "report"
     page = rep / "index.html"
     assert page.is_file()
-    for png in ("curves.png", "selection.png", "transition.png", "balance.png",
-                "suspected_errors.png"):
+    for png in (
+        "curves.png",
+        "selection.png",
+        "transition.png",
+        "balance.png",
+        "suspected_errors.png",
+    ):
         assert (rep / png).stat().st_size > 1000, png
     text = page.read_text()
     srcs = re.findall(r'<img[^>]*src="([^"]*)"', text)
@@ -57,8 +81,10 @@ def test_report_after_train_is_self_contained_and_opens_in_chromium(tmp_path, mo
     wrong = sum(r["given_label"] != r["true_label"] for r in rows)
     assert wrong / len(rows) > 0.5
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium): the page was "
-                    "checked statically only")
+        pytest.skip(
+            "chromium is not installed (apt-get install chromium): the page was "
+            "checked statically only"
+        )
     dom, log = _chromium_dom(page, tmp_path)
     m = re.search(r'data-figures="(\d+)/(\d+)"', dom)
     assert m, "the page's load check did not run"
@@ -108,12 +134,19 @@ def _features_npz(path: Path, n: int = 300, k: int = 3, d: int = 10, seed: int =
     return path
 
 
-def test_report_command_on_feature_data_without_truth_skips_the_image_grid(tmp_path,
-                                                                           monkeypatch):
+def test_report_command_on_feature_data_without_truth_skips_the_image_grid(tmp_path, monkeypatch):
     monkeypatch.setenv("NOISYFIT_REPORT", "0")  # no report at the end of train ...
     npz = _features_npz(tmp_path / "mine.npz")
-    res = noisyfit.train(dataset="arrays", data_dir=str(npz), noise="none", model="mlp",
-                         epochs=1, progress=False, out=str(tmp_path), name="a")
+    res = noisyfit.train(
+        dataset="arrays",
+        data_dir=str(npz),
+        noise="none",
+        model="mlp",
+        epochs=1,
+        progress=False,
+        out=str(tmp_path),
+        name="a",
+    )
     assert not (res.run_dir / "report").exists()
     assert main(["report", str(res.run_dir), "--top", "8"]) == 0  # ... but on demand
     rows = list(csv.DictReader(open(res.run_dir / "report" / "suspected_errors.csv")))
@@ -128,15 +161,37 @@ def test_report_command_on_feature_data_without_truth_skips_the_image_grid(tmp_p
 
 
 def test_find_issues_cv_flags_beat_chance_and_feed_cleanlab(tmp_path, capsys):
-    rc = main(["find-issues", "--method", "cv", "--folds", "3", *TINY_FLAGS, "--epochs", "3",
-               "--noise", "symmetric", "--noise-rate", "0.4", "--out", str(tmp_path),
-               "--name", "cv"])
+    rc = main(
+        [
+            "find-issues",
+            "--method",
+            "cv",
+            "--folds",
+            "3",
+            *TINY_FLAGS,
+            "--epochs",
+            "3",
+            "--noise",
+            "symmetric",
+            "--noise-rate",
+            "0.4",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "cv",
+        ]
+    )
     assert rc == 0
     out = tmp_path / "cv"
     assert "of the flagged labels are wrong" in capsys.readouterr().out
     rows = list(csv.DictReader(open(out / "label_issues.csv")))
-    assert list(rows[0])[:5] == ["index", "given_label", "suggested_label", "is_label_issue",
-                                 "label_quality"]
+    assert list(rows[0])[:5] == [
+        "index",
+        "given_label",
+        "suggested_label",
+        "is_label_issue",
+        "label_quality",
+    ]
     s = json.loads((out / "issues_summary.json").read_text())
     assert s["num_issues"] > 0
     assert s["error_precision"] > s["realized_noise_rate"] + 0.15  # far better than chance
@@ -150,17 +205,31 @@ def test_find_issues_cv_flags_beat_chance_and_feed_cleanlab(tmp_path, capsys):
 
 def test_find_issues_on_user_arrays_without_truth(tmp_path):
     npz = _features_npz(tmp_path / "mine.npz")
-    res = noisyfit.find_label_issues(dataset="arrays", data_dir=str(npz), noise="none",
-                                     model="mlp", epochs=10, progress=False, folds=2,
-                                     out=tmp_path / "iss", log=None)
+    res = noisyfit.find_label_issues(
+        dataset="arrays",
+        data_dir=str(npz),
+        noise="none",
+        model="mlp",
+        epochs=10,
+        progress=False,
+        folds=2,
+        out=tmp_path / "iss",
+        log=None,
+    )
     assert res.true_labels is None and "error_precision" not in res.summary
     assert res.pred_probs.shape == (300, 3)
     # the 30 planted wrong labels are among the most suspect
     top = res.ranked()[:30]
     assert np.isin(top, np.arange(30)).mean() > 0.4  # chance: 0.1
     head = open(tmp_path / "iss" / "label_issues.csv").readline().strip().split(",")
-    assert head == ["index", "given_label", "suggested_label", "is_label_issue",
-                    "label_quality", "dataset_index"]
+    assert head == [
+        "index",
+        "given_label",
+        "suggested_label",
+        "is_label_issue",
+        "label_quality",
+        "dataset_index",
+    ]
 
 
 @pytest.mark.parametrize("method", ["cv", "standard"])
@@ -171,9 +240,20 @@ def test_label_issues_point_back_into_the_users_dataset(tmp_path, method):
     trusted = tmp_path / "trusted.npy"
     np.save(trusted, np.arange(0, 200, 20))  # 10 trusted rows of the 200-sample subset
     res = noisyfit.find_label_issues(
-        noisyfit.TrainConfig(out=str(tmp_path / "runs")), dataset="arrays", data_dir=str(npz),
-        noise="none", model="mlp", epochs=1, progress=False, folds=2, train_subset=200,
-        probe_file=str(trusted), method=method, out=tmp_path / "iss", log=None)
+        noisyfit.TrainConfig(out=str(tmp_path / "runs")),
+        dataset="arrays",
+        data_dir=str(npz),
+        noise="none",
+        model="mlp",
+        epochs=1,
+        progress=False,
+        folds=2,
+        train_subset=200,
+        probe_file=str(trusted),
+        method=method,
+        out=tmp_path / "iss",
+        log=None,
+    )
     idx = res.dataset_index
     assert len(idx) == len(res.given_labels) == 190
     assert len(set(idx.tolist())) == 190 and idx.max() < 300
@@ -183,12 +263,20 @@ def test_label_issues_point_back_into_the_users_dataset(tmp_path, method):
     assert [int(r["dataset_index"]) for r in rows] == idx.tolist()
 
 
-@pytest.mark.parametrize("method,opts", [("incv", {"iterations": "1", "cv_epochs": "1"}),
-                                         ("coteaching", {"t_k": "1"})])
+@pytest.mark.parametrize(
+    "method,opts", [("incv", {"iterations": "1", "cv_epochs": "1"}), ("coteaching", {"t_k": "1"})]
+)
 def test_find_issues_with_incv_and_a_registered_method(tmp_path, method, opts):
-    res = noisyfit.find_label_issues(noisyfit.TrainConfig(out=str(tmp_path / "runs")), **TINY,
-                                     epochs=2, noise_rate=0.4, method=method,
-                                     method_options=opts, out=tmp_path / method, log=None)
+    res = noisyfit.find_label_issues(
+        noisyfit.TrainConfig(out=str(tmp_path / "runs")),
+        **TINY,
+        epochs=2,
+        noise_rate=0.4,
+        method=method,
+        method_options=opts,
+        out=tmp_path / method,
+        log=None,
+    )
     assert res.pred_probs.shape[0] == len(res.given_labels)
     assert res.is_label_issue.any() and res.summary["error_precision"] is not None
     assert (tmp_path / method / "pred_probs.npy").is_file()
@@ -205,11 +293,23 @@ def test_find_issues_unknown_method_lists_the_valid_ones():
 
 def test_bench_sweep_runs_aggregates_and_resumes(tmp_path, capsys):
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({
-        "methods": ["standard", "coteaching"], "method_options": {"coteaching": {"t_k": 1}},
-        "noise": ["symmetric:0.3"], "seeds": [0, 1], "report": False,
-        "config": {"dataset": "synthetic", "model": "cnn-tiny", "epochs": 1,
-                   "batch_size": 64}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "methods": ["standard", "coteaching"],
+                "method_options": {"coteaching": {"t_k": 1}},
+                "noise": ["symmetric:0.3"],
+                "seeds": [0, 1],
+                "report": False,
+                "config": {
+                    "dataset": "synthetic",
+                    "model": "cnn-tiny",
+                    "epochs": 1,
+                    "batch_size": 64,
+                },
+            }
+        )
+    )
     out = tmp_path / "b"
     assert main(["bench", str(sweep), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -231,14 +331,27 @@ def test_parallel_sweep_runs_share_the_cores(tmp_path, monkeypatch, jobs):
     from noisyfit import bench
 
     sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"methods": ["standard"], "noise": ["symmetric:0.3"],
-                                     "seeds": [0, 1], "jobs": jobs,
-                                     "config": {"dataset": "synthetic"}}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "methods": ["standard"],
+                "noise": ["symmetric:0.3"],
+                "seeds": [0, 1],
+                "jobs": jobs,
+                "config": {"dataset": "synthetic"},
+            }
+        )
+    )
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 4)
     seen = []
-    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: seen.append(
-        kw["env"]["OMP_NUM_THREADS"]) or subprocess.CompletedProcess(cmd, 0))
+    monkeypatch.setattr(
+        bench.subprocess,
+        "run",
+        lambda cmd, **kw: (
+            seen.append(kw["env"]["OMP_NUM_THREADS"]) or subprocess.CompletedProcess(cmd, 0)
+        ),
+    )
     bench.run_sweep(bench.load_sweep(sweep, tmp_path / "b"), log=None)
     assert seen == (["7", "7"] if jobs == 1 else ["2", "2"])
 
@@ -275,9 +388,21 @@ def test_presets_are_valid_and_carry_their_numbers():
 def test_reproduce_list_and_wiring_on_tiny_data(tmp_path, capsys):
     assert main(["reproduce", "--list"]) == 0
     assert "ieg-cifar100-uniform-0.8" in capsys.readouterr().out
-    rc = main(["reproduce", "incv-cifar10-sym-0.5", "--out", str(tmp_path), "--no-progress",
-               "--override", "dataset=synthetic", "model=cnn-tiny", "epochs=2",
-               "augment=false", "method_options={iterations: '1', cv_epochs: '1'}"])
+    rc = main(
+        [
+            "reproduce",
+            "incv-cifar10-sym-0.5",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--override",
+            "dataset=synthetic",
+            "model=cnn-tiny",
+            "epochs=2",
+            "augment=false",
+            "method_options={iterations: '1', cv_epochs: '1'}",
+        ]
+    )
     assert rc in (0, 3)
     (run,) = tmp_path.iterdir()
     cmp = json.loads((run / "reproduce.json").read_text())
@@ -292,14 +417,33 @@ def test_reproduce_list_and_wiring_on_tiny_data(tmp_path, capsys):
 
 def test_demo_wiring_on_tiny_data(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("NOISYFIT_REPORT", "0")  # per-run reports are tested above
-    rc = main(["demo", "--methods", "standard", "coteaching", "--out", str(tmp_path),
-               "--override", "dataset=synthetic", "model=cnn-tiny", "epochs=1",
-               "train_subset=null"])
+    rc = main(
+        [
+            "demo",
+            "--methods",
+            "standard",
+            "coteaching",
+            "--out",
+            str(tmp_path),
+            "--override",
+            "dataset=synthetic",
+            "model=cnn-tiny",
+            "epochs=1",
+            "train_subset=null",
+        ]
+    )
     assert rc == 0
     (folder,) = tmp_path.iterdir()
     out = capsys.readouterr().out
     assert "| standard |" in out and "| coteaching |" in out
-    for f in ("demo.md", "demo.csv", "index.html", "label_issues.csv", "pred_probs.npy",
-              "coteaching/report/index.html", "coteaching/label_issues.csv"):
+    for f in (
+        "demo.md",
+        "demo.csv",
+        "index.html",
+        "label_issues.csv",
+        "pred_probs.npy",
+        "coteaching/report/index.html",
+        "coteaching/label_issues.csv",
+    ):
         assert (folder / f).is_file(), f
     assert 'src="data:image/png;base64,' in (folder / "index.html").read_text()

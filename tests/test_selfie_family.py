@@ -34,10 +34,27 @@ from noisyfit.methods.selfie import (
 )
 from noisyfit.models import build_model
 
-TINY = dict(dataset="synthetic", model="cnn-tiny", progress=False, batch_size=64,
-            train_subset=256, test_subset=128)
-TINY_CLI = ["--dataset", "synthetic", "--model", "cnn-tiny", "--no-progress", "--batch-size",
-            "64", "--train-subset", "256", "--test-subset", "128"]
+TINY = dict(
+    dataset="synthetic",
+    model="cnn-tiny",
+    progress=False,
+    batch_size=64,
+    train_subset=256,
+    test_subset=128,
+)
+TINY_CLI = [
+    "--dataset",
+    "synthetic",
+    "--model",
+    "cnn-tiny",
+    "--no-progress",
+    "--batch-size",
+    "64",
+    "--train-subset",
+    "256",
+    "--test-subset",
+    "128",
+]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -61,9 +78,16 @@ class Passthrough(nn.Module):
 
 
 def hand_ctx(n=8, k=3, tau=0.5, epochs=4, make_model=Passthrough):
-    return Context(num_classes=k, num_samples=n, input_shape=(k,), epochs=epochs,
-                   batch_size=n, device=torch.device("cpu"), noise_rate=tau,
-                   make_model=make_model)
+    return Context(
+        num_classes=k,
+        num_samples=n,
+        input_shape=(k,),
+        epochs=epochs,
+        batch_size=n,
+        device=torch.device("cpu"),
+        noise_rate=tau,
+        make_model=make_model,
+    )
 
 
 def logits_with_loss(loss, labels, k):
@@ -83,13 +107,16 @@ def logits_with_loss(loss, labels, k):
 def test_refurbishable_on_hand_built_histories_with_unfilled_slots():
     k = 3
     E = k  # the value marking an empty slot
-    history = torch.tensor([
-        [2, 2, 2, 2],   # full, unanimous → refurbish to 2
-        [2, 2, 2, 1],   # full, one dissent → F > ε
-        [E, E, E, E],   # never predicted (the original stores zeros: four class-0 votes)
-        [1, 1, E, E],   # two predictions of 1, two empty slots → not full yet
-        [0, 0, 0, 0],   # four real predictions of class 0
-    ], dtype=torch.int32)
+    history = torch.tensor(
+        [
+            [2, 2, 2, 2],  # full, unanimous → refurbish to 2
+            [2, 2, 2, 1],  # full, one dissent → F > ε
+            [E, E, E, E],  # never predicted (the original stores zeros: four class-0 votes)
+            [1, 1, E, E],  # two predictions of 1, two empty slots → not full yet
+            [0, 0, 0, 0],  # four real predictions of class 0
+        ],
+        dtype=torch.int32,
+    )
     mask, label = refurbishable(history, k, epsilon=0.05)
     assert mask.tolist() == [True, False, False, False, True]
     assert label[0] == 2 and label[4] == 0
@@ -128,27 +155,31 @@ def test_selfie_selection_keeps_clean_and_refurbishes():
     assert sel.tolist() == [True, False, True, True, True, True]
     assert lab.tolist() == [0, 1, 2, 1, 1, 0]
     # paper: only samples passing the test now are in R; sample 5 (loss 1.5 ∉ C) is dropped
-    sel, lab = selfie_selection(loss, given, stored, now, 0.5, reuse=False,
-                                stored_for_clean=False)
+    sel, lab = selfie_selection(loss, given, stored, now, 0.5, reuse=False, stored_for_clean=False)
     assert sel.tolist() == [True, False, True, True, True, False]
     assert lab[3] == 1 and lab[5] == 2
     # code without reuse: a clean sample with a stored label trains on it
     stored2 = torch.tensor([-1, -1, -1, 1, 2, -1])
     _, lab = selfie_selection(loss, given, stored2, now, 0.5, reuse=False, stored_for_clean=True)
     assert lab[4] == 2
-    _, lab = selfie_selection(loss, given, stored2, now, 0.5, reuse=False,
-                              stored_for_clean=False)
+    _, lab = selfie_selection(loss, given, stored2, now, 0.5, reuse=False, stored_for_clean=False)
     assert lab[4] == 1
     # ⌈(1 − τ)·b⌉ is exact where float rounding is not: 0.7·10 = 7.000000000000001
-    sel, _ = selfie_selection(torch.arange(10.0), torch.zeros(10, dtype=torch.long),
-                              torch.full((10,), -1), torch.zeros(10, dtype=torch.bool), 0.3)
+    sel, _ = selfie_selection(
+        torch.arange(10.0),
+        torch.zeros(10, dtype=torch.long),
+        torch.full((10,), -1),
+        torch.zeros(10, dtype=torch.bool),
+        0.3,
+    )
     assert sel.sum() == 7
 
 
 def test_selfie_step_on_hand_built_batch():
     k, n = 3, 6
-    m = build_method("selfie", hand_ctx(n=n, k=k, tau=0.5, epochs=4),
-                     {"q": "2", "warm_up": "1", "restart": "0"})
+    m = build_method(
+        "selfie", hand_ctx(n=n, k=k, tau=0.5, epochs=4), {"q": "2", "warm_up": "1", "restart": "0"}
+    )
     given = torch.tensor([0, 1, 2, 0, 1, 2])
     loss = torch.tensor([0.1, 2.0, 0.3, 3.0, 0.2, 1.5])
     x = logits_with_loss(loss, given, k)
@@ -173,11 +204,14 @@ def test_selfie_step_on_hand_built_batch():
     # warm-up (epoch 0): every sample, refurbished labels where stored (code variant)
     out = m.training_step(Batch(torch.arange(n), x, given), epoch=0)
     assert out.selected is None and out.new_labels.tolist() == [0, 1, 2, 1, 1, 2]
-    paper = build_method("selfie", hand_ctx(n=n, k=k), {"variant": "paper", "q": "2",
-                                                         "warm_up": "1"})
+    paper = build_method(
+        "selfie", hand_ctx(n=n, k=k), {"variant": "paper", "q": "2", "warm_up": "1"}
+    )
     paper.corrected[:] = m.corrected
-    assert paper.training_step(Batch(torch.arange(n), x, given), 0).new_labels.tolist() == \
-        given.tolist()
+    assert (
+        paper.training_step(Batch(torch.arange(n), x, given), 0).new_labels.tolist()
+        == given.tolist()
+    )
     assert paper.restart == 2 and not paper.reuse and not paper.update_tau
 
 
@@ -191,8 +225,9 @@ def test_selfie_restart_reinitializes_and_keeps_refurbished_labels():
     m.prepare()
     assert [m.schedule_epoch(e, 4) for e in range(4)] == [(0, 2), (1, 2), (0, 2), (1, 2)]
     m.optimizer = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    out = m.training_step(Batch(torch.arange(10), torch.randn(10, 1, 8, 8),
-                                torch.randint(0, 3, (10,))), 0)
+    out = m.training_step(
+        Batch(torch.arange(10), torch.randn(10, 1, 8, 8), torch.randint(0, 3, (10,))), 0
+    )
     out.loss.backward()
     m.optimizer.step()
     assert m.optimizer.state
@@ -219,8 +254,15 @@ def test_selfie_restart_reinitializes_and_keeps_refurbished_labels():
 
 
 def test_selfie_restarts_in_a_run_and_resume_restores_histories(tmp_path, monkeypatch):
-    kw = dict(**TINY, method="selfie", epochs=6, out=str(tmp_path), deterministic=True,
-              noise_rate=0.3, method_options={"restart": "1", "warm_up": "1", "q": "2"})
+    kw = dict(
+        **TINY,
+        method="selfie",
+        epochs=6,
+        out=str(tmp_path),
+        deterministic=True,
+        noise_rate=0.3,
+        method_options={"restart": "1", "warm_up": "1", "q": "2"},
+    )
     full = noisyfit.train(**kw, name="full")
     lrs = [h["lr"] for h in full.history]
     assert lrs[0] == lrs[3] == 0.1 and lrs[2] < 0.1  # the schedule restarts with the round
@@ -246,8 +288,14 @@ def test_selfie_restarts_in_a_run_and_resume_restores_histories(tmp_path, monkey
     monkeypatch.setattr(cls, "on_epoch_end", original)
     resumed = noisyfit.train(resume=tmp_path / "cut")
     for a, b in zip(full.history, resumed.history, strict=True):
-        for key in ("train_loss", "test_loss", "label_precision", "refurbished", "tau",
-                    "selfie_train_loss"):
+        for key in (
+            "train_loss",
+            "test_loss",
+            "label_precision",
+            "refurbished",
+            "tau",
+            "selfie_train_loss",
+        ):
             assert a[key] == b[key], (key, a["epoch"])
     fm, rm = full.method, resumed.method
     for name in ("history", "fill", "corrected"):
@@ -294,8 +342,10 @@ def test_active_bias_step_uses_history_before_the_step():
     k, n = 3, 4
     m = build_method("active-bias", hand_ctx(n=n, k=k), {"warm_up": "1"})
     given = torch.tensor([0, 1, 2, 0])
-    xs = [logits_with_loss([0.1, 1.0, 2.0, 0.5], given, k),
-          logits_with_loss([0.9, 1.0, 0.1, 0.5], given, k)]
+    xs = [
+        logits_with_loss([0.1, 1.0, 2.0, 0.5], given, k),
+        logits_with_loss([0.9, 1.0, 0.1, 0.5], given, k),
+    ]
     out0 = m.training_step(Batch(torch.arange(n), xs[0], given), 0)  # warm-up: weights 1
     assert out0.weights.tolist() == [1.0] * n
     out1 = m.training_step(Batch(torch.arange(n), xs[1], given), 1)
@@ -305,7 +355,8 @@ def test_active_bias_step_uses_history_before_the_step():
     p1 = torch.exp(-torch.tensor([0.9, 1.0, 0.1, 0.5], dtype=torch.float64))
     assert m.count.tolist() == [2] * n
     assert m.m2.numpy() == pytest.approx(
-        np.var(np.stack([p0.numpy(), p1.numpy()]), 0) * 2, abs=1e-6)  # M2 = n·var
+        np.var(np.stack([p0.numpy(), p1.numpy()]), 0) * 2, abs=1e-6
+    )  # M2 = n·var
     out2 = m.training_step(Batch(torch.arange(n), xs[0], given), 1)
     var = np.var(np.stack([p0.numpy(), p1.numpy()]), 0)  # population variance of 2 entries
     expect = active_bias_weights(torch.full((n,), 2.0), torch.tensor(var * 2), 0.2)
@@ -366,15 +417,35 @@ def test_coteaching_schedule():
 # ============================================================================ command lines
 
 
-@pytest.mark.parametrize("method, options", [
-    ("selfie", ["restart", "1", "warm_up", "1", "q", "2"]),
-    ("active-bias", ["warm_up", "1"]),
-    ("coteaching", ["t_k", "2"]),
-])
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("selfie", ["restart", "1", "warm_up", "1", "q", "2"]),
+        ("active-bias", ["warm_up", "1"]),
+        ("coteaching", ["t_k", "2"]),
+    ],
+)
 def test_train_cli_runs_each_method(tmp_path, method, options):
-    rc = main(["train", *TINY_CLI, "--method", method, "--epochs", "4", "--noise", "pair",
-               "--noise-rate", "0.3", "--out", str(tmp_path), "--name", "r",
-               "--method-options", *options])
+    rc = main(
+        [
+            "train",
+            *TINY_CLI,
+            "--method",
+            method,
+            "--epochs",
+            "4",
+            "--noise",
+            "pair",
+            "--noise-rate",
+            "0.3",
+            "--out",
+            str(tmp_path),
+            "--name",
+            "r",
+            "--method-options",
+            *options,
+        ]
+    )
     assert rc == 0
     rows = list(csv.DictReader(open(tmp_path / "r" / "samples.csv")))
     verdicts = {r["verdict"] for r in rows}
@@ -388,38 +459,85 @@ def test_train_cli_runs_each_method(tmp_path, method, options):
 def test_selfie_cli_maps_the_seed_command_line():
     from noisyfit.commands.selfie_cli import build_config, parser
 
-    a = parser().parse_args("0 CIFAR-100 DenseNet-25-12 SELFIE pair 0.4 log/CIFAR-100/SELFIE"
-                            .split())
+    a = parser().parse_args(
+        "0 CIFAR-100 DenseNet-25-12 SELFIE pair 0.4 log/CIFAR-100/SELFIE".split()
+    )
     cfg = build_config(a)
-    assert (cfg.dataset, cfg.model, cfg.method, cfg.noise, cfg.noise_rate, cfg.tau) == \
-        ("cifar100", "densenet-25-12", "selfie", "pair", 0.4, 0.4)
+    assert (cfg.dataset, cfg.model, cfg.method, cfg.noise, cfg.noise_rate, cfg.tau) == (
+        "cifar100",
+        "densenet-25-12",
+        "selfie",
+        "pair",
+        0.4,
+        0.4,
+    )
     assert cfg.epochs == 400 and cfg.method_options["round_epochs"] == "100"
     assert cfg.method_options["restart"] == "3" and cfg.method_options["warm_up"] == "25"
-    assert (cfg.batch_size, cfg.lr, cfg.nesterov, cfg.momentum, cfg.weight_decay) == \
-        (128, 0.1, True, 0.9, 5e-4)
+    assert (cfg.batch_size, cfg.lr, cfg.nesterov, cfg.momentum, cfg.weight_decay) == (
+        128,
+        0.1,
+        True,
+        0.9,
+        5e-4,
+    )
     assert cfg.lr_milestones == (0.5, 0.75) and cfg.lr_decay == 0.2
     assert not cfg.augment and cfg.normalize == "per-image" and cfg.name == "SELFIE"
     b = build_config(parser().parse_args("1 ANIMAL-10N VGG-19 Coteaching none 0.08 x".split()))
-    assert (b.dataset, b.model, b.method, b.noise, b.tau, b.epochs) == \
-        ("animal-10n", "vgg19", "coteaching", "none", 0.08, 100)
+    assert (b.dataset, b.model, b.method, b.noise, b.tau, b.epochs) == (
+        "animal-10n",
+        "vgg19",
+        "coteaching",
+        "none",
+        0.08,
+        100,
+    )
     c = build_config(parser().parse_args("0 CIFAR-10 VGG-19 ActiveBias symmetry 0.2 x".split()))
     assert (c.method, c.noise) == ("active-bias", "symmetric")
-    assert build_config(parser().parse_args("0 CIFAR-10 VGG-19 Default none 0 x".split())
-                        ).method == "standard"
+    assert (
+        build_config(parser().parse_args("0 CIFAR-10 VGG-19 Default none 0 x".split())).method
+        == "standard"
+    )
 
 
 def test_selfie_cli_on_a_binary_dataset_writes_the_original_logs(tmp_path):
-    ds = load_dataset("synthetic", None, n_train=160, n_test=40, num_classes=10, channels=3,
-                      image_size=32)
+    ds = load_dataset(
+        "synthetic", None, n_train=160, n_test=40, num_classes=10, channels=3, image_size=32
+    )
     write_binary_dataset(ds, tmp_path / "dataset" / "CIFAR-10", n_batches=5)
-    common = ["--data-dir", str(tmp_path / "dataset"), "--epochs", "3", "--warm-up", "1",
-              "--no-progress", "--batch-size", "32"]
+    common = [
+        "--data-dir",
+        str(tmp_path / "dataset"),
+        "--epochs",
+        "3",
+        "--warm-up",
+        "1",
+        "--no-progress",
+        "--batch-size",
+        "32",
+    ]
     log = tmp_path / "log"
-    assert main(["selfie-cli", "0", "CIFAR-10", "cnn-tiny", "SELFIE", "pair", "0.4",
-                 str(log / "SELFIE"), *common, "--q", "1", "--restart", "1"]) == 0
+    assert (
+        main(
+            [
+                "selfie-cli",
+                "0",
+                "CIFAR-10",
+                "cnn-tiny",
+                "SELFIE",
+                "pair",
+                "0.4",
+                str(log / "SELFIE"),
+                *common,
+                "--q",
+                "1",
+                "--restart",
+                "1",
+            ]
+        )
+        == 0
+    )
     lines = (log / "SELFIE" / "log.csv").read_text().split("\n")
-    assert lines[0] == "epcoh, learning rate, training loss, training error, test loss, " \
-                       "test error"
+    assert lines[0] == "epcoh, learning rate, training loss, training error, test loss, test error"
     assert lines[1] == "" and lines[-1] == ""
     rows = [r.split(", ") for r in lines[2:-1]]
     assert [r[0] for r in rows] == ["1", "2", "3", "1", "2", "3"]  # 2 runs, counter restarts
@@ -428,22 +546,64 @@ def test_selfie_cli_on_a_binary_dataset_writes_the_original_logs(tmp_path):
     assert detail.count("new noise rate, ") == 2
     first = detail.split("\n")[0].split(", ")
     assert len(first) == 11 and first[-1] == ""  # a row of the 10×10 true-vs-noisy matrix
-    counts = np.array([[int(v) for v in row.split(", ")[:-1]]
-                       for row in detail.split("\n")[:10]])
+    counts = np.array([[int(v) for v in row.split(", ")[:-1]] for row in detail.split("\n")[:10]])
     assert counts.sum() == 160
     assert (log / "SELFIE" / "samples.csv").is_file()  # the noisyfit run folder is LOG_DIR
     before = [(log / "SELFIE" / f).read_text() for f in ("log.csv", "detail_log.csv")]
     (log / "SELFIE" / "log.csv").write_text("engine layout")  # as the engine leaves it
-    assert main(["selfie-cli", "0", "CIFAR-10", "cnn-tiny", "SELFIE", "pair", "0.4",
-                 str(log / "SELFIE"), "--resume", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "selfie-cli",
+                "0",
+                "CIFAR-10",
+                "cnn-tiny",
+                "SELFIE",
+                "pair",
+                "0.4",
+                str(log / "SELFIE"),
+                "--resume",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert [(log / "SELFIE" / f).read_text() for f in ("log.csv", "detail_log.csv")] == before
 
-    assert main(["selfie-cli", "0", "CIFAR-10", "cnn-tiny", "Coteaching", "symmetry", "0.4",
-                 str(log / "Coteaching"), *common]) == 0
+    assert (
+        main(
+            [
+                "selfie-cli",
+                "0",
+                "CIFAR-10",
+                "cnn-tiny",
+                "Coteaching",
+                "symmetry",
+                "0.4",
+                str(log / "Coteaching"),
+                *common,
+            ]
+        )
+        == 0
+    )
     lines = (log / "Coteaching" / "log.csv").read_text().split("\n")
     assert lines[0].startswith("epcoh, learning rate, training loss (network1)")
     assert len(lines[0].split(", ")) == 10 and lines[1] == ""
     rows = [r.split(", ") for r in lines[2:-1]]
     assert len(rows) == 3 and all(len(r) == 10 for r in rows)
-    assert main(["selfie-cli", "0", "CIFAR-10", "cnn-tiny", "Coteaching", "symmetry", "0.4",
-                 str(log / "Coteaching"), *common]) == 2  # refuses to overwrite a run
+    assert (
+        main(
+            [
+                "selfie-cli",
+                "0",
+                "CIFAR-10",
+                "cnn-tiny",
+                "Coteaching",
+                "symmetry",
+                "0.4",
+                str(log / "Coteaching"),
+                *common,
+            ]
+        )
+        == 2
+    )  # refuses to overwrite a run

@@ -48,7 +48,16 @@ def list_noise(pattern: str = "*") -> list[str]:
 
 
 __all__ = [
-    "TrainConfig", "TrainResult", "train", "find_label_issues", "LabelIssues", "inject_noise",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "find_label_issues",
+    "LabelIssues",
+    "inject_noise",
     "transition_matrix",
-    "list_datasets", "list_models", "list_methods", "list_noise", "__version__",
+    "list_datasets",
+    "list_models",
+    "list_methods",
+    "list_noise",
+    "__version__",
 ]

@@ -126,8 +126,10 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     for c in range(k):
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
-            raise ValueError(f"class {c} has {len(members)} samples; cannot hold out "
-                             f"{per_class} per class as the probe")
+            raise ValueError(
+                f"class {c} has {len(members)} samples; cannot hold out "
+                f"{per_class} per class as the probe"
+            )
         picks.append(rng.choice(members, per_class, replace=False))
     return np.sort(np.concatenate(picks))
 
@@ -172,12 +174,19 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
 
 def _run_name(cfg: TrainConfig) -> str:
     rate = "" if cfg.noise in ("none", "labels", "matrix") else f"{cfg.noise_rate:g}"
-    return (f"{cfg.dataset}-{cfg.method}-{cfg.noise}{rate}-s{cfg.seed}-"
-            f"{time.strftime('%Y%m%d-%H%M%S')}")
+    return (
+        f"{cfg.dataset}-{cfg.method}-{cfg.noise}{rate}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
 
 
-def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Path | None = None,
-          report: bool = True, **overrides: Any) -> TrainResult:
+def train(
+    config: TrainConfig | str | Path | None = None,
+    /,
+    *,
+    resume: str | Path | None = None,
+    report: bool = True,
+    **overrides: Any,
+) -> TrainResult:
     """Train one method on a noisy-label dataset; write a run folder; return the result.
 
     Args:
@@ -216,8 +225,10 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     data = prepare_data(cfg)
     ds, true, noisy = data.dataset, data.true, data.noisy
     if method_cls.needs_probe and data.probe_index is None:
-        raise ValueError(f"method {cfg.method!r} needs a clean probe set: pass "
-                         "--probe-per-class 10 (or --probe-ratio, --probe-file)")
+        raise ValueError(
+            f"method {cfg.method!r} needs a clean probe set: pass "
+            "--probe-per-class 10 (or --probe-ratio, --probe-file)"
+        )
     if resume is not None:
         saved = np.load(run_dir / "noisy_labels.npy")
         if not np.array_equal(saved, noisy.labels):
@@ -232,25 +243,46 @@ def train(config: TrainConfig | str | Path | None = None, /, *, resume: str | Pa
     train_loader = ctx.loader
     if data.probe_index is not None:
         np.save(run_dir / "probe_indices.npy", data.probe_index)
-        write_json(run_dir / "probe.json", {
-            "size": len(data.probe_index),
-            "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
-            "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
-            "indices_file": "probe_indices.npy (indices into the training split after "
-                            "--train-subset, before the probe is taken out)"})
-    ctx.noise_rate = resolve_tau(cfg, data, ctx, run_dir) if method_cls.needs_noise_rate \
+        write_json(
+            run_dir / "probe.json",
+            {
+                "size": len(data.probe_index),
+                "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
+                "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
+                "indices_file": "probe_indices.npy (indices into the training split after "
+                "--train-subset, before the probe is taken out)",
+            },
+        )
+    ctx.noise_rate = (
+        resolve_tau(cfg, data, ctx, run_dir)
+        if method_cls.needs_noise_rate
         else _nominal_tau(cfg, data)
+    )
     tau = ctx.noise_rate
     method = build_method(cfg.method, ctx, cfg.method_options)
     true_t = torch.as_tensor(true, device=device) if true is not None else None
     t0 = time.perf_counter()
-    res: FitResult = fit(method, train_loader, test_loader, cfg, true_labels=true_t,
-                         run_dir=run_dir, resume=resume is not None,
-                         describe="")
+    res: FitResult = fit(
+        method,
+        train_loader,
+        test_loader,
+        cfg,
+        true_labels=true_t,
+        run_dir=run_dir,
+        resume=resume is not None,
+        describe="",
+    )
     wall = time.perf_counter() - t0
     v = res.verdicts
-    write_samples_csv(run_dir / "samples.csv", noisy.labels, true, v.verdict.cpu().numpy(),
-                      v.label.cpu().numpy(), v.score.cpu().numpy(), v.weight.cpu().numpy())
+    write_samples_csv(
+        run_dir / "samples.csv",
+        noisy.labels,
+        true,
+        v.verdict.cpu().numpy(),
+        v.label.cpu().numpy(),
+        v.score.cpu().numpy(),
+        v.weight.cpu().numpy(),
+    )
     summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
     if report:
@@ -271,27 +303,46 @@ def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None
 
         return build_report(run_dir, log=None, data=data)
     except Exception as e:  # noqa: BLE001
-        warnings.warn(f"the report of {run_dir} failed ({type(e).__name__}: {e}); try "
-                      f"`noisyfit report {run_dir}`", stacklevel=2)
+        warnings.warn(
+            f"the report of {run_dir} failed ({type(e).__name__}: {e}); try "
+            f"`noisyfit report {run_dir}`",
+            stacklevel=2,
+        )
         return None
 
 
-def build_context(cfg: TrainConfig, data: PreparedData,
-                  device: torch.device | None = None) -> tuple[Context, DeviceLoader]:
+def build_context(
+    cfg: TrainConfig, data: PreparedData, device: torch.device | None = None
+) -> tuple[Context, DeviceLoader]:
     """The method Context of a prepared dataset (training and probe loaders, ``make_model``,
     ``train_model``) and the clean test loader: what :func:`train` runs on, for commands that
     train outside a run (``theory``, ``clean``, ``ieg --mode evaluation``)."""
     device = device or resolve_device(cfg.device)
     ds = data.dataset
     kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
-    train_loader = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size,
-                                augment=cfg.augment, shuffle=True, seed=cfg.seed, **kw)
-    test_loader = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
-                               shuffle=False, **kw)
+    train_loader = DeviceLoader(
+        ds.x,
+        data.noisy.labels,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        shuffle=True,
+        seed=cfg.seed,
+        **kw,
+    )
+    test_loader = DeviceLoader(
+        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw
+    )
     probe_loader = None
     if data.probe_index is not None:
-        probe_loader = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
-                                    augment=cfg.augment, shuffle=True, seed=cfg.seed + 1, **kw)
+        probe_loader = DeviceLoader(
+            data.probe_x,
+            data.probe_labels,
+            batch_size=cfg.batch_size,
+            augment=cfg.augment,
+            shuffle=True,
+            seed=cfg.seed + 1,
+            **kw,
+        )
 
     def make_model() -> torch.nn.Module:
         m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
@@ -302,9 +353,17 @@ def build_context(cfg: TrainConfig, data: PreparedData,
         return m
 
     ctx = Context(
-        num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-        epochs=cfg.epochs, batch_size=cfg.batch_size, device=device, make_model=make_model,
-        loader=train_loader, probe=probe_loader, seed=cfg.seed, config=cfg,
+        num_classes=ds.num_classes,
+        num_samples=len(ds),
+        input_shape=ds.input_shape,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        device=device,
+        make_model=make_model,
+        loader=train_loader,
+        probe=probe_loader,
+        seed=cfg.seed,
+        config=cfg,
     )
     ctx.train_model = subset_trainer(ctx)
     return ctx, test_loader
@@ -317,8 +376,14 @@ def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
     if cfg.noise in ("labels", "matrix"):
         return data.noisy.manifest.realized_rate
     ds = data.dataset
-    return expected_noise_rate(cfg.noise, cfg.noise_rate, ds.num_classes, dataset=ds.name,
-                               superclass=ds.superclass, path=cfg.noise_file)
+    return expected_noise_rate(
+        cfg.noise,
+        cfg.noise_rate,
+        ds.num_classes,
+        dataset=ds.name,
+        superclass=ds.superclass,
+        path=cfg.noise_file,
+    )
 
 
 def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Path) -> float:
@@ -340,8 +405,10 @@ def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Pat
     est = estimate_noise_rate(ctx, kind=kind, epochs=cfg.tau_epochs, seed=cfg.seed)
     est["nominal"] = nominal
     write_json(saved, est)
-    print(f"estimated noise rate τ = {est['tau']:.3f} (agreement {est['agreement']:.3f}; "
-          f"nominal {nominal})")
+    print(
+        f"estimated noise rate τ = {est['tau']:.3f} (agreement {est['agreement']:.3f}; "
+        f"nominal {nominal})"
+    )
     return est["tau"]
 
 
@@ -349,12 +416,12 @@ def subset_trainer(ctx: Context):
     """The ``ctx.train_model`` service: train a fresh network with plain cross-entropy on a
     subset of the training set (see :class:`~noisyfit.methods.base.Context`)."""
 
-    def train_model(mask=None, *, epochs=None, init_state=None, labels=None, describe="",
-                    **changes) -> torch.nn.Module:
+    def train_model(
+        mask=None, *, epochs=None, init_state=None, labels=None, describe="", **changes
+    ) -> torch.nn.Module:
         from .methods.standard import Standard
 
-        cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False,
-                                 **changes)
+        cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False, **changes)
         loader = ctx.loader if labels is None else ctx.loader.with_labels(labels)
         if mask is not None:
             loader = loader.subset(torch.as_tensor(mask, device=ctx.device))
@@ -372,17 +439,24 @@ def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
     accs = [h["test_acc"] for h in history if h.get("test_acc") is not None]
     last = history[-1] if history else {}
     return {
-        "dataset": cfg.dataset, "model": cfg.model, "method": cfg.method,
-        "noise": cfg.noise, "nominal_noise_rate": cfg.noise_rate,
-        "realized_noise_rate": manifest.realized_rate, "tau": tau,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "method": cfg.method,
+        "noise": cfg.noise,
+        "nominal_noise_rate": cfg.noise_rate,
+        "realized_noise_rate": manifest.realized_rate,
+        "tau": tau,
         "epochs": len(history),
         "last_test_acc": accs[-1] if accs else None,
         "best_test_acc": max(accs) if accs else None,
         "best_epoch": (int(np.argmax(accs)) + 1) if accs else None,
         "last_label_precision": last.get("label_precision"),
         "last_label_recall": last.get("label_recall"),
-        "mean_images_per_s": float(np.mean([h["images_per_s"] for h in history
-                                            if h.get("images_per_s")])) if history else None,
+        "mean_images_per_s": float(
+            np.mean([h["images_per_s"] for h in history if h.get("images_per_s")])
+        )
+        if history
+        else None,
         "wall_time_s": wall,
         "run_dir": str(run_dir),
     }

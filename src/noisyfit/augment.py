@@ -44,8 +44,9 @@ def autoaugment(x: torch.Tensor, *, per_image: bool = True) -> torch.Tensor:
     return torch.stack([aa(img) for img in x])
 
 
-def randaugment(x: torch.Tensor, *, num_ops: int = 2, prob: float = 0.5,
-                max_magnitude: int = 10) -> torch.Tensor:
+def randaugment(
+    x: torch.Tensor, *, num_ops: int = 2, prob: float = 0.5, max_magnitude: int = 10
+) -> torch.Tensor:
     """IEG's RandAugment on a uint8 batch: ``num_ops`` ops, each kept with probability ``prob``
     and with an integer magnitude in [1, max_magnitude), one draw for the whole batch."""
     for _ in range(num_ops):
@@ -80,8 +81,14 @@ class StrongAugment:
         per_image: AutoAugment sub-policy per image (True, IEG's code) or per batch.
     """
 
-    def __init__(self, kind: AugType = "autoaug", *, pad: int = 4,
-                 cutout_size: int | None = None, per_image: bool = True):
+    def __init__(
+        self,
+        kind: AugType = "autoaug",
+        *,
+        pad: int = 4,
+        cutout_size: int | None = None,
+        per_image: bool = True,
+    ):
         if kind not in AUG_TYPES:
             raise ValueError(f"unknown aug_type {kind!r}; valid: {', '.join(AUG_TYPES)}")
         self.kind, self.pad, self.cutout_size, self.per_image = kind, pad, cutout_size, per_image
@@ -112,8 +119,11 @@ class StrongAugment:
         """
         if loader is not None and hasattr(loader, "strong_view"):
             return loader.strong_view(batch)
-        raw_ok = (loader is not None and getattr(loader, "is_image", False)
-                  and loader.x.dtype == torch.uint8)
+        raw_ok = (
+            loader is not None
+            and getattr(loader, "is_image", False)
+            and loader.x.dtype == torch.uint8
+        )
         if not raw_ok:
             x = batch.x
             if x.ndim != 4:

@@ -65,12 +65,21 @@ class Sweep:
             for kind, rate in self.noise:
                 for seed in self.seeds:
                     name = f"{method}-{kind}{rate:g}-s{seed}"
-                    opts = {str(k): str(v) for k, v in
-                            (self.method_options.get(method) or {}).items()}
-                    d = {**self.config, **(self.method_config.get(method) or {}),
-                         "method": method, "noise": kind, "noise_rate": rate,
-                         "seed": seed, "method_options": opts, "out": str(self.out / "runs"),
-                         "name": name, "progress": False}
+                    opts = {
+                        str(k): str(v) for k, v in (self.method_options.get(method) or {}).items()
+                    }
+                    d = {
+                        **self.config,
+                        **(self.method_config.get(method) or {}),
+                        "method": method,
+                        "noise": kind,
+                        "noise_rate": rate,
+                        "seed": seed,
+                        "method_options": opts,
+                        "out": str(self.out / "runs"),
+                        "name": name,
+                        "progress": False,
+                    }
                     out.append((name, from_dict(d)))
         return out
 
@@ -93,12 +102,24 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     if not p.is_file():
         raise FileNotFoundError(f"sweep file {p} does not exist")
     d = yaml.safe_load(p.read_text()) or {}
-    known = {"name", "out", "methods", "method_options", "noise", "seeds", "config",
-             "description", "report", "method_config", "jobs"}
+    known = {
+        "name",
+        "out",
+        "methods",
+        "method_options",
+        "noise",
+        "seeds",
+        "config",
+        "description",
+        "report",
+        "method_config",
+        "jobs",
+    }
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(f"{p}: unknown sweep key(s) {', '.join(unknown)}; valid: "
-                         f"{', '.join(sorted(known))}")
+        raise ValueError(
+            f"{p}: unknown sweep key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
     methods = d.get("methods") or ["standard"]
     opts = dict(d.get("method_options") or {})
     if isinstance(methods, dict):
@@ -108,12 +129,18 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     for m in methods:
         METHODS.get(m)  # unknown names fail with the valid ones
     name = d.get("name") or p.stem
-    s = Sweep(name=name, out=Path(out or d.get("out") or Path("runs") / "bench" / name),
-              methods=[str(m) for m in methods], method_options=opts,
-              noise=[_noise(v) for v in (d.get("noise") or ["symmetric:0.4"])],
-              seeds=[int(x) for x in (d.get("seeds") or [0])], config=d.get("config") or {},
-              report=bool(d.get("report", True)),
-              method_config=d.get("method_config") or {}, jobs=int(d.get("jobs", 1)))
+    s = Sweep(
+        name=name,
+        out=Path(out or d.get("out") or Path("runs") / "bench" / name),
+        methods=[str(m) for m in methods],
+        method_options=opts,
+        noise=[_noise(v) for v in (d.get("noise") or ["symmetric:0.4"])],
+        seeds=[int(x) for x in (d.get("seeds") or [0])],
+        config=d.get("config") or {},
+        report=bool(d.get("report", True)),
+        method_config=d.get("method_config") or {},
+        jobs=int(d.get("jobs", 1)),
+    )
     s.runs()  # validate every config now
     return s
 
@@ -156,9 +183,11 @@ def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
     """Run every missing run of ``sweep`` (each in its own process), then aggregate."""
     runs = sweep.runs()
     if log:
-        log(f"sweep {sweep.name}: {len(runs)} runs "
+        log(
+            f"sweep {sweep.name}: {len(runs)} runs "
             f"({len(sweep.methods)} methods × {len(sweep.noise)} noise × {len(sweep.seeds)} "
-            f"seeds) in {sweep.out}")
+            f"seeds) in {sweep.out}"
+        )
     if sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
         from concurrent.futures import ThreadPoolExecutor
 
@@ -183,13 +212,20 @@ def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None
     if m.is_file():
         times = [json.loads(x).get("epoch_time_s") for x in m.read_text().splitlines() if x]
     times = [t for t in times if t is not None]
-    return {"run": name, "method": cfg.method, "noise": cfg.noise, "noise_rate": cfg.noise_rate,
-            "seed": cfg.seed, "best_test_acc": s.get("best_test_acc"),
-            "last_test_acc": s.get("last_test_acc"),
-            "label_precision": s.get("last_label_precision"),
-            "label_recall": s.get("last_label_recall"),
-            "s_per_epoch": statistics.fmean(times) if times else None,
-            "realized_noise_rate": s.get("realized_noise_rate"), "run_dir": str(run_dir)}
+    return {
+        "run": name,
+        "method": cfg.method,
+        "noise": cfg.noise,
+        "noise_rate": cfg.noise_rate,
+        "seed": cfg.seed,
+        "best_test_acc": s.get("best_test_acc"),
+        "last_test_acc": s.get("last_test_acc"),
+        "label_precision": s.get("last_label_precision"),
+        "label_recall": s.get("last_label_recall"),
+        "s_per_epoch": statistics.fmean(times) if times else None,
+        "realized_noise_rate": s.get("realized_noise_rate"),
+        "run_dir": str(run_dir),
+    }
 
 
 METRICS = ("best_test_acc", "last_test_acc", "label_precision", "label_recall", "s_per_epoch")
@@ -206,8 +242,16 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
     """Write results.csv, summary.csv and summary.md from the finished runs; return them."""
     rows = [r for name, cfg in sweep.runs() if (r := _run_row(sweep, name, cfg))]
     sweep.out.mkdir(parents=True, exist_ok=True)
-    cols = ["run", "method", "noise", "noise_rate", "seed", *METRICS, "realized_noise_rate",
-            "run_dir"]
+    cols = [
+        "run",
+        "method",
+        "noise",
+        "noise_rate",
+        "seed",
+        *METRICS,
+        "realized_noise_rate",
+        "run_dir",
+    ]
     with open(sweep.out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -221,8 +265,9 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         for k in METRICS:
             g[f"{k}_mean"], g[f"{k}_std"] = _mean_std([r[k] for r in rs])
         summary.append(g)
-    scols = ["method", "noise", "noise_rate", "n"] + [f"{k}_{s}" for k in METRICS
-                                                       for s in ("mean", "std")]
+    scols = ["method", "noise", "noise_rate", "n"] + [
+        f"{k}_{s}" for k in METRICS for s in ("mean", "std")
+    ]
     with open(sweep.out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=scols)
         w.writeheader()
@@ -232,16 +277,21 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         m, s = g[f"{k}_mean"], g[f"{k}_std"]
         return "–" if m is None else f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
-    lines = [f"# sweep {sweep.name}", "",
-             f"{len(rows)} finished runs; mean ± std over seeds (n = runs). Accuracies are clean "
-             "test accuracy (%); LP/LR the last epoch's label precision/recall (%).", "",
-             "| method | noise | n | best acc | last acc | LP | LR | s/epoch |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# sweep {sweep.name}",
+        "",
+        f"{len(rows)} finished runs; mean ± std over seeds (n = runs). Accuracies are clean "
+        "test accuracy (%); LP/LR the last epoch's label precision/recall (%).",
+        "",
+        "| method | noise | n | best acc | last acc | LP | LR | s/epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for g in summary:
-        lines.append(f"| {g['method']} | {g['noise']} {g['noise_rate']:g} | {g['n']} | "
-                     f"{pm(g, 'best_test_acc')} | {pm(g, 'last_test_acc')} | "
-                     f"{pm(g, 'label_precision')} | {pm(g, 'label_recall')} | "
-                     f"{pm(g, 's_per_epoch', 1.0, 3)} |")
+        lines.append(
+            f"| {g['method']} | {g['noise']} {g['noise_rate']:g} | {g['n']} | "
+            f"{pm(g, 'best_test_acc')} | {pm(g, 'last_test_acc')} | "
+            f"{pm(g, 'label_precision')} | {pm(g, 'label_recall')} | "
+            f"{pm(g, 's_per_epoch', 1.0, 3)} |"
+        )
     (sweep.out / "summary.md").write_text("\n".join(lines) + "\n")
-    return {"rows": rows, "summary": summary, "markdown": "\n".join(lines),
-            "out": str(sweep.out)}
+    return {"rows": rows, "summary": summary, "markdown": "\n".join(lines), "out": str(sweep.out)}

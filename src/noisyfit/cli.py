@@ -29,17 +29,23 @@ def command(name: str, *, help: str):
     """Register a subcommand ``noisyfit NAME``: a function (argv) -> exit status."""
     return COMMANDS.register(name, help=help)
 
+
 def usage() -> str:
-    lines = ["usage: noisyfit COMMAND [--help] [OPTIONS]", "",
-             "Train deep networks on noisy labels and find the wrong labels.", "", "commands:"]
+    lines = [
+        "usage: noisyfit COMMAND [--help] [OPTIONS]",
+        "",
+        "Train deep networks on noisy labels and find the wrong labels.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {n:<12} {COMMANDS.describe(n)}" for n in COMMANDS.names()]
     lines += ["", "Run `noisyfit COMMAND --help` for the options of a command."]
     return "\n".join(lines)
 
 
-def parse_config(argv: Sequence[str], *, prog: str, description: str,
-                 pre: argparse.ArgumentParser | None = None
-                 ) -> tuple[TrainConfig, argparse.Namespace]:
+def parse_config(
+    argv: Sequence[str], *, prog: str, description: str, pre: argparse.ArgumentParser | None = None
+) -> tuple[TrainConfig, argparse.Namespace]:
     """A TrainConfig from flags over an optional ``--config FILE.yaml``.
 
     ``pre`` (``add_help=False``) holds a command's own extra flags; they are parsed first and
@@ -57,8 +63,11 @@ def parse_config(argv: Sequence[str], *, prog: str, description: str,
 # train
 
 
-@command("train", help="train a method on a noisy-label dataset (default: cnn-small, "
-         "Fashion-MNIST, 40% symmetric noise); --config FILE.yaml, --resume RUN_DIR")
+@command(
+    "train",
+    help="train a method on a noisy-label dataset (default: cnn-small, "
+    "Fashion-MNIST, 40% symmetric noise); --config FILE.yaml, --resume RUN_DIR",
+)
 def cmd_train(argv: Sequence[str]) -> int:
     """noisyfit train [--config FILE.yaml] [--resume RUN_DIR] [TrainConfig flags]"""
     from .api import train
@@ -74,13 +83,19 @@ def cmd_train(argv: Sequence[str]) -> int:
                 f"--resume continues a run with its saved config; drop the other flags "
                 f"({' '.join(extra)})"
             )
-        result = train(resume=known.resume, progress="--no-progress" not in rest,
-                       report=not known.no_report)
+        result = train(
+            resume=known.resume, progress="--no-progress" not in rest, report=not known.no_report
+        )
     else:
-        cfg, _ = parse_config(rest, prog="noisyfit train", description=(
-            "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
-            "from a file; flags override it), --resume RUN_DIR (continue a stopped run), "
-            "--no-report (skip the HTML report written to RUN_DIR/report/)."))
+        cfg, _ = parse_config(
+            rest,
+            prog="noisyfit train",
+            description=(
+                "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
+                "from a file; flags override it), --resume RUN_DIR (continue a stopped run), "
+                "--no-report (skip the HTML report written to RUN_DIR/report/)."
+            ),
+        )
         result = train(cfg, report=not known.no_report)
     _print_summary(result.summary)
     return 0
@@ -91,13 +106,19 @@ def _print_summary(s: dict) -> None:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
     print("\nsummary")
-    print(f"  {s['method']} on {s['dataset']} with {s['noise']} noise "
-          f"(nominal {s['nominal_noise_rate']:g}, realized {pct(s['realized_noise_rate'])})")
-    print(f"  clean test accuracy: last {pct(s['last_test_acc'])}, best "
-          f"{pct(s['best_test_acc'])} (epoch {s['best_epoch']})")
+    print(
+        f"  {s['method']} on {s['dataset']} with {s['noise']} noise "
+        f"(nominal {s['nominal_noise_rate']:g}, realized {pct(s['realized_noise_rate'])})"
+    )
+    print(
+        f"  clean test accuracy: last {pct(s['last_test_acc'])}, best "
+        f"{pct(s['best_test_acc'])} (epoch {s['best_epoch']})"
+    )
     if s.get("last_label_precision") is not None:
-        print(f"  label precision {pct(s['last_label_precision'])}, "
-              f"label recall {pct(s['last_label_recall'])} (last epoch)")
+        print(
+            f"  label precision {pct(s['last_label_precision'])}, "
+            f"label recall {pct(s['last_label_recall'])} (last epoch)"
+        )
     print(f"  wall time {s['wall_time_s']:.1f} s, {s['mean_images_per_s'] or 0:.0f} images/s")
     print(f"  run folder: {s['run_dir']}")
     page = Path(s["run_dir"]) / "report" / "index.html"
@@ -130,17 +151,25 @@ def cmd_noise(argv: Sequence[str]) -> int:
     from .engine.run import write_json
 
     a = tyro.cli(NoiseArgs, args=list(argv), prog="noisyfit noise")
-    cfg = TrainConfig(dataset=a.dataset, data_dir=a.data_dir, noise=a.noise,
-                      noise_rate=a.noise_rate, noise_mode=a.noise_mode,
-                      noise_seed=a.noise_seed, noise_file=a.noise_file)
+    cfg = TrainConfig(
+        dataset=a.dataset,
+        data_dir=a.data_dir,
+        noise=a.noise,
+        noise_rate=a.noise_rate,
+        noise_mode=a.noise_mode,
+        noise_seed=a.noise_seed,
+        noise_file=a.noise_file,
+    )
     noisy = prepare_data(cfg).noisy
     a.out.mkdir(parents=True, exist_ok=True)
     np.save(a.out / "noisy_labels.npy", noisy.labels)
     write_json(a.out / "noise.json", noisy.manifest.to_dict())
     m = noisy.manifest
     rr = "unknown (no true labels)" if m.realized_rate is None else f"{m.realized_rate:.4f}"
-    print(f"{m.num_samples} labels, {m.kind} noise, nominal rate {m.nominal_rate:g}, "
-          f"realized {rr}, sha256 {m.sha256[:16]}…")
+    print(
+        f"{m.num_samples} labels, {m.kind} noise, nominal rate {m.nominal_rate:g}, "
+        f"realized {rr}, sha256 {m.sha256[:16]}…"
+    )
     print(f"wrote {a.out / 'noisy_labels.npy'} and {a.out / 'noise.json'}")
     return 0
 
@@ -172,8 +201,10 @@ def cmd_convert(argv: Sequence[str]) -> int:
         raise ValueError(f"{a.dataset} holds feature vectors; the binary format stores images")
     write_binary_dataset(ds, a.out, n_batches=a.n_batches)
     c, h, w = ds.input_shape
-    print(f"wrote {len(ds)} training and {len(ds.test_x)} test records of {c}x{h}x{w} "
-          f"({8 + c * h * w} bytes each) to {a.out}")
+    print(
+        f"wrote {len(ds)} training and {len(ds.test_x)} test records of {c}x{h}x{w} "
+        f"({8 + c * h * w} bytes each) to {a.out}"
+    )
     return 0
 
 
@@ -245,8 +276,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("noisyfit: interrupted", file=sys.stderr)
         return 130
-    except (UnknownNameError, DatasetNotFoundError, MalformedDataError, NonFiniteLossError,
-            FileNotFoundError, FileExistsError, ValueError) as e:
+    except (
+        UnknownNameError,
+        DatasetNotFoundError,
+        MalformedDataError,
+        NonFiniteLossError,
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+    ) as e:
         if os.environ.get("NOISYFIT_DEBUG"):
             raise
         print(f"noisyfit: error: {e}", file=sys.stderr)

@@ -115,6 +115,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first out-of-range field and its valid range."""
+
         def need(ok: bool, key: str, rule: str) -> None:
             if not ok:
                 raise ValueError(f"config key {key!r} = {getattr(self, key)!r}: {rule}")
@@ -122,19 +123,28 @@ class TrainConfig:
         for key in ("epochs", "batch_size", "eval_batch_size", "lr_cycle_steps"):
             need(getattr(self, key) >= 1, key, "must be at least 1")
         for key in ("train_subset", "test_subset"):
-            need(getattr(self, key) is None or getattr(self, key) >= 1, key,
-                 "must be at least 1 (or None for all samples)")
+            need(
+                getattr(self, key) is None or getattr(self, key) >= 1,
+                key,
+                "must be at least 1 (or None for all samples)",
+            )
         need(0 <= self.noise_rate <= 1, "noise_rate", "must lie in [0, 1]")
         need(self.lr > 0, "lr", "must be positive")
         need(self.weight_decay >= 0, "weight_decay", "must be 0 or positive")
         need(0 <= self.momentum < 1, "momentum", "must lie in [0, 1)")
         need(self.lr_decay > 0, "lr_decay", "must be positive (0.2 divides by 5)")
-        need(all(0 < m <= 1 for m in self.lr_milestones), "lr_milestones",
-             "fractions of the epochs, each in (0, 1], e.g. 0.5 0.75")
+        need(
+            all(0 < m <= 1 for m in self.lr_milestones),
+            "lr_milestones",
+            "fractions of the epochs, each in (0, 1], e.g. 0.5 0.75",
+        )
         need(self.probe_per_class >= 0, "probe_per_class", "must be 0 or positive")
         need(0 <= self.probe_ratio < 1, "probe_ratio", "must lie in [0, 1)")
-        need(self.tau is None or self.tau == "auto" or 0 <= float(self.tau) < 1, "tau",
-             "must lie in [0, 1), or be auto")
+        need(
+            self.tau is None or self.tau == "auto" or 0 <= float(self.tau) < 1,
+            "tau",
+            "must lie in [0, 1), or be auto",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -205,8 +215,9 @@ def load_config(path: str | Path) -> TrainConfig:
     return from_dict(data)
 
 
-def resolve_config(config: TrainConfig | str | Path | None = None, /,
-                   **overrides: Any) -> TrainConfig:
+def resolve_config(
+    config: TrainConfig | str | Path | None = None, /, **overrides: Any
+) -> TrainConfig:
     """A TrainConfig from a config, a YAML file or None (the defaults), with ``overrides``."""
     if config is None:
         cfg = TrainConfig()

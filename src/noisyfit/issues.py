@@ -73,9 +73,12 @@ class LabelIssues:
         return idx[np.argsort(self.label_quality[idx], kind="stable")]
 
 
-def flag_scores(given: np.ndarray, pred_probs: np.ndarray,
-                flagged: np.ndarray | None = None,
-                suggested: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def flag_scores(
+    given: np.ndarray,
+    pred_probs: np.ndarray,
+    flagged: np.ndarray | None = None,
+    suggested: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
     """label_quality (self-confidence), suggested label (argmax unless given) and the flag
     (argmax ≠ given label unless given)."""
     q = pred_probs[np.arange(len(given)), given]
@@ -84,8 +87,9 @@ def flag_scores(given: np.ndarray, pred_probs: np.ndarray,
     return {"label_quality": q, "suggested": sugg, "flag": flag}
 
 
-def selection_scores(given: np.ndarray, true: np.ndarray | None,
-                     flagged: np.ndarray) -> dict[str, float | None]:
+def selection_scores(
+    given: np.ndarray, true: np.ndarray | None, flagged: np.ndarray
+) -> dict[str, float | None]:
     """With truth: error precision/recall of the flagged set, LP/LR of the kept set."""
     if true is None:
         return {}
@@ -114,8 +118,13 @@ def write_issues(out: Path, res: LabelIssues) -> None:
         head += ["dataset_index"] if res.dataset_index is not None else []
         w.writerow(head + (["true_label"] if res.true_labels is not None else []))
         for i in range(len(res.given_labels)):
-            row = [i, int(res.given_labels[i]), int(res.suggested_labels[i]),
-                   bool(res.is_label_issue[i]), f"{res.label_quality[i]:.6g}"]
+            row = [
+                i,
+                int(res.given_labels[i]),
+                int(res.suggested_labels[i]),
+                bool(res.is_label_issue[i]),
+                f"{res.label_quality[i]:.6g}",
+            ]
             if res.dataset_index is not None:
                 row.append(int(res.dataset_index[i]))
             if res.true_labels is not None:
@@ -126,8 +135,9 @@ def write_issues(out: Path, res: LabelIssues) -> None:
     write_json(out / "issues_summary.json", res.summary)
 
 
-def cross_val_probs(ctx, folds: int, *, seed: int = 0, epochs: int | None = None,
-                    log=print) -> np.ndarray:
+def cross_val_probs(
+    ctx, folds: int, *, seed: int = 0, epochs: int | None = None, log=print
+) -> np.ndarray:
     """(N, K) out-of-sample probabilities by ``folds``-fold cross-validation on a Context."""
     import torch
 
@@ -172,22 +182,40 @@ def issues_from_run(res, out: str | Path | None = None) -> LabelIssues:
     main network's probabilities), written to ``out`` (default: the run folder)."""
     given, probs, sc, samples = _from_result(res)
     flag = np.asarray(sc["flag"], dtype=bool)
-    info = {"method": res.summary["method"], "run_dir": str(res.run_dir),
-            "num_samples": int(len(given)), "num_classes": int(probs.shape[1]),
-            "num_issues": int(flag.sum()),
-            "pred_probs": "the main network's probabilities on the training samples",
-            **selection_scores(given, samples["true"], flag)}
-    r = LabelIssues(given, np.asarray(sc["suggested"]), flag,
-                    np.asarray(sc["label_quality"], dtype=float), probs, samples["true"], info,
-                    dataset_index=_train_index(res.run_dir))
+    info = {
+        "method": res.summary["method"],
+        "run_dir": str(res.run_dir),
+        "num_samples": int(len(given)),
+        "num_classes": int(probs.shape[1]),
+        "num_issues": int(flag.sum()),
+        "pred_probs": "the main network's probabilities on the training samples",
+        **selection_scores(given, samples["true"], flag),
+    }
+    r = LabelIssues(
+        given,
+        np.asarray(sc["suggested"]),
+        flag,
+        np.asarray(sc["label_quality"], dtype=float),
+        probs,
+        samples["true"],
+        info,
+        dataset_index=_train_index(res.run_dir),
+    )
     r.out = Path(out or res.run_dir)
     write_issues(r.out, r)
     return r
 
 
-def find_label_issues(config=None, /, *, method: str = "cv", folds: int = 3,
-                      out: str | Path | None = None, log=print,
-                      **overrides: Any) -> LabelIssues:
+def find_label_issues(
+    config=None,
+    /,
+    *,
+    method: str = "cv",
+    folds: int = 3,
+    out: str | Path | None = None,
+    log=print,
+    **overrides: Any,
+) -> LabelIssues:
     """Train with ``method`` and return (and write, with ``out``) the per-sample label issues.
 
     Args:
@@ -211,11 +239,18 @@ def find_label_issues(config=None, /, *, method: str = "cv", folds: int = 3,
 
     cfg = resolve_config(config, **overrides)
     if method not in BUILTIN and method not in METHODS:
-        raise ValueError(f"unknown method {method!r} for finding label issues; choose from "
-                         f"{', '.join([*BUILTIN, *METHODS.names()])}")
+        raise ValueError(
+            f"unknown method {method!r} for finding label issues; choose from "
+            f"{', '.join([*BUILTIN, *METHODS.names()])}"
+        )
     t0 = time.perf_counter()
-    info: dict[str, Any] = {"method": method, "dataset": cfg.dataset, "model": cfg.model,
-                            "noise": cfg.noise, "nominal_noise_rate": cfg.noise_rate}
+    info: dict[str, Any] = {
+        "method": method,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "noise": cfg.noise,
+        "nominal_noise_rate": cfg.noise_rate,
+    }
     if method == "cv":
         seed_everything(cfg.seed, cfg.deterministic)
         data = prepare_data(cfg)
@@ -233,26 +268,40 @@ def find_label_issues(config=None, /, *, method: str = "cv", folds: int = 3,
         s = clean_incv(cfg.replace(method="incv"), data=data, log=log)
         probs = s["arrays"]["oos_probs"].astype(np.float32)
         sc = flag_scores(given, probs, flagged=~s["arrays"]["select"])
-        info.update(eval_ratio=s["eval_ratio"],
-                    pred_probs="out-of-sample (INCV's first 2-fold iteration)")
+        info.update(
+            eval_ratio=s["eval_ratio"], pred_probs="out-of-sample (INCV's first 2-fold iteration)"
+        )
     else:
         from .api import train
 
         res = train(cfg.replace(method=method), report=False)
         data = None
         given, probs, sc, samples = _from_result(res)
-        info.update(run_dir=str(res.run_dir),
-                    pred_probs="the main network's probabilities on the training samples "
-                               "(in-sample for the samples it kept)")
+        info.update(
+            run_dir=str(res.run_dir),
+            pred_probs="the main network's probabilities on the training samples "
+            "(in-sample for the samples it kept)",
+        )
     true = samples["true"] if data is None else data.true
     index = _train_index(res.run_dir) if data is None else data.source_index
     flag = np.asarray(sc["flag"], dtype=bool)
-    info.update(num_samples=int(len(given)), num_classes=int(probs.shape[1]),
-                num_issues=int(flag.sum()), wall_time_s=time.perf_counter() - t0,
-                **selection_scores(given, true, flag))
-    result = LabelIssues(np.asarray(given, dtype=np.int64), np.asarray(sc["suggested"]),
-                         flag, np.asarray(sc["label_quality"], dtype=float), probs, true, info,
-                         dataset_index=index)
+    info.update(
+        num_samples=int(len(given)),
+        num_classes=int(probs.shape[1]),
+        num_issues=int(flag.sum()),
+        wall_time_s=time.perf_counter() - t0,
+        **selection_scores(given, true, flag),
+    )
+    result = LabelIssues(
+        np.asarray(given, dtype=np.int64),
+        np.asarray(sc["suggested"]),
+        flag,
+        np.asarray(sc["label_quality"], dtype=float),
+        probs,
+        true,
+        info,
+        dataset_index=index,
+    )
     if out is not None:
         result.out = Path(out)
         info["out"] = str(out)

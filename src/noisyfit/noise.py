@@ -318,9 +318,7 @@ def inject_noise(
     else:
         true_labels = np.asarray(true_labels, dtype=np.int64)
     n = len(true_labels) if true_labels is not None else len(given_labels)
-    t = transition_matrix(
-        kind, k, rate, dataset=dataset, superclass=superclass, path=noise_file
-    )
+    t = transition_matrix(kind, k, rate, dataset=dataset, superclass=superclass, path=noise_file)
     rng = np.random.default_rng(seed)
     if kind == "labels":
         if noise_file is None:

@@ -55,95 +55,245 @@ def _selfie(dataset: str, kind: str, rate: float, model: str, method: str = "sel
     options: dict[str, str] = {}
     epochs = 100
     if method == "selfie":
-        options = {"q": "15", "epsilon": "0.05", "warm_up": "25", "restart": "3",
-                   "round_epochs": "100"}
+        options = {
+            "q": "15",
+            "epsilon": "0.05",
+            "warm_up": "25",
+            "restart": "3",
+            "round_epochs": "100",
+        }
         epochs = 400
     elif method == "coteaching":
         options = {"t_k": "15"}
     elif method == "active-bias":
         options = {"warm_up": "25", "smoothness": "0.2"}
-    return dict(dataset=dataset, model=model, method=method, noise=kind, noise_rate=rate,
-                tau=rate, method_options=options, epochs=epochs, batch_size=128,
-                optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                lr_schedule="step", lr_milestones=[0.5, 0.75], lr_decay=0.2, augment=False,
-                normalize="per-image")
+    return dict(
+        dataset=dataset,
+        model=model,
+        method=method,
+        noise=kind,
+        noise_rate=rate,
+        tau=rate,
+        method_options=options,
+        epochs=epochs,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="step",
+        lr_milestones=[0.5, 0.75],
+        lr_decay=0.2,
+        augment=False,
+        normalize="per-image",
+    )
 
 
-SELFIE_SRC = ("kaist-dmlab/SELFIE figures/synthetic_evaluation.png (DenseNet-25-12, best test "
-              "error), read in spec/methods.md §9.1")
+SELFIE_SRC = (
+    "kaist-dmlab/SELFIE figures/synthetic_evaluation.png (DenseNet-25-12, best test "
+    "error), read in spec/methods.md §9.1"
+)
 SELFIE_NOTE = "figure reading; top row taken as pair noise [UNVERIFIED assignment]"
 
 # INCV (ICML 2019) README table, CIFAR-10, ResNet-32, 200 epochs, Adam 1e-3 ×0.1 at 40/60/80 %
 # (nearest to the original's schedule, docs/methods/incv.md), batch 128, shift + flip.
-INCV_BASE = dict(dataset="cifar10", model="resnet32", epochs=200, batch_size=128,
-                 optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, lr_schedule="step",
-                 lr_milestones=[0.4, 0.6, 0.8], lr_decay=0.1, augment=True)
+INCV_BASE = dict(
+    dataset="cifar10",
+    model="resnet32",
+    epochs=200,
+    batch_size=128,
+    optimizer="adam",
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=0.0,
+    lr_schedule="step",
+    lr_milestones=[0.4, 0.6, 0.8],
+    lr_decay=0.1,
+    augment=True,
+)
 INCV_SRC = "INCV README table (5 runs), spec/methods.md §3.6 / §9.5"
 
 # IEG (CVPR 2020): WRN-28-10, 10 trusted images per class, batch 100, SGD 0.1 cosine restarts,
 # 200 000 steps (= 400 epochs of 50 000 images), augmentation (noisyfit ieg's defaults).
-IEG_BASE = dict(dataset="cifar100", model="wrn28-10", method="ieg", noise="uniform",
-                probe_per_class=10, epochs=400, batch_size=100, optimizer="sgd", lr=0.1,
-                momentum=0.9, weight_decay=5e-4, lr_schedule="cosine-restarts", augment=True)
+IEG_BASE = dict(
+    dataset="cifar100",
+    model="wrn28-10",
+    method="ieg",
+    noise="uniform",
+    probe_per_class=10,
+    epochs=400,
+    batch_size=100,
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=5e-4,
+    lr_schedule="cosine-restarts",
+    augment=True,
+)
 IEG_SRC = "IEG paper abstract (CVPR 2020), spec/methods.md §9.6"
 
-PRESETS: dict[str, Preset] = {p.name: p for p in [
-    Preset("selfie-cifar10-pair-0.4-densenet25",
-           _selfie("cifar10", "pair", 0.4, "densenet-25-12"), "best_test_acc",
-           1 - 0.133, 0.015, SELFIE_SRC + ": SELFIE, pair 40 %, error 13.3", SELFIE_NOTE),
-    Preset("selfie-cifar100-pair-0.4-densenet25",
-           _selfie("cifar100", "pair", 0.4, "densenet-25-12"), "best_test_acc",
-           1 - 0.412, 0.02, SELFIE_SRC + ": SELFIE, pair 40 %, error 41.2", SELFIE_NOTE),
-    Preset("selfie-cifar10-sym-0.4-densenet25",
-           _selfie("cifar10", "symmetric", 0.4, "densenet-25-12"), "best_test_acc",
-           1 - 0.134, 0.015, SELFIE_SRC + ": SELFIE, symmetric 40 %, error 13.4", SELFIE_NOTE),
-    Preset("selfie-cifar100-sym-0.4-densenet25",
-           _selfie("cifar100", "symmetric", 0.4, "densenet-25-12"), "best_test_acc",
-           1 - 0.371, 0.02, SELFIE_SRC + ": SELFIE, symmetric 40 %, error 37.1", SELFIE_NOTE),
-    Preset("standard-cifar10-pair-0.4-densenet25",
-           _selfie("cifar10", "pair", 0.4, "densenet-25-12", "standard"), "best_test_acc",
-           1 - 0.184, 0.015, SELFIE_SRC + ": Default, pair 40 %, error 18.4", SELFIE_NOTE),
-    Preset("coteaching-cifar10-pair-0.4-densenet25",
-           _selfie("cifar10", "pair", 0.4, "densenet-25-12", "coteaching"), "best_test_acc",
-           1 - 0.153, 0.015, SELFIE_SRC + ": Co-teaching, pair 40 %, error 15.3", SELFIE_NOTE),
-    Preset("activebias-cifar10-pair-0.4-densenet25",
-           _selfie("cifar10", "pair", 0.4, "densenet-25-12", "active-bias"), "best_test_acc",
-           1 - 0.175, 0.015, SELFIE_SRC + ": ActiveBias, pair 40 %, error 17.5", SELFIE_NOTE),
-    Preset("coteaching-cifar10-sym-0.5",
-           dict(dataset="cifar10", model="cnn9", method="coteaching", noise="symmetric",
-                noise_rate=0.5, tau=0.5, method_options={"t_k": "10", "schedule": "official"},
-                epochs=200, batch_size=128, optimizer="adam", lr=1e-3, momentum=0.9,
-                weight_decay=0.0, lr_schedule="constant", augment=False),
-           "last_test_acc", 0.7449, 0.02,
-           "Co-teaching official README (bhanML/Co-teaching), CIFAR-10 Symmetry 50 %, 9-layer "
-           "CNN, spec/methods.md §9.4",
-           "the official Adam schedule (linear decay from epoch 80, β1 0.9 → 0.1) is not "
-           "reproduced: constant lr"),
-    Preset("coteaching-cifar10-pair-0.45",
-           dict(dataset="cifar10", model="cnn9", method="coteaching", noise="pair",
-                noise_rate=0.45, tau=0.45, method_options={"t_k": "10", "schedule": "official"},
-                epochs=200, batch_size=128, optimizer="adam", lr=1e-3, momentum=0.9,
-                weight_decay=0.0, lr_schedule="constant", augment=False),
-           "last_test_acc", 0.7285, 0.02,
-           "Co-teaching official README, CIFAR-10 Pair 45 %, 9-layer CNN, spec/methods.md §9.4",
-           "constant lr instead of the official Adam decay"),
-    Preset("incv-cifar10-sym-0.5",
-           dict(INCV_BASE, method="incv", noise="symmetric", noise_rate=0.5), "last_test_acc",
-           0.8478, 0.01, INCV_SRC + ": INCV, Sym. 0.5, 84.78 ± 0.33",
-           "README table assumed identical to the paper's [UNVERIFIED]"),
-    Preset("incv-cifar10-sym-0.2",
-           dict(INCV_BASE, method="incv", noise="symmetric", noise_rate=0.2), "last_test_acc",
-           0.8971, 0.01, INCV_SRC + ": INCV, Sym. 0.2, 89.71 ± 0.18"),
-    Preset("incv-cifar10-asym-0.4",
-           dict(INCV_BASE, method="incv", noise="pair", noise_rate=0.4), "last_test_acc",
-           0.8604, 0.015, INCV_SRC + ": INCV, Asym. 0.4 (INCV's asym = pair), 86.04 ± 0.54"),
-    Preset("ieg-cifar100-uniform-0.8",
-           dict(IEG_BASE, noise_rate=0.8), "last_test_acc", 0.755, 0.01,
-           IEG_SRC + ": 75.5 ± 0.2 % at 80 % uniform noise, 10 trusted images per class"),
-    Preset("ieg-cifar100-uniform-0.4",
-           dict(IEG_BASE, noise_rate=0.4), "last_test_acc", 0.802, 0.01,
-           IEG_SRC + ": 80.2 ± 0.3 % at 40 % uniform noise, 10 trusted images per class"),
-]}
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "selfie-cifar10-pair-0.4-densenet25",
+            _selfie("cifar10", "pair", 0.4, "densenet-25-12"),
+            "best_test_acc",
+            1 - 0.133,
+            0.015,
+            SELFIE_SRC + ": SELFIE, pair 40 %, error 13.3",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "selfie-cifar100-pair-0.4-densenet25",
+            _selfie("cifar100", "pair", 0.4, "densenet-25-12"),
+            "best_test_acc",
+            1 - 0.412,
+            0.02,
+            SELFIE_SRC + ": SELFIE, pair 40 %, error 41.2",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "selfie-cifar10-sym-0.4-densenet25",
+            _selfie("cifar10", "symmetric", 0.4, "densenet-25-12"),
+            "best_test_acc",
+            1 - 0.134,
+            0.015,
+            SELFIE_SRC + ": SELFIE, symmetric 40 %, error 13.4",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "selfie-cifar100-sym-0.4-densenet25",
+            _selfie("cifar100", "symmetric", 0.4, "densenet-25-12"),
+            "best_test_acc",
+            1 - 0.371,
+            0.02,
+            SELFIE_SRC + ": SELFIE, symmetric 40 %, error 37.1",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "standard-cifar10-pair-0.4-densenet25",
+            _selfie("cifar10", "pair", 0.4, "densenet-25-12", "standard"),
+            "best_test_acc",
+            1 - 0.184,
+            0.015,
+            SELFIE_SRC + ": Default, pair 40 %, error 18.4",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "coteaching-cifar10-pair-0.4-densenet25",
+            _selfie("cifar10", "pair", 0.4, "densenet-25-12", "coteaching"),
+            "best_test_acc",
+            1 - 0.153,
+            0.015,
+            SELFIE_SRC + ": Co-teaching, pair 40 %, error 15.3",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "activebias-cifar10-pair-0.4-densenet25",
+            _selfie("cifar10", "pair", 0.4, "densenet-25-12", "active-bias"),
+            "best_test_acc",
+            1 - 0.175,
+            0.015,
+            SELFIE_SRC + ": ActiveBias, pair 40 %, error 17.5",
+            SELFIE_NOTE,
+        ),
+        Preset(
+            "coteaching-cifar10-sym-0.5",
+            dict(
+                dataset="cifar10",
+                model="cnn9",
+                method="coteaching",
+                noise="symmetric",
+                noise_rate=0.5,
+                tau=0.5,
+                method_options={"t_k": "10", "schedule": "official"},
+                epochs=200,
+                batch_size=128,
+                optimizer="adam",
+                lr=1e-3,
+                momentum=0.9,
+                weight_decay=0.0,
+                lr_schedule="constant",
+                augment=False,
+            ),
+            "last_test_acc",
+            0.7449,
+            0.02,
+            "Co-teaching official README (bhanML/Co-teaching), CIFAR-10 Symmetry 50 %, 9-layer "
+            "CNN, spec/methods.md §9.4",
+            "the official Adam schedule (linear decay from epoch 80, β1 0.9 → 0.1) is not "
+            "reproduced: constant lr",
+        ),
+        Preset(
+            "coteaching-cifar10-pair-0.45",
+            dict(
+                dataset="cifar10",
+                model="cnn9",
+                method="coteaching",
+                noise="pair",
+                noise_rate=0.45,
+                tau=0.45,
+                method_options={"t_k": "10", "schedule": "official"},
+                epochs=200,
+                batch_size=128,
+                optimizer="adam",
+                lr=1e-3,
+                momentum=0.9,
+                weight_decay=0.0,
+                lr_schedule="constant",
+                augment=False,
+            ),
+            "last_test_acc",
+            0.7285,
+            0.02,
+            "Co-teaching official README, CIFAR-10 Pair 45 %, 9-layer CNN, spec/methods.md §9.4",
+            "constant lr instead of the official Adam decay",
+        ),
+        Preset(
+            "incv-cifar10-sym-0.5",
+            dict(INCV_BASE, method="incv", noise="symmetric", noise_rate=0.5),
+            "last_test_acc",
+            0.8478,
+            0.01,
+            INCV_SRC + ": INCV, Sym. 0.5, 84.78 ± 0.33",
+            "README table assumed identical to the paper's [UNVERIFIED]",
+        ),
+        Preset(
+            "incv-cifar10-sym-0.2",
+            dict(INCV_BASE, method="incv", noise="symmetric", noise_rate=0.2),
+            "last_test_acc",
+            0.8971,
+            0.01,
+            INCV_SRC + ": INCV, Sym. 0.2, 89.71 ± 0.18",
+        ),
+        Preset(
+            "incv-cifar10-asym-0.4",
+            dict(INCV_BASE, method="incv", noise="pair", noise_rate=0.4),
+            "last_test_acc",
+            0.8604,
+            0.015,
+            INCV_SRC + ": INCV, Asym. 0.4 (INCV's asym = pair), 86.04 ± 0.54",
+        ),
+        Preset(
+            "ieg-cifar100-uniform-0.8",
+            dict(IEG_BASE, noise_rate=0.8),
+            "last_test_acc",
+            0.755,
+            0.01,
+            IEG_SRC + ": 75.5 ± 0.2 % at 80 % uniform noise, 10 trusted images per class",
+        ),
+        Preset(
+            "ieg-cifar100-uniform-0.4",
+            dict(IEG_BASE, noise_rate=0.4),
+            "last_test_acc",
+            0.802,
+            0.01,
+            IEG_SRC + ": 80.2 ± 0.3 % at 40 % uniform noise, 10 trusted images per class",
+        ),
+    ]
+}
 
 
 def get_preset(name: str) -> Preset:
@@ -159,7 +309,14 @@ def compare(preset: Preset, summary: dict[str, Any]) -> dict[str, Any]:
     """Our value of the preset's metric vs the published one: {ours, published, diff, ok}."""
     ours = summary.get(preset.metric)
     diff = None if ours is None else ours - preset.published
-    return {"preset": preset.name, "metric": preset.metric, "ours": ours,
-            "published": preset.published, "diff": diff, "tolerance": preset.tolerance,
-            "within_tolerance": None if diff is None else abs(diff) <= preset.tolerance,
-            "source": preset.source, "note": preset.note}
+    return {
+        "preset": preset.name,
+        "metric": preset.metric,
+        "ours": ours,
+        "published": preset.published,
+        "diff": diff,
+        "tolerance": preset.tolerance,
+        "within_tolerance": None if diff is None else abs(diff) <= preset.tolerance,
+        "source": preset.source,
+        "note": preset.note,
+    }

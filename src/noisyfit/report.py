@@ -73,8 +73,12 @@ def read_samples(run_dir: Path) -> dict[str, np.ndarray] | None:
             verdict.append(row["verdict"])
             label.append(int(row["label"]))
     t = None if any(v == "" for v in true) else np.asarray(true, dtype=np.int64)
-    return {"given": np.asarray(given, dtype=np.int64), "true": t,
-            "verdict": np.asarray(verdict), "label": np.asarray(label, dtype=np.int64)}
+    return {
+        "given": np.asarray(given, dtype=np.int64),
+        "true": t,
+        "verdict": np.asarray(verdict),
+        "label": np.asarray(label, dtype=np.int64),
+    }
 
 
 def estimated_transition(run_dir: Path, k: int) -> tuple[np.ndarray, str] | None:
@@ -149,13 +153,23 @@ def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:
         if rows and "true_label" in rows[0] and all(r["true_label"] != "" for r in rows):
             true = np.array([int(r["true_label"]) for r in rows])
         meta = _read_json(run_dir / "issues_summary.json") or {}
-        return {"given": given, "suggested": sugg, "quality": q, "true": true,
-                "source": f"label_issues.csv: {meta.get('pred_probs', 'pred_probs')}"}
+        return {
+            "given": given,
+            "suggested": sugg,
+            "quality": q,
+            "true": true,
+            "source": f"label_issues.csv: {meta.get('pred_probs', 'pred_probs')}",
+        }
     probs = run_pred_probs(run_dir, cfg, data)
     given = np.load(run_dir / "noisy_labels.npy")
     q = probs[np.arange(len(given)), given]
-    return {"given": given, "suggested": probs.argmax(1), "quality": q, "true": data.true,
-            "source": "the finished network's in-sample probabilities (checkpoint.pt)"}
+    return {
+        "given": given,
+        "suggested": probs.argmax(1),
+        "quality": q,
+        "true": data.true,
+        "source": "the finished network's in-sample probabilities (checkpoint.pt)",
+    }
 
 
 def write_suspects_csv(path: Path, s: dict[str, Any], order: np.ndarray) -> None:
@@ -163,8 +177,15 @@ def write_suspects_csv(path: Path, s: dict[str, Any], order: np.ndarray) -> None
         w = csv.writer(f)
         w.writerow(["index", "given_label", "suggested_label", "label_quality", "true_label"])
         for i in order:
-            w.writerow([int(i), int(s["given"][i]), int(s["suggested"][i]),
-                        f"{s['quality'][i]:.6g}", "" if s["true"] is None else int(s["true"][i])])
+            w.writerow(
+                [
+                    int(i),
+                    int(s["given"][i]),
+                    int(s["suggested"][i]),
+                    f"{s['quality'][i]:.6g}",
+                    "" if s["true"] is None else int(s["true"][i]),
+                ]
+            )
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,8 +221,11 @@ def _int_ticks(*axes) -> None:
 def fig_curves(history: list[dict], path: Path) -> None:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label in (("test_acc", "clean test accuracy"), ("train_error", "training accuracy"),
-                       ("test_acc_net2", "clean test accuracy (net 2)")):
+    for key, label in (
+        ("test_acc", "clean test accuracy"),
+        ("train_error", "training accuracy"),
+        ("test_acc_net2", "clean test accuracy (net 2)"),
+    ):
         xs, ys = _series(history, key)
         if key == "train_error":
             ys = [1 - y for y in ys]
@@ -211,8 +235,10 @@ def fig_curves(history: list[dict], path: Path) -> None:
     _int_ticks(a1, a2)
     a1.grid(alpha=0.3)
     a1.legend(fontsize=8)
-    for key, label in (("train_loss", "training loss (given labels)"),
-                       ("test_loss", "clean test loss")):
+    for key, label in (
+        ("train_loss", "training loss (given labels)"),
+        ("test_loss", "clean test loss"),
+    ):
         xs, ys = _series(history, key)
         if xs:
             a2.plot(xs, ys, marker="o", ms=3, label=label)
@@ -229,9 +255,12 @@ def fig_selection(history: list[dict], path: Path) -> bool:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     any_line = False
-    for key, label in (("label_precision", "label precision"), ("label_recall", "label recall"),
-                       ("correction_accuracy", "correction accuracy"),
-                       ("selected_frac", "selected fraction")):
+    for key, label in (
+        ("label_precision", "label precision"),
+        ("label_recall", "label recall"),
+        ("correction_accuracy", "correction accuracy"),
+        ("selected_frac", "selected fraction"),
+    ):
         xs, ys = _series(history, key)
         if xs:
             ax.plot(xs, ys, marker="o", ms=3, label=label)
@@ -257,15 +286,23 @@ def fig_transition(mats: list[tuple[str, np.ndarray]], path: Path) -> None:
         if k <= 12:
             for i in range(k):
                 for j in range(k):
-                    ax.text(j, i, f"{t[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="w" if t[i, j] < 0.5 else "k")
+                    ax.text(
+                        j,
+                        i,
+                        f"{t[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="w" if t[i, j] < 0.5 else "k",
+                    )
     fig.colorbar(im, ax=list(axes[0]), shrink=0.8)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
-def fig_balance(samples: dict[str, np.ndarray], k: int, names: list[str] | None,
-                path: Path) -> None:
+def fig_balance(
+    samples: dict[str, np.ndarray], k: int, names: list[str] | None, path: Path
+) -> None:
     plt = _plt()
     given = np.bincount(samples["given"], minlength=k)
     kept_mask = np.isin(samples["verdict"], ["kept", "relabelled"])
@@ -292,8 +329,9 @@ def _to_image(x: np.ndarray) -> np.ndarray:
     return x[0] if x.shape[0] == 1 else np.transpose(x[:3], (1, 2, 0))
 
 
-def fig_suspects(images: np.ndarray, rows: list[tuple[int, str, str, float, bool | None]],
-                 path: Path) -> None:
+def fig_suspects(
+    images: np.ndarray, rows: list[tuple[int, str, str, float, bool | None]], path: Path
+) -> None:
     plt = _plt()
     n = len(rows)
     cols = min(8, n)
@@ -320,8 +358,10 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _table(d: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
-                   for k, v in d.items())
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+        for k, v in d.items()
+    )
     return f"<table>{rows}</table>"
 
 
@@ -384,22 +424,42 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             log(f"report: {title}: {why}")
 
     # summary
-    keys = ("method", "dataset", "model", "noise", "nominal_noise_rate", "realized_noise_rate",
-            "tau", "epochs", "best_test_acc", "best_epoch", "last_test_acc",
-            "last_label_precision", "last_label_recall", "wall_time_s", "mean_images_per_s")
-    sections.append("<h2>Summary</h2>" + (_table({k: summary.get(k) for k in keys}) if summary
-                                          else "<p class=note>no summary.json (run unfinished)"
-                                               "</p>"))
+    keys = (
+        "method",
+        "dataset",
+        "model",
+        "noise",
+        "nominal_noise_rate",
+        "realized_noise_rate",
+        "tau",
+        "epochs",
+        "best_test_acc",
+        "best_epoch",
+        "last_test_acc",
+        "last_label_precision",
+        "last_label_recall",
+        "wall_time_s",
+        "mean_images_per_s",
+    )
+    sections.append(
+        "<h2>Summary</h2>"
+        + (
+            _table({k: summary.get(k) for k in keys})
+            if summary
+            else "<p class=note>no summary.json (run unfinished)</p>"
+        )
+    )
     # curves
     if history:
         fig_curves(history, out / "curves.png")
         sections.append("<h2>Accuracy and loss</h2>" + _img(out / "curves.png", "curves"))
         if fig_selection(history, out / "selection.png"):
-            sections.append("<h2>Label precision and recall</h2>"
-                            "<p class=note>label precision: share of the selected samples "
-                            "whose given label is right; label recall: share of the rightly "
-                            "labelled samples selected.</p>"
-                            + _img(out / "selection.png", "selection"))
+            sections.append(
+                "<h2>Label precision and recall</h2>"
+                "<p class=note>label precision: share of the selected samples "
+                "whose given label is right; label recall: share of the rightly "
+                "labelled samples selected.</p>" + _img(out / "selection.png", "selection")
+            )
         else:
             skip("Label precision and recall", "no selection metrics were logged")
     else:
@@ -414,8 +474,10 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         if est is not None:
             mats.append((f"estimated T ({est[1]})", est[0]))
         fig_transition(mats, out / "transition.png")
-        sections.append("<h2>Noise transition T[i, j] = P(label j | true i)</h2>"
-                        + _img(out / "transition.png", "transition matrices"))
+        sections.append(
+            "<h2>Noise transition T[i, j] = P(label j | true i)</h2>"
+            + _img(out / "transition.png", "transition matrices")
+        )
     else:
         skip("Noise transition", "no nominal T in noise.json (noise none, or no manifest)")
     # the training data (class names, images of suspects)
@@ -431,11 +493,15 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     if samples is not None:
         kk = int(k or max(samples["given"].max(), samples["label"].max()) + 1)
         fig_balance(samples, kk, names, out / "balance.png")
-        counts = {str(v): int((samples["verdict"] == v).sum())
-                  for v in np.unique(samples["verdict"])}
-        sections.append("<h2>Per-class selection balance</h2>" + _img(out / "balance.png",
-                        "balance") + f"<p class=note>final verdicts: {html.escape(str(counts))}"
-                        "</p>")
+        counts = {
+            str(v): int((samples["verdict"] == v).sum()) for v in np.unique(samples["verdict"])
+        }
+        sections.append(
+            "<h2>Per-class selection balance</h2>"
+            + _img(out / "balance.png", "balance")
+            + f"<p class=note>final verdicts: {html.escape(str(counts))}"
+            "</p>"
+        )
     else:
         skip("Per-class selection balance", "samples.csv is missing (run unfinished)")
     # suspected errors
@@ -448,6 +514,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         s = suspected_errors(run_dir, cfg, data)
         order = np.argsort(s["quality"], kind="stable")[:top]
         write_suspects_csv(out / "suspected_errors.csv", s, order)
+
         def nm(c: int) -> str:
             return str(names[c]) if names and c < len(names) else str(c)
 
@@ -456,24 +523,32 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             g, sg = int(s["given"][i]), int(s["suggested"][i])
             wrong = None if s["true"] is None else bool(s["true"][i] != g)
             rows.append((int(i), nm(g), nm(sg), float(s["quality"][i]), wrong))
-        cap = (f"ranked by label quality (probability of the given label; source: "
-               f"{s['source']}); title: index, quality, given → suggested label")
+        cap = (
+            f"ranked by label quality (probability of the given label; source: "
+            f"{s['source']}); title: index, quality, given → suggested label"
+        )
         if s["true"] is not None:
             hit = sum(1 for r in rows if r[4])
-            cap += (f"; green = the given label is truly wrong ({hit} of {len(rows)}), red = it "
-                    "is right")
+            cap += (
+                f"; green = the given label is truly wrong ({hit} of {len(rows)}), red = it "
+                "is right"
+            )
         if data.dataset.is_image:
             fig_suspects(data.dataset.x[order], rows, out / "suspected_errors.png")
             body = _img(out / "suspected_errors.png", "suspected label errors")
         else:
             body = "<p class=note>feature-vector data: no images to show</p>"
-        tab = "".join(f"<tr><td>{r[0]}</td><td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
-                      f"</td><td>{r[3]:.3f}</td><td>{'' if r[4] is None else r[4]}</td></tr>"
-                      for r in rows)
-        sections.append(f"<h2>Top {len(rows)} suspected label errors</h2><p class=note>"
-                        f"{html.escape(cap)}</p>{body}<details><summary>table</summary><table>"
-                        "<tr><th>index</th><th>given</th><th>suggested</th><th>quality</th>"
-                        f"<th>truly wrong</th></tr>{tab}</table></details>")
+        tab = "".join(
+            f"<tr><td>{r[0]}</td><td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
+            f"</td><td>{r[3]:.3f}</td><td>{'' if r[4] is None else r[4]}</td></tr>"
+            for r in rows
+        )
+        sections.append(
+            f"<h2>Top {len(rows)} suspected label errors</h2><p class=note>"
+            f"{html.escape(cap)}</p>{body}<details><summary>table</summary><table>"
+            "<tr><th>index</th><th>given</th><th>suggested</th><th>quality</th>"
+            f"<th>truly wrong</th></tr>{tab}</table></details>"
+        )
     except Exception as e:  # noqa: BLE001 - the rest of the report still stands
         skip("Suspected label errors", f"not available ({type(e).__name__}: {e})")
     # config and environment
@@ -481,11 +556,15 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     sections.append("<h2>Environment</h2>" + _table(env))
     man = {k: v for k, v in manifest.items() if not k.endswith("_T")}
     sections.append("<h2>Noise manifest</h2>" + _table(man))
-    title = (f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {cfg.noise} "
-             f"{cfg.noise_rate:g}")
-    page = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
-            f"{html.escape(title)}</title><style>{CSS}</style></head><body><h1>"
-            f"{html.escape(title)}</h1><p class=note>run folder: {html.escape(str(run_dir))}"
-            f"</p>{''.join(sections)}<script>{CHECK_JS}</script></body></html>\n")
+    title = (
+        f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {cfg.noise} "
+        f"{cfg.noise_rate:g}"
+    )
+    page = (
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
+        f"{html.escape(title)}</title><style>{CSS}</style></head><body><h1>"
+        f"{html.escape(title)}</h1><p class=note>run folder: {html.escape(str(run_dir))}"
+        f"</p>{''.join(sections)}<script>{CHECK_JS}</script></body></html>\n"
+    )
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"

@@ -82,12 +82,16 @@ def theory_recall(t: np.ndarray, prior: np.ndarray | None = None) -> float:
 
 def theory(t: np.ndarray, prior: np.ndarray | None = None) -> dict[str, float]:
     """{"test_acc", "label_precision", "label_recall"} from T (M = T)."""
-    return {"test_acc": theory_accuracy(t, prior), "label_precision": theory_precision(t, prior),
-            "label_recall": theory_recall(t, prior)}
+    return {
+        "test_acc": theory_accuracy(t, prior),
+        "label_precision": theory_precision(t, prior),
+        "label_recall": theory_recall(t, prior),
+    }
 
 
-def predicted_from_confusion(m: np.ndarray, t: np.ndarray,
-                             prior: np.ndarray | None = None) -> dict[str, float]:
+def predicted_from_confusion(
+    m: np.ndarray, t: np.ndarray, prior: np.ndarray | None = None
+) -> dict[str, float]:
     """The same three quantities for a measured confusion M (rows: true class) and noise T.
 
     A = Σ_i π_i Σ_j M_ij T_ij; LP = Σ_i π_i M_ii T_ii / A; LR = Σ_i π_i M_ii T_ii / Σ_i π_i T_ii.
@@ -97,8 +101,11 @@ def predicted_from_confusion(m: np.ndarray, t: np.ndarray,
     p = _prior(t, prior)
     a = float(p @ (m * t).sum(1))
     hit = float(p @ (np.diag(m) * np.diag(t)))
-    return {"test_acc": a, "label_precision": hit / a if a > 0 else float("nan"),
-            "label_recall": hit / float(p @ np.diag(t)) if np.diag(t).any() else float("nan")}
+    return {
+        "test_acc": a,
+        "label_precision": hit / a if a > 0 else float("nan"),
+        "label_recall": hit / float(p @ np.diag(t)) if np.diag(t).any() else float("nan"),
+    }
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
@@ -108,8 +115,9 @@ def confusion(true: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
     return np.divide(c, rows, out=np.zeros((k, k)), where=rows > 0)
 
 
-def measured(true: np.ndarray | None, given: np.ndarray, pred: np.ndarray,
-             k: int) -> dict[str, Any]:
+def measured(
+    true: np.ndarray | None, given: np.ndarray, pred: np.ndarray, k: int
+) -> dict[str, Any]:
     """Test accuracy w.r.t. the given labels, and (with ``true``) LP, LR and M of the
     "prediction = given label" selection on a held-out set."""
     agree = np.asarray(pred) == np.asarray(given)
@@ -269,8 +277,10 @@ def incv_select(
                         eps_hat = rate_from_agreement(agreement, num_classes, "symmetric")
                         rho = removal_ratio(eps_hat)
                     if log:
-                        log(f"INCV: held-out agreement {agreement:.4f} → estimated noise rate "
-                            f"ε̂ = {eps_hat:.3f}, removal ratio ρ = {rho:.3f}")
+                        log(
+                            f"INCV: held-out agreement {agreement:.4f} → estimated noise rate "
+                            f"ε̂ = {eps_hat:.3f}, removal ratio ρ = {rho:.3f}"
+                        )
             ce = cross_entropy_of(probs, y)
             n_agree = int(agree.sum())
             new_select[idx[agree]] = True
@@ -281,8 +291,11 @@ def incv_select(
         if symmetric:
             candidate &= ~marked
         rec: dict[str, Any] = {
-            "iteration": it, "keep_best": best, "selected": int(select.sum()),
-            "candidates": int(candidate.sum()), "removed": int(removed.sum()),
+            "iteration": it,
+            "keep_best": best,
+            "selected": int(select.sum()),
+            "candidates": int(candidate.sum()),
+            "removed": int(removed.sum()),
         }
         if clean is not None:
             s = int(select.sum())
@@ -292,15 +305,28 @@ def incv_select(
             rec["removed_noisy_frac"] = float((removed & ~clean).sum() / r) if r else None
         history.append(rec)
         if log:
-            extra = (f", LP {rec['label_precision']:.4f}, LR {rec['label_recall']:.4f}"
-                     if clean is not None and rec["label_precision"] is not None else "")
-            log(f"INCV iteration {it}/{iterations}: |S| = {rec['selected']}, "
-                f"|C| = {rec['candidates']}, removed {rec['removed']}{extra}")
+            extra = (
+                f", LP {rec['label_precision']:.4f}, LR {rec['label_recall']:.4f}"
+                if clean is not None and rec["label_precision"] is not None
+                else ""
+            )
+            log(
+                f"INCV iteration {it}/{iterations}: |S| = {rec['selected']}, "
+                f"|C| = {rec['candidates']}, removed {rec['removed']}{extra}"
+            )
         if eps_hat is not None and it == save_best_until(eps_hat, symmetric):
             best = False
     removed &= ~select
-    return IncvResult(select, candidate, removed, float(eps_hat if eps_hat is not None else 0),
-                      agreement, rho, history, oos)
+    return IncvResult(
+        select,
+        candidate,
+        removed,
+        float(eps_hat if eps_hat is not None else 0),
+        agreement,
+        rho,
+        history,
+        oos,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,15 +336,24 @@ def incv_select(
 #: INCV.py's schedule for the cross-validation models: Adam(1e-3, β1 0.9), LR ×0.5 after
 #: epoch 20, ×0.25 after 30, ×0.1 after 40 of 50. Our step schedule has one factor, so the
 #: last step is ×0.125 instead of ×0.1; milestones are fractions of the epochs.
-INCV_CV_SCHEDULE = dict(optimizer="adam", lr=1e-3, momentum=0.9, lr_schedule="step",
-                        lr_milestones=(0.42, 0.62, 0.82), lr_decay=0.5)
+INCV_CV_SCHEDULE = dict(
+    optimizer="adam",
+    lr=1e-3,
+    momentum=0.9,
+    lr_schedule="step",
+    lr_milestones=(0.42, 0.62, 0.82),
+    lr_decay=0.5,
+)
 
 
 def eval_loader(loader, mask: torch.Tensor | None = None):
     """A loader over ``mask`` (None: all) of ``loader``'s samples, in index order, without
     augmentation (for prediction)."""
-    sub = loader.subset(mask) if mask is not None else loader.subset(
-        torch.ones(len(loader.labels), dtype=torch.bool, device=loader.device))
+    sub = (
+        loader.subset(mask)
+        if mask is not None
+        else loader.subset(torch.ones(len(loader.labels), dtype=torch.bool, device=loader.device))
+    )
     sub.shuffle = False
     sub.augment = False
     return sub
@@ -331,9 +366,16 @@ def predict_on(ctx, model: torch.nn.Module, mask: torch.Tensor | None = None) ->
     return predict_probs(model, eval_loader(ctx.loader, mask))
 
 
-def train_keep_best(ctx, mask: torch.Tensor, val_mask: torch.Tensor, *, epochs: int,
-                    init_state: dict | None = None, describe: str = "",
-                    **changes) -> torch.nn.Module:
+def train_keep_best(
+    ctx,
+    mask: torch.Tensor,
+    val_mask: torch.Tensor,
+    *,
+    epochs: int,
+    init_state: dict | None = None,
+    describe: str = "",
+    **changes,
+) -> torch.nn.Module:
     """Like ``ctx.train_model`` but returns the epoch with the best accuracy w.r.t. the given
     labels on ``val_mask`` (INCV's ``ModelCheckpoint(monitor='val_acc', save_best_only)``).
 
@@ -357,8 +399,9 @@ def train_keep_best(ctx, mask: torch.Tensor, val_mask: torch.Tensor, *, epochs: 
         def on_epoch_end(self, epoch):
             from ..engine.evaluate import predict_probs
 
-            acc = float((predict_probs(self.models["net"], val).argmax(1) == val_labels)
-                        .float().mean())
+            acc = float(
+                (predict_probs(self.models["net"], val).argmax(1) == val_labels).float().mean()
+            )
             if acc > self.best_acc:
                 self.best_acc = acc
                 self.best_state = copy.deepcopy(self.models["net"].state_dict())
@@ -373,8 +416,7 @@ def train_keep_best(ctx, mask: torch.Tensor, val_mask: torch.Tensor, *, epochs: 
     return net.models["net"]
 
 
-def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv",
-                    init_state: dict | None = None):
+def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv", init_state: dict | None = None):
     """(train_fn, predict_fn) for :func:`incv_select` on a method Context.
 
     Every model starts from ``init_state`` (one fresh network's weights, as INCV's
@@ -391,10 +433,18 @@ def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv",
         it, half = (count[0] + 1) // 2, 2 - count[0] % 2
         describe = f"INCV it {it} half {half} "
         if keep_best:
-            return train_keep_best(ctx, train_mask, val_mask, epochs=epochs,
-                                   init_state=init_state, describe=describe, **changes)
-        return ctx.train_model(train_mask, epochs=epochs, init_state=init_state,
-                               describe=describe, **changes)
+            return train_keep_best(
+                ctx,
+                train_mask,
+                val_mask,
+                epochs=epochs,
+                init_state=init_state,
+                describe=describe,
+                **changes,
+            )
+        return ctx.train_model(
+            train_mask, epochs=epochs, init_state=init_state, describe=describe, **changes
+        )
 
     def predict_fn(model, mask):
         return predict_on(ctx, model, mask)
@@ -444,14 +494,18 @@ def noisy_cross_validation(cfg, *, split_seed: int = 0, data=None) -> dict[str, 
     t_real = realized_transition(true, given, k)
     prior = meas["prior"]
     out = {
-        "noise": cfg.noise, "noise_rate": cfg.noise_rate, "num_classes": k,
-        "train_size": int(train.sum()), "held_out": int(len(held)),
-        "measured": {key: meas[key] for key in ("test_acc", "label_precision",
-                                                "label_recall")},
+        "noise": cfg.noise,
+        "noise_rate": cfg.noise_rate,
+        "num_classes": k,
+        "train_size": int(train.sum()),
+        "held_out": int(len(held)),
+        "measured": {key: meas[key] for key in ("test_acc", "label_precision", "label_recall")},
         "theory": theory(t_nom),
         "theory_realized_T": theory(t_real, prior),
         "from_measured_M": predicted_from_confusion(meas["confusion"], t_real, prior),
-        "M": meas["confusion"].tolist(), "T": t_nom.tolist(), "T_realized": t_real.tolist(),
+        "M": meas["confusion"].tolist(),
+        "T": t_nom.tolist(),
+        "T_realized": t_real.tolist(),
         "M_minus_T_max_abs": float(np.abs(meas["confusion"] - t_nom).max()),
     }
     return out

@@ -45,8 +45,9 @@ def _predict(model: torch.nn.Module, loader) -> torch.Tensor:
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
 
-def estimate_noise_rate(ctx, *, kind: str = "symmetric", epochs: int | None = None,
-                        seed: int = 0) -> dict:
+def estimate_noise_rate(
+    ctx, *, kind: str = "symmetric", epochs: int | None = None, seed: int = 0
+) -> dict:
     """τ̂ by 2-fold noisy cross-validation (INCV's first iteration), using ``ctx.train_model``.
 
     Splits the training set in two seeded halves, trains a fresh network on each half (the
@@ -69,5 +70,9 @@ def estimate_noise_rate(ctx, *, kind: str = "symmetric", epochs: int | None = No
         pred = _predict(net, other)
         agree += int((pred == ctx.loader.labels[other.indices]).sum())
     a = agree / n
-    return {"tau": rate_from_agreement(a, ctx.num_classes, kind), "agreement": a,
-            "kind": kind, "epochs": epochs or ctx.epochs}
+    return {
+        "tau": rate_from_agreement(a, ctx.num_classes, kind),
+        "agreement": a,
+        "kind": kind,
+        "epochs": epochs or ctx.epochs,
+    }

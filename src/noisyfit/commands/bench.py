@@ -29,8 +29,11 @@ class BenchArgs:
     """List the runs and their status, start nothing."""
 
 
-@command("bench", help="run a benchmark sweep SWEEP.yaml (methods × noise × seeds, resumable) "
-         "and aggregate mean ± std into CSV and Markdown")
+@command(
+    "bench",
+    help="run a benchmark sweep SWEEP.yaml (methods × noise × seeds, resumable) "
+    "and aggregate mean ± std into CSV and Markdown",
+)
 def cmd_bench(argv: Sequence[str]) -> int:
     from ..bench import aggregate, load_sweep, run_sweep
 

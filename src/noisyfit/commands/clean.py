@@ -29,19 +29,33 @@ from ..config import TrainConfig, save_config
 CSV_COLUMNS = ("y", "y_noisy", "select", "candidate", "eval_ratio")
 
 
-def write_incv_csv(path: Path, true: np.ndarray | None, noisy: np.ndarray, select: np.ndarray,
-                   candidate: np.ndarray, eps_hat: float) -> None:
+def write_incv_csv(
+    path: Path,
+    true: np.ndarray | None,
+    noisy: np.ndarray,
+    select: np.ndarray,
+    candidate: np.ndarray,
+    eps_hat: float,
+) -> None:
     """The original's per-sample CSV (``y`` empty where no truth exists)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for i in range(len(noisy)):
-            w.writerow(["" if true is None else int(true[i]), int(noisy[i]), bool(select[i]),
-                        bool(candidate[i]), f"{eps_hat:.3f}"])
+            w.writerow(
+                [
+                    "" if true is None else int(true[i]),
+                    int(noisy[i]),
+                    bool(select[i]),
+                    bool(candidate[i]),
+                    f"{eps_hat:.3f}",
+                ]
+            )
 
 
-def clean_incv(cfg: TrainConfig, *, out: Path | None = None, data=None,
-               log=print) -> dict[str, Any]:
+def clean_incv(
+    cfg: TrainConfig, *, out: Path | None = None, data=None, log=print
+) -> dict[str, Any]:
     """Run INCV selection for ``cfg`` (options: ``cfg.method_options`` of ``incv``).
 
     Returns the summary dict, with the numpy arrays ``select``, ``candidate``, ``removed`` and
@@ -60,26 +74,45 @@ def clean_incv(cfg: TrainConfig, *, out: Path | None = None, data=None,
     seed_everything(cfg.seed, cfg.deterministic)
     data = data or prepare_data(cfg)
     ctx = build_context(cfg, data)
-    symmetric = (cfg.noise not in ("pair", "asymmetric") if opts.noise_kind == "auto"
-                 else opts.noise_kind == "symmetric")
+    symmetric = (
+        cfg.noise not in ("pair", "asymmetric")
+        if opts.noise_kind == "auto"
+        else opts.noise_kind == "symmetric"
+    )
     train_fn, predict_fn = make_cv_trainer(ctx, epochs=opts.cv_epochs, schedule=opts.cv_schedule)
     true_t = None if data.true is None else torch.as_tensor(data.true, device=ctx.device)
     t0 = time.perf_counter()
-    res = incv_select(ctx.loader.labels, ctx.num_classes, train_fn, predict_fn,
-                      iterations=opts.iterations, symmetric=symmetric, eps=opts.eps,
-                      keep_best=opts.keep_best,
-                      seed=opts.split_seed if opts.split_seed is not None else cfg.seed,
-                      true_labels=true_t, log=log)
+    res = incv_select(
+        ctx.loader.labels,
+        ctx.num_classes,
+        train_fn,
+        predict_fn,
+        iterations=opts.iterations,
+        symmetric=symmetric,
+        eps=opts.eps,
+        keep_best=opts.keep_best,
+        seed=opts.split_seed if opts.split_seed is not None else cfg.seed,
+        true_labels=true_t,
+        log=log,
+    )
     wall = time.perf_counter() - t0
     sel, cand = res.select.cpu().numpy(), res.candidate.cpu().numpy()
     summary: dict[str, Any] = {
-        "dataset": cfg.dataset, "model": cfg.model, "noise": cfg.noise,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "noise": cfg.noise,
         "nominal_noise_rate": cfg.noise_rate,
         "realized_noise_rate": data.noisy.manifest.realized_rate,
-        "num_samples": int(len(sel)), "symmetric": symmetric,
-        "eval_ratio": res.eps_hat, "agreement": res.agreement, "removal_ratio": res.rho,
-        "selected": int(sel.sum()), "candidates": int(cand.sum()),
-        "iterations": res.iterations, "options": vars(opts), "wall_time_s": wall,
+        "num_samples": int(len(sel)),
+        "symmetric": symmetric,
+        "eval_ratio": res.eps_hat,
+        "agreement": res.agreement,
+        "removal_ratio": res.rho,
+        "selected": int(sel.sum()),
+        "candidates": int(cand.sum()),
+        "iterations": res.iterations,
+        "options": vars(opts),
+        "wall_time_s": wall,
     }
     if data.true is not None:
         clean = data.true == data.noisy.labels
@@ -87,44 +120,56 @@ def clean_incv(cfg: TrainConfig, *, out: Path | None = None, data=None,
         summary["label_recall"] = float((sel & clean).sum() / max(clean.sum(), 1))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        write_incv_csv(out / "incv_results.csv", data.true, data.noisy.labels, sel, cand,
-                       res.eps_hat)
+        write_incv_csv(
+            out / "incv_results.csv", data.true, data.noisy.labels, sel, cand, res.eps_hat
+        )
         write_json(out / "incv_summary.json", summary)
         write_json(out / "noise.json", data.noisy.manifest.to_dict())
         save_config(cfg, out / "config.yaml")
         summary["out"] = str(out)
-    summary["arrays"] = {"select": sel, "candidate": cand,
-                         "removed": res.removed.cpu().numpy(),
-                         "oos_probs": None if res.oos_probs is None
-                         else res.oos_probs.cpu().numpy()}
+    summary["arrays"] = {
+        "select": sel,
+        "candidate": cand,
+        "removed": res.removed.cpu().numpy(),
+        "oos_probs": None if res.oos_probs is None else res.oos_probs.cpu().numpy(),
+    }
     return summary
 
 
-@command("clean", help="find the clean samples of a noisy dataset (--method incv); writes "
-         "the per-sample CSV y, y_noisy, select, candidate, eval_ratio")
+@command(
+    "clean",
+    help="find the clean samples of a noisy dataset (--method incv); writes "
+    "the per-sample CSV y, y_noisy, select, candidate, eval_ratio",
+)
 def cmd_clean(argv: Sequence[str]) -> int:
     """noisyfit clean --method incv [--config FILE] [TrainConfig flags]"""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--method", default="incv", choices=["incv"])
     cfg, known = parse_config(
-        argv, pre=pre, prog="noisyfit clean",
+        argv,
+        pre=pre,
+        prog="noisyfit clean",
         description=(
             "Find the clean samples of a noisy dataset with INCV (--method incv, the only "
             "cleaner so far). The dataset, noise, model and optimizer flags are the train "
             "command's; INCV's options go in --method-options (iterations 4, cv_epochs 50, "
             "cv_schedule incv|run, keep_best, noise_kind, eps, split_seed). Writes "
-            "<out>/<name>/incv_results.csv and incv_summary.json."),
+            "<out>/<name>/incv_results.csv and incv_summary.json."
+        ),
     )
     cfg = cfg.replace(method="incv")
-    name = cfg.name or (f"clean-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-s{cfg.seed}-"
-                        f"{time.strftime('%Y%m%d-%H%M%S')}")
+    name = cfg.name or (
+        f"clean-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-s{cfg.seed}-"
+        f"{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     out = Path(cfg.out) / name
     s = clean_incv(cfg, out=out)
-    print(f"\nINCV on {cfg.dataset} ({cfg.noise} {cfg.noise_rate:g}): estimated noise rate "
-          f"{s['eval_ratio']:.3f}; selected {s['selected']} of {s['num_samples']}, "
-          f"{s['candidates']} candidates left")
+    print(
+        f"\nINCV on {cfg.dataset} ({cfg.noise} {cfg.noise_rate:g}): estimated noise rate "
+        f"{s['eval_ratio']:.3f}; selected {s['selected']} of {s['num_samples']}, "
+        f"{s['candidates']} candidates left"
+    )
     if "label_precision" in s:
-        print(f"  label precision {s['label_precision']:.4f}, label recall "
-              f"{s['label_recall']:.4f}")
+        print(f"  label precision {s['label_precision']:.4f}, label recall {s['label_recall']:.4f}")
     print(f"  wrote {out / 'incv_results.csv'} and {out / 'incv_summary.json'}")
     return 0

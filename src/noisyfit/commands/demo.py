@@ -42,16 +42,34 @@ DEMO_OPTIONS: dict[str, dict[str, str]] = {
 }
 
 DEMO_CONFIG: dict[str, Any] = dict(
-    dataset="fashion-mnist", noise="symmetric", noise_rate=0.4, model="mlp",
-    train_subset=None, epochs=40, batch_size=128, optimizer="sgd", lr=0.02, momentum=0.9,
-    nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=[0.5, 0.75],
-    lr_decay=0.2, normalize="per-image", augment=False, progress=False,
+    dataset="fashion-mnist",
+    noise="symmetric",
+    noise_rate=0.4,
+    model="mlp",
+    train_subset=None,
+    epochs=40,
+    batch_size=128,
+    optimizer="sgd",
+    lr=0.02,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    lr_schedule="step",
+    lr_milestones=[0.5, 0.75],
+    lr_decay=0.2,
+    normalize="per-image",
+    augment=False,
+    progress=False,
 )
 
 
 def _options(method: str, epochs: int) -> dict[str, str]:
-    fill = {"epochs": str(epochs), "quarter": str(max(1, epochs // 4)),
-            "half": str(max(1, epochs // 2)), "twentieth": str(max(1, epochs // 20))}
+    fill = {
+        "epochs": str(epochs),
+        "quarter": str(max(1, epochs // 4)),
+        "half": str(max(1, epochs // 2)),
+        "twentieth": str(max(1, epochs // 20)),
+    }
     return {k: v.format(**fill) for k, v in DEMO_OPTIONS.get(method, {}).items()}
 
 
@@ -75,8 +93,11 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-@command("demo", help="the main job: standard vs robust methods on Fashion-MNIST with 40% "
-         "symmetric noise (~10 min on 2 CPU cores); table, reports, suspected label errors")
+@command(
+    "demo",
+    help="the main job: standard vs robust methods on Fashion-MNIST with 40% "
+    "symmetric noise (~10 min on 2 CPU cores); table, reports, suspected label errors",
+)
 def cmd_demo(argv: Sequence[str]) -> int:
     from ..api import train
     from ..config import from_dict
@@ -88,15 +109,23 @@ def cmd_demo(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="noisyfit demo",
         description="Train standard and robust methods side by side on noisy Fashion-MNIST "
-                    "and compare clean test accuracy, label precision/recall and time.")
-    p.add_argument("--methods", nargs="+", default=None,
-                   help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; "
-                        "`noisyfit list methods`)")
+        "and compare clean test accuracy, label precision/recall and time.",
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; `noisyfit list methods`)",
+    )
     p.add_argument("--out", default="runs", help="parent folder (default: runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="change demo config fields, e.g. epochs=10 train_subset=5000 "
-                        "data_dir=/data/fmnist")
+    p.add_argument(
+        "--override",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change demo config fields, e.g. epochs=10 train_subset=5000 data_dir=/data/fmnist",
+    )
     a = p.parse_args(list(argv))
     methods = a.methods or [m for m in DEFAULT_METHODS if m in METHODS]
     for m in methods:
@@ -105,38 +134,66 @@ def cmd_demo(argv: Sequence[str]) -> int:
     from_dict(base)  # check the overrides before anything runs
     folder = Path(a.out) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"demo: {', '.join(methods)} on {base['dataset']} with {base['noise']} noise "
-          f"{base['noise_rate']:g}, {base['epochs']} epochs each; runs in {folder}")
+    print(
+        f"demo: {', '.join(methods)} on {base['dataset']} with {base['noise']} noise "
+        f"{base['noise_rate']:g}, {base['epochs']} epochs each; runs in {folder}"
+    )
     results = []
     t_all = time.perf_counter()
     for m in methods:
-        cfg = from_dict({**base, "method": m, "method_options": _options(m, base["epochs"]),
-                         "out": str(folder), "name": m})
+        cfg = from_dict(
+            {
+                **base,
+                "method": m,
+                "method_options": _options(m, base["epochs"]),
+                "out": str(folder),
+                "name": m,
+            }
+        )
         t0 = time.perf_counter()
         res = train(cfg)
         s = res.summary
-        results.append({"method": m, "res": res, "history": res.history,
-                        "time_s": s["wall_time_s"], **s})
-        print(f"  {m}: clean test accuracy {_pct(s['last_test_acc'])} % "
-              f"(best {_pct(s['best_test_acc'])}), LP {_pct(s['last_label_precision'])}, "
-              f"LR {_pct(s['last_label_recall'])}, training {s['wall_time_s']:.0f} s "
-              f"({time.perf_counter() - t0:.0f} s with data and report)")
+        results.append(
+            {"method": m, "res": res, "history": res.history, "time_s": s["wall_time_s"], **s}
+        )
+        print(
+            f"  {m}: clean test accuracy {_pct(s['last_test_acc'])} % "
+            f"(best {_pct(s['best_test_acc'])}), LP {_pct(s['last_label_precision'])}, "
+            f"LR {_pct(s['last_label_recall'])}, training {s['wall_time_s']:.0f} s "
+            f"({time.perf_counter() - t0:.0f} s with data and report)"
+        )
     # the table
-    head = ["method", "clean test acc (last)", "best", "label precision", "label recall",
-            "training time (s)"]
-    rows = [[r["method"], _pct(r["last_test_acc"]), _pct(r["best_test_acc"]),
-             _pct(r["last_label_precision"]), _pct(r["last_label_recall"]),
-             f"{r['time_s']:.0f}"] for r in results]
+    head = [
+        "method",
+        "clean test acc (last)",
+        "best",
+        "label precision",
+        "label recall",
+        "training time (s)",
+    ]
+    rows = [
+        [
+            r["method"],
+            _pct(r["last_test_acc"]),
+            _pct(r["best_test_acc"]),
+            _pct(r["last_label_precision"]),
+            _pct(r["last_label_recall"]),
+            f"{r['time_s']:.0f}",
+        ]
+        for r in results
+    ]
     md = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(row) + " |" for row in rows]
     with open(folder / "demo.csv", "w", newline="") as f:
         csv.writer(f).writerows([head, *rows])
     realized = results[0].get("realized_noise_rate") if results else None
-    note = (f"{base['dataset']}, {base['noise']} noise {base['noise_rate']:g} (realized "
-            f"{_pct(realized)} %), {base['model']}, {base['epochs']} epochs, "
-            f"{'all' if base.get('train_subset') is None else base['train_subset']} "
-            f"training images; LP/LR: label precision/recall of the last epoch's "
-            f"selection (%); total {time.perf_counter() - t_all:.0f} s")
+    note = (
+        f"{base['dataset']}, {base['noise']} noise {base['noise_rate']:g} (realized "
+        f"{_pct(realized)} %), {base['model']}, {base['epochs']} epochs, "
+        f"{'all' if base.get('train_subset') is None else base['train_subset']} "
+        f"training images; LP/LR: label precision/recall of the last epoch's "
+        f"selection (%); total {time.perf_counter() - t_all:.0f} s"
+    )
     (folder / "demo.md").write_text("\n".join(["# noisyfit demo", "", note, "", *md]) + "\n")
     print()
     print("\n".join(md))
@@ -155,26 +212,41 @@ def cmd_demo(argv: Sequence[str]) -> int:
     s = issues.summary
     extra = ""
     if s.get("error_precision") is not None:
-        extra = (f"; {_pct(s['error_precision'])} % of them are truly wrong, "
-                 f"{_pct(s.get('error_recall'))} % of the wrong labels found")
-    print(f"suspected label errors ({best['method']}): {s['num_issues']} flagged{extra}; "
-          f"{folder / 'label_issues.csv'}")
+        extra = (
+            f"; {_pct(s['error_precision'])} % of them are truly wrong, "
+            f"{_pct(s.get('error_recall'))} % of the wrong labels found"
+        )
+    print(
+        f"suspected label errors ({best['method']}): {s['num_issues']} flagged{extra}; "
+        f"{folder / 'label_issues.csv'}"
+    )
     # index page
     _plot(results, folder / "test_acc.png")
     img = base64.b64encode((folder / "test_acc.png").read_bytes()).decode("ascii")
-    links = "".join(f'<li><a href="{html.escape(r["method"])}/report/index.html">'
-                    f"{html.escape(r['method'])}</a></li>" for r in results)
-    table = "<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>" + \
-        "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                for row in rows) + "</table>"
+    links = "".join(
+        f'<li><a href="{html.escape(r["method"])}/report/index.html">'
+        f"{html.escape(r['method'])}</a></li>"
+        for r in results
+    )
+    table = (
+        "<table><tr>"
+        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        + "</tr>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+        )
+        + "</table>"
+    )
     from ..report import CSS
 
     (folder / "index.html").write_text(
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>noisyfit demo</title>"
         f"<style>{CSS}</style></head><body><h1>noisyfit demo</h1><p>{html.escape(note)}</p>"
-        f"{table}<h2>Clean test accuracy</h2><img src=\"data:image/png;base64,{img}\" "
-        f"alt=\"test accuracy\"><h2>Run reports</h2><ul>{links}</ul><p>Suspected label "
+        f'{table}<h2>Clean test accuracy</h2><img src="data:image/png;base64,{img}" '
+        f'alt="test accuracy"><h2>Run reports</h2><ul>{links}</ul><p>Suspected label '
         f"errors ({html.escape(best['method'])}): label_issues.csv, pred_probs.npy; images in "
-        f"its report.</p></body></html>\n", encoding="utf-8")
+        f"its report.</p></body></html>\n",
+        encoding="utf-8",
+    )
     print(f"report: {folder / 'index.html'}")
     return 0

@@ -102,20 +102,21 @@ def parse_dataset(name: str) -> tuple[str, str, float]:
     """``cifar100_uniform_0.8`` → (``cifar100``, ``uniform``, 0.8); ``webvisionmini_10`` →
     (``webvisionmini``, ``none``, 10.0) (the probe size per class; 10 when absent)."""
     if name.startswith("webvisionmini"):
-        rest = name[len("webvisionmini"):]
+        rest = name[len("webvisionmini") :]
         if rest and not re.fullmatch(r"_\d+", rest):
             raise ValueError(f"--dataset {name}: use webvisionmini or webvisionmini_<n>")
         return "webvisionmini", "none", float(rest[1:]) if rest else 10.0
     parts = name.rsplit("_", 2)
     if len(parts) != 3:
-        raise ValueError(f"--dataset {name!r}: expected <dataset>_<noise>_<ratio>, e.g. "
-                         "cifar100_uniform_0.8 or cifar10_asymmetric_0.4")
+        raise ValueError(
+            f"--dataset {name!r}: expected <dataset>_<noise>_<ratio>, e.g. "
+            "cifar100_uniform_0.8 or cifar10_asymmetric_0.4"
+        )
     ds, noise, ratio = parts
     try:
         rate = float(ratio)
     except ValueError:
-        raise ValueError(f"--dataset {name!r}: the noise ratio {ratio!r} is not a number") \
-            from None
+        raise ValueError(f"--dataset {name!r}: the noise ratio {ratio!r} is not a number") from None
     if not 0 <= rate <= 1:
         raise ValueError(f"--dataset {name!r}: the noise ratio must lie in [0, 1]")
     return ds, noise, rate
@@ -129,10 +130,17 @@ def run_dir_of(a: IEGArgs) -> Path:
 def method_options(a: IEGArgs) -> tuple[str, dict[str, str]]:
     ema = "0.999" if a.use_ema else "0"
     if a.method == "ieg":
-        opts = dict(ce_factor=a.ce_factor, consistency_factor=a.consistency_factor,
-                    meta_stepsize=a.meta_stepsize, meta_momentum=a.meta_momentum,
-                    grad_eps_init=a.grad_eps_init, aug_type=a.aug_type, ema_decay=ema,
-                    rampup_steps=a.rampup_steps, threshold=a.threshold)
+        opts = dict(
+            ce_factor=a.ce_factor,
+            consistency_factor=a.consistency_factor,
+            meta_stepsize=a.meta_stepsize,
+            meta_momentum=a.meta_momentum,
+            grad_eps_init=a.grad_eps_init,
+            aug_type=a.aug_type,
+            ema_decay=ema,
+            rampup_steps=a.rampup_steps,
+            threshold=a.threshold,
+        )
         return "ieg", {k: str(v) for k, v in opts.items()}
     if a.method == "l2r":
         return "l2r", {"meta_stepsize": str(a.meta_stepsize), "ema_decay": ema}
@@ -143,17 +151,38 @@ def train_config(a: IEGArgs, epochs: int = 1) -> TrainConfig:
     """The TrainConfig of a CIFAR-like run (the probe held out by ``probe_ratio``)."""
     ds, noise, rate = parse_dataset(a.dataset)
     method, opts = method_options(a)
-    wd = a.weight_decay if a.weight_decay is not None \
+    wd = (
+        a.weight_decay
+        if a.weight_decay is not None
         else NETWORK_WEIGHT_DECAY.get(a.network_name, 5e-4)
+    )
     return TrainConfig(
-        dataset=ds, data_dir=a.data_dir, train_subset=a.train_subset, test_subset=a.test_subset,
-        noise=noise, noise_rate=rate, noise_seed=a.noise_seed, model=a.network_name,
-        method=method, method_options=opts, probe_ratio=a.probe_dataset_hold_ratio,
-        epochs=epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.learning_rate,
-        momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts",
-        lr_cycle_steps=a.decay_steps, augment=True, seed=a.seed, device=a.device,
-        eval_batch_size=a.val_batch_size, progress=a.progress,
-        out=str(Path(a.checkpoint_path)), name=str(run_dir_of(a).relative_to(a.checkpoint_path)),
+        dataset=ds,
+        data_dir=a.data_dir,
+        train_subset=a.train_subset,
+        test_subset=a.test_subset,
+        noise=noise,
+        noise_rate=rate,
+        noise_seed=a.noise_seed,
+        model=a.network_name,
+        method=method,
+        method_options=opts,
+        probe_ratio=a.probe_dataset_hold_ratio,
+        epochs=epochs,
+        batch_size=a.batch_size,
+        optimizer="sgd",
+        lr=a.learning_rate,
+        momentum=a.momentum,
+        weight_decay=wd,
+        lr_schedule="cosine-restarts",
+        lr_cycle_steps=a.decay_steps,
+        augment=True,
+        seed=a.seed,
+        device=a.device,
+        eval_batch_size=a.val_batch_size,
+        progress=a.progress,
+        out=str(Path(a.checkpoint_path)),
+        name=str(run_dir_of(a).relative_to(a.checkpoint_path)),
     )
 
 
@@ -195,33 +224,62 @@ def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
     data = prepare_data(cfg)
     ds = data.dataset
     if data.probe_index is None:
-        raise ValueError(f"--probe-dataset-hold-ratio {a.probe_dataset_hold_ratio} holds out "
-                         "no probe image; use a larger ratio")
+        raise ValueError(
+            f"--probe-dataset-hold-ratio {a.probe_dataset_hold_ratio} holds out "
+            "no probe image; use a larger ratio"
+        )
     steps = -(-len(ds) // cfg.batch_size)
     cfg = cfg.replace(epochs=epochs_for(steps) if epochs_for else 1)
     kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
-    train = DeviceLoader(ds.x, data.noisy.labels, batch_size=cfg.batch_size, augment=True,
-                         shuffle=True, seed=cfg.seed, **kw)
-    test = DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size,
-                        shuffle=False, **kw)
-    probe = DeviceLoader(data.probe_x, data.probe_labels, batch_size=cfg.batch_size,
-                         augment=True, shuffle=True, seed=cfg.seed + 1, **kw)
+    train = DeviceLoader(
+        ds.x,
+        data.noisy.labels,
+        batch_size=cfg.batch_size,
+        augment=True,
+        shuffle=True,
+        seed=cfg.seed,
+        **kw,
+    )
+    test = DeviceLoader(
+        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw
+    )
+    probe = DeviceLoader(
+        data.probe_x,
+        data.probe_labels,
+        batch_size=cfg.batch_size,
+        augment=True,
+        shuffle=True,
+        seed=cfg.seed + 1,
+        **kw,
+    )
 
     def make_model():
         return build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
 
-    ctx = Context(num_classes=ds.num_classes, num_samples=len(ds), input_shape=ds.input_shape,
-                  epochs=cfg.epochs, batch_size=cfg.batch_size, device=device,
-                  make_model=make_model, loader=train, probe=probe, seed=cfg.seed, config=cfg)
+    ctx = Context(
+        num_classes=ds.num_classes,
+        num_samples=len(ds),
+        input_shape=ds.input_shape,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        device=device,
+        make_model=make_model,
+        loader=train,
+        probe=probe,
+        seed=cfg.seed,
+        config=cfg,
+    )
     ctx.train_model = subset_trainer(ctx)
     method = _wrap(build_method(cfg.method, ctx, cfg.method_options), a)
     true = torch.as_tensor(data.true, device=device) if data.true is not None else None
-    info = {"size": len(data.probe_index),
-            "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
-            "source": "seeded class-balanced draw before noise injection "
-                      f"(probe_dataset_hold_ratio {a.probe_dataset_hold_ratio})",
-            "used_by_method": a.method != "supervised",
-            "indices": data.probe_index.tolist()}
+    info = {
+        "size": len(data.probe_index),
+        "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
+        "source": "seeded class-balanced draw before noise injection "
+        f"(probe_dataset_hold_ratio {a.probe_dataset_hold_ratio})",
+        "used_by_method": a.method != "supervised",
+        "indices": data.probe_index.tolist(),
+    }
     return Pipeline(method, train, test, true, cfg, data.noisy, info)
 
 
@@ -237,43 +295,80 @@ def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
     root = wv.find_root(a.data_dir)
     train_items, val_items = wv.webvision_lists(root)
     if a.train_subset is not None:
-        keep = np.random.default_rng(12345).permutation(len(train_items))[:a.train_subset]
+        keep = np.random.default_rng(12345).permutation(len(train_items))[: a.train_subset]
         train_items = train_items.subset(np.sort(keep))
     wnids = train_items.class_names
-    test_items = wv.imagenet_val(root, wnids, a.imagenet_dir) if a.use_imagenet_as_eval \
-        else val_items
+    test_items = (
+        wv.imagenet_val(root, wnids, a.imagenet_dir) if a.use_imagenet_as_eval else val_items
+    )
     if a.test_subset is not None:
         test_items = test_items.subset(np.arange(min(a.test_subset, len(test_items))))
     kw = dict(device=device, workers=a.workers)
-    train = wv.FolderLoader(train_items, batch_size=a.batch_size, train=True, seed=a.seed,
-                            strong=a.method == "ieg", **kw)
+    train = wv.FolderLoader(
+        train_items,
+        batch_size=a.batch_size,
+        train=True,
+        seed=a.seed,
+        strong=a.method == "ieg",
+        **kw,
+    )
     test = wv.FolderLoader(test_items, batch_size=a.val_batch_size, train=False, **kw)
     probe = info = None
     if a.method != "supervised":
         p_items = wv.imagenet_probe(root, wnids, int(per_class), a.noise_seed, a.imagenet_dir)
-        probe = wv.FolderLoader(p_items, batch_size=a.batch_size, train=True, seed=a.seed + 1,
-                                **kw)
-        info = {"size": len(p_items), "per_class": int(per_class), "used_by_method": True,
-                "source": "ImageNet training images of the 50 classes (IEG's WebVision probe)",
-                "files": [str(p) for p in p_items.paths]}
+        probe = wv.FolderLoader(p_items, batch_size=a.batch_size, train=True, seed=a.seed + 1, **kw)
+        info = {
+            "size": len(p_items),
+            "per_class": int(per_class),
+            "used_by_method": True,
+            "source": "ImageNet training images of the 50 classes (IEG's WebVision probe)",
+            "files": [str(p) for p in p_items.paths],
+        }
     method_name, opts = method_options(a)
-    wd = a.weight_decay if a.weight_decay is not None \
+    wd = (
+        a.weight_decay
+        if a.weight_decay is not None
         else NETWORK_WEIGHT_DECAY.get(a.network_name, 5e-4)
+    )
     epochs = epochs_for(len(train)) if epochs_for else 1
-    cfg = TrainConfig(dataset="webvision-mini", data_dir=a.data_dir, noise="none",
-                      model=a.network_name, method=method_name, method_options=opts,
-                      epochs=epochs, batch_size=a.batch_size, lr=a.learning_rate,
-                      momentum=a.momentum, weight_decay=wd, lr_schedule="cosine-restarts",
-                      lr_cycle_steps=a.decay_steps, augment=True, seed=a.seed, device=a.device,
-                      eval_batch_size=a.val_batch_size, progress=a.progress)
+    cfg = TrainConfig(
+        dataset="webvision-mini",
+        data_dir=a.data_dir,
+        noise="none",
+        model=a.network_name,
+        method=method_name,
+        method_options=opts,
+        epochs=epochs,
+        batch_size=a.batch_size,
+        lr=a.learning_rate,
+        momentum=a.momentum,
+        weight_decay=wd,
+        lr_schedule="cosine-restarts",
+        lr_cycle_steps=a.decay_steps,
+        augment=True,
+        seed=a.seed,
+        device=a.device,
+        eval_batch_size=a.val_batch_size,
+        progress=a.progress,
+    )
     k = len(wnids)
 
     def make_model():
         return build_model(a.network_name, k, (3, 224, 224)).to(device)
 
-    ctx = Context(num_classes=k, num_samples=len(train_items), input_shape=(3, 224, 224),
-                  epochs=epochs, batch_size=a.batch_size, device=device, make_model=make_model,
-                  loader=train, probe=probe, seed=a.seed, config=cfg)
+    ctx = Context(
+        num_classes=k,
+        num_samples=len(train_items),
+        input_shape=(3, 224, 224),
+        epochs=epochs,
+        batch_size=a.batch_size,
+        device=device,
+        make_model=make_model,
+        loader=train,
+        probe=probe,
+        seed=a.seed,
+        config=cfg,
+    )
     method = _wrap(build_method(method_name, ctx, opts), a)
     return Pipeline(method, train, test, None, cfg, None, info)
 
@@ -301,11 +396,21 @@ def train(a: IEGArgs) -> dict[str, Any]:
         write_json(run_dir / "probe.json", p.probe_info)
     if resume:
         print(f"continuing the run in {run_dir} from its checkpoint")
-    res = fit(p.method, p.train, p.test, p.cfg, true_labels=p.true_labels, run_dir=run_dir,
-              resume=resume, describe=f"{a.method} ")
+    res = fit(
+        p.method,
+        p.train,
+        p.test,
+        p.cfg,
+        true_labels=p.true_labels,
+        run_dir=run_dir,
+        resume=resume,
+        describe=f"{a.method} ",
+    )
     last = res.history[-1] if res.history else {}
-    write_json(run_dir / "summary.json", {"method": a.method, "dataset": a.dataset,
-                                          "network_name": a.network_name, **last})
+    write_json(
+        run_dir / "summary.json",
+        {"method": a.method, "dataset": a.dataset, "network_name": a.network_name, **last},
+    )
     return last
 
 
@@ -318,13 +423,25 @@ def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
     run_dir = run_dir_of(a)
     path = a.restore or run_dir / "checkpoint.pt"
     if not Path(path).is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: give the same --dataset, "
-                                "--network-name, --probe-dataset-hold-ratio and "
-                                "--checkpoint-path as for training (or --restore FILE)")
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: give the same --dataset, "
+            "--network-name, --probe-dataset-hold-ratio and "
+            "--checkpoint-path as for training (or --restore FILE)"
+        )
     saved = run_dir / "ieg_args.json"
     if saved.is_file():  # rebuild the trained pipeline; where the data lives may differ now
-        keep = ("data_dir", "imagenet_dir", "device", "val_batch_size", "workers",
-                "use_imagenet_as_eval", "test_subset", "progress", "restore", "mode")
+        keep = (
+            "data_dir",
+            "imagenet_dir",
+            "device",
+            "val_batch_size",
+            "workers",
+            "use_imagenet_as_eval",
+            "test_subset",
+            "progress",
+            "restore",
+            "mode",
+        )
         old = json.loads(saved.read_text())
         a = IEGArgs(**{**_args_from_json(old), **{k: getattr(a, k) for k in keep}})
     p = build_pipeline(a)
@@ -334,8 +451,10 @@ def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
     p.method.load_state_dict(state["method"])
     res = evaluate(p.method, p.test)
     for name, r in res.items():
-        print(f"[evaluation] {name}: top-1 {100 * r['acc']:.2f}%  top-5 {100 * r['top5']:.2f}%  "
-              f"loss {r['loss']:.4f}  (epoch {int(state['epoch']) + 1}, {path})")
+        print(
+            f"[evaluation] {name}: top-1 {100 * r['acc']:.2f}%  top-5 {100 * r['top5']:.2f}%  "
+            f"loss {r['loss']:.4f}  (epoch {int(state['epoch']) + 1}, {path})"
+        )
     return res
 
 
@@ -351,8 +470,11 @@ def _args_from_json(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-@command("ieg", help="IEG's command line: --dataset cifar100_uniform_0.8 --method ieg|l2r|"
-         "supervised --network-name wrn28-10 --mode train|evaluation")
+@command(
+    "ieg",
+    help="IEG's command line: --dataset cifar100_uniform_0.8 --method ieg|l2r|"
+    "supervised --network-name wrn28-10 --mode train|evaluation",
+)
 def cmd_ieg(argv: Sequence[str]) -> int:
     a = tyro.cli(IEGArgs, args=list(argv), prog="noisyfit ieg")
     parse_dataset(a.dataset)
@@ -361,8 +483,10 @@ def cmd_ieg(argv: Sequence[str]) -> int:
         return 0
     last = train(a)
     if last.get("test_acc") is not None:
-        print(f"\n{a.method} on {a.dataset}: test top-1 {100 * last['test_acc']:.2f}% "
-              f"top-5 {100 * last['test_top5']:.2f}% (run folder {run_dir_of(a)})")
+        print(
+            f"\n{a.method} on {a.dataset}: test top-1 {100 * last['test_acc']:.2f}% "
+            f"top-5 {100 * last['test_top5']:.2f}% (run folder {run_dir_of(a)})"
+        )
     return 0
 
 

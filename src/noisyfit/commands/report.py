@@ -21,8 +21,11 @@ class ReportArgs:
     """Number of suspected label errors shown and written to suspected_errors.csv."""
 
 
-@command("report", help="write a run's self-contained HTML report and PNG figures: "
-         "curves, label precision/recall, T heatmaps, class balance, suspected label errors")
+@command(
+    "report",
+    help="write a run's self-contained HTML report and PNG figures: "
+    "curves, label precision/recall, T heatmaps, class balance, suspected label errors",
+)
 def cmd_report(argv: Sequence[str]) -> int:
     from ..report import build_report
 

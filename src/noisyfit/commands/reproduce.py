@@ -33,8 +33,11 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-@command("reproduce", help="train a seed paper's protocol (NAME) and compare with its "
-         "published number; --list shows the presets")
+@command(
+    "reproduce",
+    help="train a seed paper's protocol (NAME) and compare with its "
+    "published number; --list shows the presets",
+)
 def cmd_reproduce(argv: Sequence[str]) -> int:
     from ..api import train
     from ..engine.run import write_json
@@ -43,21 +46,29 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="noisyfit reproduce",
         description="Train a named preset of a seed paper's protocol and compare its result "
-                    "with the published number (spec/methods.md §9).")
+        "with the published number (spec/methods.md §9).",
+    )
     p.add_argument("name", nargs="?", help="preset name (see --list)")
     p.add_argument("--list", action="store_true", help="list the presets and exit")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="parent folder of the run (default: runs)")
-    p.add_argument("--override", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="change config fields, e.g. dataset=synthetic model=cnn-tiny epochs=1 "
-                        "(the comparison is then only a wiring check)")
+    p.add_argument(
+        "--override",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change config fields, e.g. dataset=synthetic model=cnn-tiny epochs=1 "
+        "(the comparison is then only a wiring check)",
+    )
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(list(argv))
     if a.list or not a.name:
         print(f"{'preset':<40} {'metric':<14} {'published':>9} {'tol':>6}  source")
         for pr in PRESETS.values():
-            print(f"{pr.name:<40} {pr.metric:<14} {100 * pr.published:>8.2f}% "
-                  f"{100 * pr.tolerance:>5.1f}  {pr.source}")
+            print(
+                f"{pr.name:<40} {pr.metric:<14} {100 * pr.published:>8.2f}% "
+                f"{100 * pr.tolerance:>5.1f}  {pr.source}"
+            )
         return 0
     preset = get_preset(a.name)
     over = parse_overrides(a.override)
@@ -73,10 +84,12 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     cmp["overrides"] = over
     write_json(result.run_dir / "reproduce.json", cmp)
     ours = cmp["ours"]
-    print(f"\n{preset.name}: {preset.metric} ours "
-          f"{'n/a' if ours is None else f'{100 * ours:.2f}%'}, published "
-          f"{100 * preset.published:.2f}% (tolerance ±{100 * preset.tolerance:.1f}); "
-          f"{'WITHIN' if cmp['within_tolerance'] else 'OUTSIDE'} tolerance")
+    print(
+        f"\n{preset.name}: {preset.metric} ours "
+        f"{'n/a' if ours is None else f'{100 * ours:.2f}%'}, published "
+        f"{100 * preset.published:.2f}% (tolerance ±{100 * preset.tolerance:.1f}); "
+        f"{'WITHIN' if cmp['within_tolerance'] else 'OUTSIDE'} tolerance"
+    )
     print(f"  source: {preset.source}")
     if preset.note:
         print(f"  note: {preset.note}")

@@ -47,12 +47,24 @@ import torch
 
 from ..cli import command
 
-DATASETS = {"CIFAR-10": "cifar10", "CIFAR-100": "cifar100", "Tiny-ImageNet": "tiny-imagenet",
-            "ANIMAL-10N": "animal-10n"}
-MODELS = {"VGG-19": "vgg19", "DenseNet-10-12": "densenet-10-12",
-          "DenseNet-25-12": "densenet-25-12", "DenseNet-40-12": "densenet-40-12"}
-METHODS = {"Default": "standard", "ActiveBias": "active-bias", "Coteaching": "coteaching",
-           "SELFIE": "selfie"}
+DATASETS = {
+    "CIFAR-10": "cifar10",
+    "CIFAR-100": "cifar100",
+    "Tiny-ImageNet": "tiny-imagenet",
+    "ANIMAL-10N": "animal-10n",
+}
+MODELS = {
+    "VGG-19": "vgg19",
+    "DenseNet-10-12": "densenet-10-12",
+    "DenseNet-25-12": "densenet-25-12",
+    "DenseNet-40-12": "densenet-40-12",
+}
+METHODS = {
+    "Default": "standard",
+    "ActiveBias": "active-bias",
+    "Coteaching": "coteaching",
+    "SELFIE": "selfie",
+}
 NOISE = {"symmetry": "symmetric", "pair": "pair", "none": "none"}
 
 HEADER = "epcoh, learning rate, training loss, training error, test loss, test error\n"
@@ -67,16 +79,17 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="noisyfit selfie-cli",
         description="SELFIE's command line (kaist-dmlab/SELFIE main.py) with its protocol and "
-                    "log files. Example: noisyfit selfie-cli 0 CIFAR-100 DenseNet-25-12 SELFIE "
-                    "pair 0.4 log/CIFAR-100/SELFIE",
+        "log files. Example: noisyfit selfie-cli 0 CIFAR-100 DenseNet-25-12 SELFIE "
+        "pair 0.4 log/CIFAR-100/SELFIE",
     )
     p.add_argument("gpu_id", type=int, help="GPU number (CPU when CUDA is not available)")
     p.add_argument("data", help=f"{', '.join(DATASETS)} (or a noisyfit dataset name)")
     p.add_argument("model_name", help=f"{', '.join(MODELS)} (or a noisyfit model name)")
     p.add_argument("method_name", help=f"{', '.join(METHODS)} (or a noisyfit method name)")
     p.add_argument("noise_type", help="pair, symmetry, none (or a noisyfit noise kind)")
-    p.add_argument("noise_rate", type=float,
-                   help="rate to inject; also τ (for ANIMAL-10N: none 0.08)")
+    p.add_argument(
+        "noise_rate", type=float, help="rate to inject; also τ (for ANIMAL-10N: none 0.08)"
+    )
     p.add_argument("log_dir", type=Path, help="folder for log.csv and the run")
     o = p.add_argument_group("options beyond the original (defaults = the original protocol)")
     o.add_argument("--epochs", type=int, default=100, help="epochs per run (SELFIE: per round)")
@@ -89,9 +102,12 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--t-k", type=int, default=15, help="Co-teaching T_k")
     o.add_argument("--smoothness", type=float, default=0.2, help="ActiveBias smoothness s")
     o.add_argument("--tau", type=float, default=None, help="τ (default: NOISE_RATE)")
-    o.add_argument("--data-dir", default=None,
-                   help="dataset folder (or its parent holding DATA/); default: ./dataset/DATA "
-                        "if it exists, else noisyfit's search path")
+    o.add_argument(
+        "--data-dir",
+        default=None,
+        help="dataset folder (or its parent holding DATA/); default: ./dataset/DATA "
+        "if it exists, else noisyfit's search path",
+    )
     o.add_argument("--train-subset", type=int, default=None)
     o.add_argument("--test-subset", type=int, default=None)
     o.add_argument("--seed", type=int, default=0)
@@ -118,8 +134,13 @@ def build_config(a: argparse.Namespace):
     options: dict[str, str] = {}
     epochs = a.epochs
     if method == "selfie":
-        options = {"q": str(a.q), "epsilon": str(a.epsilon), "warm_up": str(a.warm_up),
-                   "restart": str(a.restart), "round_epochs": str(a.epochs)}
+        options = {
+            "q": str(a.q),
+            "epsilon": str(a.epsilon),
+            "warm_up": str(a.warm_up),
+            "restart": str(a.restart),
+            "round_epochs": str(a.epochs),
+        }
         epochs = a.epochs * (a.restart + 1)
     elif method == "active-bias":
         options = {"warm_up": str(a.warm_up), "smoothness": str(a.smoothness)}
@@ -128,20 +149,42 @@ def build_config(a: argparse.Namespace):
     device = a.device or (f"cuda:{a.gpu_id}" if torch.cuda.is_available() else "cpu")
     log_dir = a.log_dir.resolve()
     return TrainConfig(
-        dataset=DATASETS.get(a.data, a.data), data_dir=_data_dir(a.data, a.data_dir),
-        train_subset=a.train_subset, test_subset=a.test_subset,
-        noise=NOISE.get(a.noise_type, a.noise_type), noise_rate=a.noise_rate,
-        noise_seed=a.noise_seed, model=MODELS.get(a.model_name, a.model_name), method=method,
-        method_options=options, tau=a.noise_rate if a.tau is None else a.tau,
-        epochs=epochs, batch_size=a.batch_size, optimizer="sgd", lr=a.lr, momentum=0.9,
-        nesterov=True, weight_decay=5e-4, lr_schedule="step", lr_milestones=(0.5, 0.75),
-        lr_decay=0.2, augment=False, normalize="per-image", seed=a.seed, device=device,
-        out=str(log_dir.parent), name=log_dir.name, progress=not a.no_progress,
+        dataset=DATASETS.get(a.data, a.data),
+        data_dir=_data_dir(a.data, a.data_dir),
+        train_subset=a.train_subset,
+        test_subset=a.test_subset,
+        noise=NOISE.get(a.noise_type, a.noise_type),
+        noise_rate=a.noise_rate,
+        noise_seed=a.noise_seed,
+        model=MODELS.get(a.model_name, a.model_name),
+        method=method,
+        method_options=options,
+        tau=a.noise_rate if a.tau is None else a.tau,
+        epochs=epochs,
+        batch_size=a.batch_size,
+        optimizer="sgd",
+        lr=a.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="step",
+        lr_milestones=(0.5, 0.75),
+        lr_decay=0.2,
+        augment=False,
+        normalize="per-image",
+        seed=a.seed,
+        device=device,
+        out=str(log_dir.parent),
+        name=log_dir.name,
+        progress=not a.no_progress,
     )
 
 
-@command("selfie-cli", help="SELFIE's command line: GPU_ID DATA MODEL METHOD NOISE_TYPE "
-         "NOISE_RATE LOG_DIR (original protocol and log.csv)")
+@command(
+    "selfie-cli",
+    help="SELFIE's command line: GPU_ID DATA MODEL METHOD NOISE_TYPE "
+    "NOISE_RATE LOG_DIR (original protocol and log.csv)",
+)
 def selfie_cli(argv: Sequence[str]) -> int:
     from ..api import train
 
@@ -151,14 +194,20 @@ def selfie_cli(argv: Sequence[str]) -> int:
         result = train(resume=log_dir, progress=not a.no_progress)
     else:
         if (log_dir / "checkpoint.pt").exists():
-            raise FileExistsError(f"{log_dir} already holds a run; continue it with --resume, "
-                                  "or choose another LOG_DIR")
+            raise FileExistsError(
+                f"{log_dir} already holds a run; continue it with --resume, "
+                "or choose another LOG_DIR"
+            )
         result = train(build_config(a))
     write_original_logs(log_dir, result)
     s = result.summary
     best = s["best_test_acc"]
-    print(f"{s['method']}: best test error {1 - best:.4f}, last {1 - s['last_test_acc']:.4f}; "
-          f"logs in {log_dir / 'log.csv'}" if best is not None else f"logs in {log_dir}")
+    print(
+        f"{s['method']}: best test error {1 - best:.4f}, last {1 - s['last_test_acc']:.4f}; "
+        f"logs in {log_dir / 'log.csv'}"
+        if best is not None
+        else f"logs in {log_dir}"
+    )
     return 0
 
 
@@ -186,16 +235,48 @@ def log_rows(history: list[dict[str, Any]], method: str) -> tuple[str, list[str]
         test_err = None if h.get("test_acc") is None else 1 - h["test_acc"]
         if method == "coteaching":
             acc2 = h.get("test_acc_net2")
-            rows.append(_row([h["epoch"], h["lr"], h["train_loss_net1"], h["train_error_net1"],
-                              h["train_loss_net2"], h["train_error_net2"], h["test_loss"],
-                              test_err, h.get("test_loss_net2"),
-                              None if acc2 is None else 1 - acc2]))
+            rows.append(
+                _row(
+                    [
+                        h["epoch"],
+                        h["lr"],
+                        h["train_loss_net1"],
+                        h["train_error_net1"],
+                        h["train_loss_net2"],
+                        h["train_error_net2"],
+                        h["test_loss"],
+                        test_err,
+                        h.get("test_loss_net2"),
+                        None if acc2 is None else 1 - acc2,
+                    ]
+                )
+            )
         elif method == "selfie":
-            rows.append(_row([h["round_epoch"], h["lr"], h["selfie_train_loss"],
-                              h["selfie_train_error"], h["test_loss"], test_err]))
+            rows.append(
+                _row(
+                    [
+                        h["round_epoch"],
+                        h["lr"],
+                        h["selfie_train_loss"],
+                        h["selfie_train_error"],
+                        h["test_loss"],
+                        test_err,
+                    ]
+                )
+            )
         else:
-            rows.append(_row([h["epoch"], h["lr"], h["train_loss"], h["train_error"],
-                              h["test_loss"], test_err]))
+            rows.append(
+                _row(
+                    [
+                        h["epoch"],
+                        h["lr"],
+                        h["train_loss"],
+                        h["train_error"],
+                        h["test_loss"],
+                        test_err,
+                    ]
+                )
+            )
     return (HEADER_COTEACHING if method == "coteaching" else HEADER), rows
 
 
@@ -208,8 +289,9 @@ def _confusion(true: np.ndarray, label: np.ndarray, k: int) -> np.ndarray:
     return np.bincount(true * k + label, minlength=k * k).reshape(k, k)
 
 
-def detail_rows(method, truth: np.ndarray, given: np.ndarray, num_classes: int,
-                epochs_done: int) -> list[str]:
+def detail_rows(
+    method, truth: np.ndarray, given: np.ndarray, num_classes: int, epochs_done: int
+) -> list[str]:
     """The lines of SELFIE's detail_log.csv, replayed from the method's refurbishment events."""
     from ..methods.selfie import replay_refurbishments
 

@@ -32,32 +32,43 @@ import numpy as np
 from ..cli import command, parse_config
 from ..config import TrainConfig
 
-QUANTITIES = (("test_acc", "test accuracy (noisy labels)"), ("label_precision", "label precision"),
-              ("label_recall", "label recall"))
+QUANTITIES = (
+    ("test_acc", "test accuracy (noisy labels)"),
+    ("label_precision", "label precision"),
+    ("label_recall", "label recall"),
+)
 
 
 def format_single(r: dict[str, Any]) -> str:
     """A plain-text report of one check."""
-    lines = [f"{r['noise']} noise, rate {r['noise_rate']:g}: trained on {r['train_size']}, "
-             f"held out {r['held_out']}", "",
-             f"  {'':30s}{'measured':>10s}{'theory T':>10s}{'real. T':>10s}{'from M':>10s}"]
+    lines = [
+        f"{r['noise']} noise, rate {r['noise_rate']:g}: trained on {r['train_size']}, "
+        f"held out {r['held_out']}",
+        "",
+        f"  {'':30s}{'measured':>10s}{'theory T':>10s}{'real. T':>10s}{'from M':>10s}",
+    ]
     for key, label in QUANTITIES:
-        lines.append(f"  {label:30s}{r['measured'][key]:>10.4f}{r['theory'][key]:>10.4f}"
-                     f"{r['theory_realized_T'][key]:>10.4f}{r['from_measured_M'][key]:>10.4f}")
+        lines.append(
+            f"  {label:30s}{r['measured'][key]:>10.4f}{r['theory'][key]:>10.4f}"
+            f"{r['theory_realized_T'][key]:>10.4f}{r['from_measured_M'][key]:>10.4f}"
+        )
     k = r["num_classes"]
     lines += ["", "  confusion M w.r.t. the truth (rows: true class) | nominal T"]
     m, t = np.asarray(r["M"]), np.asarray(r["T"])
     for i in range(k):
-        lines.append("  " + " ".join(f"{v:.2f}" for v in m[i]) + "  |  "
-                     + " ".join(f"{v:.2f}" for v in t[i]))
+        lines.append(
+            "  " + " ".join(f"{v:.2f}" for v in m[i]) + "  |  " + " ".join(f"{v:.2f}" for v in t[i])
+        )
     lines.append(f"  max |M − T| = {r['M_minus_T_max_abs']:.3f}")
     return "\n".join(lines)
 
 
 def sweep_table(results: list[dict[str, Any]]) -> str:
     """A Markdown table: measured vs theory (nominal T) per setting, with the deviation."""
-    head = ("| noise | rate | test acc | theory | LP | theory | LR | theory | "
-            "max abs dev. | max abs M−T |")
+    head = (
+        "| noise | rate | test acc | theory | LP | theory | LR | theory | "
+        "max abs dev. | max abs M−T |"
+    )
     lines = [head, "|" + "---|" * 10]
     for r in results:
         m, t = r["measured"], r["theory"]
@@ -66,7 +77,8 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
             f"| {r['noise']} | {r['noise_rate']:g} | {m['test_acc']:.3f} | {t['test_acc']:.3f} "
             f"| {m['label_precision']:.3f} | {t['label_precision']:.3f} "
             f"| {m['label_recall']:.3f} | {t['label_recall']:.3f} | {dev:.3f} "
-            f"| {r['M_minus_T_max_abs']:.3f} |")
+            f"| {r['M_minus_T_max_abs']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -89,10 +101,20 @@ def plot_curves(results: list[dict[str, Any]], path: Path, num_classes: int) -> 
         pts = sorted((r for r in results if r["noise"] == kind), key=lambda r: r["noise_rate"])
         for ax, (key, label) in zip(row, QUANTITIES):
             ax.plot(grid, [t[key] for t in th], "-", color="C0", label="theory (M = T)")
-            ax.plot([r["noise_rate"] for r in pts], [r["measured"][key] for r in pts], "o",
-                    color="C3", label="measured")
-            ax.plot([r["noise_rate"] for r in pts], [r["from_measured_M"][key] for r in pts],
-                    "x", color="C2", label="from measured M")
+            ax.plot(
+                [r["noise_rate"] for r in pts],
+                [r["measured"][key] for r in pts],
+                "o",
+                color="C3",
+                label="measured",
+            )
+            ax.plot(
+                [r["noise_rate"] for r in pts],
+                [r["from_measured_M"][key] for r in pts],
+                "x",
+                color="C2",
+                label="from measured M",
+            )
             ax.set_title(f"{kind}: {label}")
             ax.set_xlabel("noise rate ε")
             ax.set_ylim(0, 1.02)
@@ -111,8 +133,9 @@ def plot_confusion(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
-    for ax, (mat, title) in zip(axes, ((r["M"], "confusion M (measured)"),
-                                       (r["T"], "noise transition T"))):
+    for ax, (mat, title) in zip(
+        axes, ((r["M"], "confusion M (measured)"), (r["T"], "noise transition T"))
+    ):
         im = ax.imshow(np.asarray(mat), vmin=0, vmax=1, cmap="viridis")
         ax.set_title(f"{title}\n{r['noise']} {r['noise_rate']:g}")
         ax.set_xlabel("predicted / noisy label")
@@ -122,9 +145,16 @@ def plot_confusion(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def run_sweep(cfg: TrainConfig, rates: Sequence[float], kinds: Sequence[str], out: Path, *,
-              heatmap_rates: Sequence[float] = (), split_seed: int = 0,
-              log=print) -> list[dict[str, Any]]:
+def run_sweep(
+    cfg: TrainConfig,
+    rates: Sequence[float],
+    kinds: Sequence[str],
+    out: Path,
+    *,
+    heatmap_rates: Sequence[float] = (),
+    split_seed: int = 0,
+    log=print,
+) -> list[dict[str, Any]]:
     """The check for every (kind, rate); writes sweep.json, sweep.md and the figures."""
     from ..analysis.incv import noisy_cross_validation
     from ..engine.run import write_json
@@ -134,15 +164,18 @@ def run_sweep(cfg: TrainConfig, rates: Sequence[float], kinds: Sequence[str], ou
     for kind in kinds:
         for rate in rates:
             t0 = time.perf_counter()
-            r = noisy_cross_validation(cfg.replace(noise=kind, noise_rate=float(rate)),
-                                       split_seed=split_seed)
+            r = noisy_cross_validation(
+                cfg.replace(noise=kind, noise_rate=float(rate)), split_seed=split_seed
+            )
             r["wall_time_s"] = time.perf_counter() - t0
             results.append(r)
             if log:
                 m, t = r["measured"], r["theory"]
-                log(f"{kind} {rate:g}: acc {m['test_acc']:.3f} (theory {t['test_acc']:.3f}), "
+                log(
+                    f"{kind} {rate:g}: acc {m['test_acc']:.3f} (theory {t['test_acc']:.3f}), "
                     f"LP {m['label_precision']:.3f} ({t['label_precision']:.3f}), "
-                    f"LR {m['label_recall']:.3f} ({t['label_recall']:.3f})")
+                    f"LR {m['label_recall']:.3f} ({t['label_recall']:.3f})"
+                )
             if any(abs(rate - h) < 1e-9 for h in heatmap_rates):
                 plot_confusion(r, out / f"confusion_{kind}{rate:g}.png")
     write_json(out / "sweep.json", results)
@@ -155,8 +188,11 @@ def _floats(s: str) -> list[float]:
     return [float(v) for v in s.replace(",", " ").split() if v]
 
 
-@command("theory", help="INCV's noisy cross-validation theory check: train on one noisy half, "
-         "test on the other; measured vs theoretical accuracy, LP, LR, M vs T (--sweep)")
+@command(
+    "theory",
+    help="INCV's noisy cross-validation theory check: train on one noisy half, "
+    "test on the other; measured vs theoretical accuracy, LP, LR, M vs T (--sweep)",
+)
 def cmd_theory(argv: Sequence[str]) -> int:
     """noisyfit theory [--sweep] [--rates ...] [--kinds ...] [TrainConfig flags]"""
     pre = argparse.ArgumentParser(add_help=False)
@@ -166,12 +202,15 @@ def cmd_theory(argv: Sequence[str]) -> int:
     pre.add_argument("--heatmap-rates", default="0.4,0.8")
     pre.add_argument("--split-seed", type=int, default=0)
     cfg, known = parse_config(
-        argv, pre=pre, prog="noisyfit theory",
+        argv,
+        pre=pre,
+        prog="noisyfit theory",
         description=(
             "INCV's theory check: train on one noisy half of the training set, predict the "
             "other; measured vs theoretical test accuracy, label precision/recall and M vs T. "
             "Extra flags: --sweep (over --rates for each of --kinds, figures in the output "
-            "folder), --heatmap-rates, --split-seed, --config FILE."),
+            "folder), --heatmap-rates, --split-seed, --config FILE."
+        ),
     )
     from ..analysis.incv import noisy_cross_validation
     from ..engine.run import write_json
@@ -180,15 +219,23 @@ def cmd_theory(argv: Sequence[str]) -> int:
     if known.sweep:
         out = Path(cfg.out) / (cfg.name or f"theory-sweep-{cfg.dataset}-{stamp}")
         kinds = [k for k in known.kinds.replace(",", " ").split() if k]
-        results = run_sweep(cfg, _floats(known.rates), kinds, out,
-                            heatmap_rates=_floats(known.heatmap_rates),
-                            split_seed=known.split_seed)
+        results = run_sweep(
+            cfg,
+            _floats(known.rates),
+            kinds,
+            out,
+            heatmap_rates=_floats(known.heatmap_rates),
+            split_seed=known.split_seed,
+        )
         print("\n" + sweep_table(results))
-        print(f"\nwrote {out / 'sweep.json'}, {out / 'sweep.md'} and the figures "
-              f"({out / 'theory_curves.png'})")
+        print(
+            f"\nwrote {out / 'sweep.json'}, {out / 'sweep.md'} and the figures "
+            f"({out / 'theory_curves.png'})"
+        )
         return 0
-    out = Path(cfg.out) / (cfg.name or f"theory-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-"
-                                       f"{stamp}")
+    out = Path(cfg.out) / (
+        cfg.name or f"theory-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-{stamp}"
+    )
     r = noisy_cross_validation(cfg, split_seed=known.split_seed)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "theory.json", r)

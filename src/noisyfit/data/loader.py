@@ -130,8 +130,9 @@ class DeviceLoader:
         new.__dict__.update(self.__dict__)
         new.labels = torch.as_tensor(labels, dtype=torch.int64).to(self.device)
         if new.labels.shape != self.labels.shape:
-            raise ValueError(f"expected {tuple(self.labels.shape)} labels, got "
-                             f"{tuple(new.labels.shape)}")
+            raise ValueError(
+                f"expected {tuple(self.labels.shape)} labels, got {tuple(new.labels.shape)}"
+            )
         return new
 
     @property

@@ -52,10 +52,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 NUM_CLASSES_MINI = 50
 _LISTS = {"google": "train_filelist_google.txt", "flickr": "train_filelist_flickr.txt"}
-_HOW_TO = ("download WebVision 1.0 (resized images + info/ list files) from "
-           "https://data.vision.ee.ethz.ch/cvl/webvision/download.html and pass its folder "
-           "with --data-dir; for --use-imagenet-as-eval put ImageNet's val/<wnid>/ folders in "
-           "<root>/imagenet/ (or pass --imagenet-dir)")
+_HOW_TO = (
+    "download WebVision 1.0 (resized images + info/ list files) from "
+    "https://data.vision.ee.ethz.ch/cvl/webvision/download.html and pass its folder "
+    "with --data-dir; for --use-imagenet-as-eval put ImageNet's val/<wnid>/ folders in "
+    "<root>/imagenet/ (or pass --imagenet-dir)"
+)
 
 
 @dataclass
@@ -81,17 +83,22 @@ def find_root(data_dir=None) -> Path:
             if (d / "info" / "synsets.txt").is_file():
                 return d
     looked = "\n  ".join(str(d) for d in candidate_dirs("webvision", data_dir))
-    raise DatasetNotFoundError(f"WebVision not found (no info/synsets.txt).\nLooked in:\n  "
-                               f"{looked}\nTo get it: {_HOW_TO}")
+    raise DatasetNotFoundError(
+        f"WebVision not found (no info/synsets.txt).\nLooked in:\n  {looked}\nTo get it: {_HOW_TO}"
+    )
 
 
 def read_synsets(root: Path, num_classes: int = NUM_CLASSES_MINI) -> list[str]:
     """The WordNet ids of the first ``num_classes`` WebVision classes (label order)."""
-    lines = [ln.split()[0] for ln in (root / "info" / "synsets.txt").read_text().splitlines()
-             if ln.strip()]
+    lines = [
+        ln.split()[0]
+        for ln in (root / "info" / "synsets.txt").read_text().splitlines()
+        if ln.strip()
+    ]
     if len(lines) < num_classes:
-        raise MalformedDataError(f"{root}/info/synsets.txt lists {len(lines)} synsets; "
-                                 f"need {num_classes}")
+        raise MalformedDataError(
+            f"{root}/info/synsets.txt lists {len(lines)} synsets; need {num_classes}"
+        )
     return lines[:num_classes]
 
 
@@ -104,8 +111,7 @@ def _read_list(path: Path, base: Path, num_classes: int) -> tuple[list[Path], li
         if not parts:
             continue
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise MalformedDataError(f"{path}:{ln}: expected '<image path> <label>', got "
-                                     f"{line!r}")
+            raise MalformedDataError(f"{path}:{ln}: expected '<image path> <label>', got {line!r}")
         y = int(parts[1])
         if 0 <= y < num_classes:
             paths.append(base / parts[0])
@@ -113,8 +119,9 @@ def _read_list(path: Path, base: Path, num_classes: int) -> tuple[list[Path], li
     return paths, labels
 
 
-def webvision_lists(root: Path, *, num_classes: int = NUM_CLASSES_MINI,
-                    sources: Sequence[str] = ("google",)) -> tuple[ImageList, ImageList]:
+def webvision_lists(
+    root: Path, *, num_classes: int = NUM_CLASSES_MINI, sources: Sequence[str] = ("google",)
+) -> tuple[ImageList, ImageList]:
     """(training list, WebVision validation list) restricted to labels < ``num_classes``."""
     names = read_synsets(root, num_classes)
     paths: list[Path] = []
@@ -125,11 +132,15 @@ def webvision_lists(root: Path, *, num_classes: int = NUM_CLASSES_MINI,
         p, y = _read_list(root / "info" / _LISTS[s], root, num_classes)
         paths += p
         labels += y
-    val_dir = next((root / d for d in ("val_images_256", "val_images") if (root / d).is_dir()),
-                   root / "val_images_256")
+    val_dir = next(
+        (root / d for d in ("val_images_256", "val_images") if (root / d).is_dir()),
+        root / "val_images_256",
+    )
     vp, vy = _read_list(root / "info" / "val_filelist.txt", val_dir, num_classes)
-    return (ImageList(paths, np.asarray(labels, np.int64), names),
-            ImageList(vp, np.asarray(vy, np.int64), names))
+    return (
+        ImageList(paths, np.asarray(labels, np.int64), names),
+        ImageList(vp, np.asarray(vy, np.int64), names),
+    )
 
 
 def _class_folder_list(folder: Path, wnids: Sequence[str]) -> ImageList:
@@ -151,14 +162,18 @@ def imagenet_dir(root: Path, imagenet: str | Path | None = None) -> Path:
     return Path(imagenet) if imagenet is not None else root / "imagenet"
 
 
-def imagenet_val(root: Path, wnids: Sequence[str], imagenet: str | Path | None = None
-                 ) -> ImageList:
+def imagenet_val(root: Path, wnids: Sequence[str], imagenet: str | Path | None = None) -> ImageList:
     """The ImageNet validation images of the classes ``wnids`` (IEG's 50-class evaluation)."""
     return _class_folder_list(imagenet_dir(root, imagenet) / "val", wnids)
 
 
-def imagenet_probe(root: Path, wnids: Sequence[str], per_class: int, seed: int = 0,
-                   imagenet: str | Path | None = None) -> ImageList:
+def imagenet_probe(
+    root: Path,
+    wnids: Sequence[str],
+    per_class: int,
+    seed: int = 0,
+    imagenet: str | Path | None = None,
+) -> ImageList:
     """IEG's WebVision probe: ``per_class`` ImageNet training images per class, seeded."""
     full = _class_folder_list(imagenet_dir(root, imagenet) / "train", wnids)
     rng = np.random.default_rng(seed)
@@ -166,8 +181,10 @@ def imagenet_probe(root: Path, wnids: Sequence[str], per_class: int, seed: int =
     for y in range(len(wnids)):
         members = np.flatnonzero(full.labels == y)
         if len(members) < per_class:
-            raise ValueError(f"ImageNet train class {wnids[y]} has {len(members)} images; "
-                             f"cannot take {per_class} as the probe")
+            raise ValueError(
+                f"ImageNet train class {wnids[y]} has {len(members)} images; "
+                f"cannot take {per_class} as the probe"
+            )
         pick.append(rng.choice(members, per_class, replace=False))
     return full.subset(np.sort(np.concatenate(pick)))
 
@@ -181,14 +198,25 @@ class _ImageDataset(torch.utils.data.Dataset):
     def __init__(self, items: ImageList, train: bool, crop: int, resize: int, strong: bool):
         self.items, self.train, self.strong = items, train, strong
         if train:
-            self.weak = v2.Compose([v2.PILToTensor(), v2.RandomResizedCrop(crop, antialias=True),
-                                    v2.RandomHorizontalFlip()])
+            self.weak = v2.Compose(
+                [
+                    v2.PILToTensor(),
+                    v2.RandomResizedCrop(crop, antialias=True),
+                    v2.RandomHorizontalFlip(),
+                ]
+            )
         else:
-            self.weak = v2.Compose([v2.PILToTensor(), v2.Resize(resize, antialias=True),
-                                    v2.CenterCrop(crop)])
-        self.strong_t = v2.Compose([
-            v2.PILToTensor(), v2.RandomResizedCrop(crop, antialias=True),
-            v2.RandomHorizontalFlip(), v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)])
+            self.weak = v2.Compose(
+                [v2.PILToTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(crop)]
+            )
+        self.strong_t = v2.Compose(
+            [
+                v2.PILToTensor(),
+                v2.RandomResizedCrop(crop, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -217,11 +245,23 @@ class FolderLoader:
 
     is_image = True
 
-    def __init__(self, items: ImageList, *, batch_size: int = 64, train: bool = True,
-                 shuffle: bool | None = None, drop_last: bool = False, crop: int = 224,
-                 resize: int = 256, strong: bool = False, workers: int = 2,
-                 device: torch.device | str = "cpu", seed: int = 0,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    def __init__(
+        self,
+        items: ImageList,
+        *,
+        batch_size: int = 64,
+        train: bool = True,
+        shuffle: bool | None = None,
+        drop_last: bool = False,
+        crop: int = 224,
+        resize: int = 256,
+        strong: bool = False,
+        workers: int = 2,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ):
         self.items = items
         self.device = torch.device(device)
         self.labels = torch.as_tensor(items.labels, dtype=torch.int64, device=self.device)
@@ -249,13 +289,22 @@ class FolderLoader:
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         """The batches of epoch ``epoch`` in the seeded (seed, epoch) order."""
         n = self.num_samples
-        order = (torch.randperm(n, generator=epoch_generator(self.seed, epoch)) if self.shuffle
-                 else torch.arange(n))
-        batches = [order[k * self.batch_size:(k + 1) * self.batch_size].tolist()
-                   for k in range(len(self))]
-        dl = DataLoader(self._data, batch_sampler=batches, num_workers=self.workers,
-                        pin_memory=self.device.type == "cuda",
-                        persistent_workers=False)
+        order = (
+            torch.randperm(n, generator=epoch_generator(self.seed, epoch))
+            if self.shuffle
+            else torch.arange(n)
+        )
+        batches = [
+            order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
+            for k in range(len(self))
+        ]
+        dl = DataLoader(
+            self._data,
+            batch_sampler=batches,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
         for idx, weak, strong in dl:
             index = idx.to(self.device)
             if self.strong:
@@ -274,8 +323,10 @@ class FolderLoader:
     def strong_view(self, batch: Batch) -> torch.Tensor:
         """IEG's strong view of the batch just yielded (Cutout of side crop/2 added here)."""
         if self._last is None or not torch.equal(self._last[0], batch.index):
-            raise RuntimeError("strong_view(batch) needs the loader built with strong=True and "
-                               "the batch it yielded last")
+            raise RuntimeError(
+                "strong_view(batch) needs the loader built with strong=True and "
+                "the batch it yielded last"
+            )
         from ..augment import cutout
 
         x = self.normalize(self._last[1])
@@ -299,14 +350,21 @@ def _decode_all(items: ImageList, size: int, workers: int = 2) -> np.ndarray:
     out = np.empty((len(items), 3, size, size), np.uint8)
     k = 0
     for xb in DataLoader(_D(), batch_size=256, num_workers=workers):
-        out[k:k + len(xb)] = xb.numpy()
+        out[k : k + len(xb)] = xb.numpy()
         k += len(xb)
     return out
 
 
 @DATASETS.register("webvision-mini")
-def webvision_mini(data_dir=None, *, image_size: int = 64, use_imagenet_as_eval: bool = False,
-                   sources: Sequence[str] = ("google",), workers: int = 2, **_) -> Dataset:
+def webvision_mini(
+    data_dir=None,
+    *,
+    image_size: int = 64,
+    use_imagenet_as_eval: bool = False,
+    sources: Sequence[str] = ("google",),
+    workers: int = 2,
+    **_,
+) -> Dataset:
     """WebVision-mini (first 50 classes, Google images; real noise), decoded at 64×64."""
     root = find_root(data_dir)
     train, val = webvision_lists(root, sources=sources)
@@ -321,5 +379,5 @@ def webvision_mini(data_dir=None, *, image_size: int = 64, use_imagenet_as_eval:
         class_names=train.class_names,
         labels_are_true=False,
         source=f"WebVision 1.0 lists in {root} (first 50 classes, {'+'.join(sources)}), "
-               f"decoded at {image_size}x{image_size}",
+        f"decoded at {image_size}x{image_size}",
     )

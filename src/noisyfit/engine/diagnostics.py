@@ -122,8 +122,12 @@ class SampleVerdicts:
             self.weight[index] = weights.detach().float()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"verdict": self.verdict, "label": self.label, "score": self.score,
-                "weight": self.weight}
+        return {
+            "verdict": self.verdict,
+            "label": self.label,
+            "score": self.score,
+            "weight": self.weight,
+        }
 
     def load_state_dict(self, s: dict[str, torch.Tensor]) -> None:
         for k, v in s.items():

@@ -83,8 +83,11 @@ class ModelEMA:
         return self.module(x)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"module": self.module.state_dict(), "num_updates": self.num_updates,
-                "pending": self.pending}
+        return {
+            "module": self.module.state_dict(),
+            "num_updates": self.num_updates,
+            "pending": self.pending,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])

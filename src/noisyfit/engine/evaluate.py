@@ -38,11 +38,13 @@ def evaluate(method, loader: DeviceLoader) -> dict[str, dict[str, float]]:
             k = min(5, logits.shape[1])
             top = logits.topk(k, dim=1).indices
             hit = top == batch.labels[:, None]
-            vals = torch.stack([
-                F.cross_entropy(logits, batch.labels, reduction="sum"),
-                hit[:, 0].sum().float(),
-                hit.any(1).sum().float(),
-            ])
+            vals = torch.stack(
+                [
+                    F.cross_entropy(logits, batch.labels, reduction="sum"),
+                    hit[:, 0].sum().float(),
+                    hit.any(1).sum().float(),
+                ]
+            )
             sums[name] = sums.get(name, 0) + vals
         n += len(batch)
     for m, t in zip(method.models.values(), was_training):

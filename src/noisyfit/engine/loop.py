@@ -53,8 +53,12 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with momentum (Nesterov switch), or Adam, with weight decay, over all the method's
     networks (one optimizer: per-parameter updates make it equal to one per network)."""
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(method.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999),
-                                weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            method.parameters(),
+            lr=cfg.lr,
+            betas=(cfg.momentum, 0.999),
+            weight_decay=cfg.weight_decay,
+        )
     return torch.optim.SGD(
         method.parameters(),
         lr=cfg.lr,
@@ -118,15 +122,28 @@ def fit(
             seen = 0  # samples this epoch (known on the host: no device round trip)
             bad = torch.zeros((), dtype=torch.bool, device=device)
             preds = None  # (K,) predicted-class counts on the training batches
-            bar = tqdm(total=steps, desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not cfg.progress, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=steps,
+                desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
+                disable=not cfg.progress,
+                leave=False,
+                dynamic_ncols=True,
+            )
             t0, c0 = time.perf_counter(), time.process_time()
             lr = cfg.lr
             sched_epoch, sched_epochs = method.schedule_epoch(epoch, cfg.epochs)
             for s, batch in enumerate(train.epoch(epoch)):
-                lr = learning_rate(cfg.lr_schedule, cfg.lr, sched_epoch, s, steps, sched_epochs,
-                                   milestones=cfg.lr_milestones, decay=cfg.lr_decay,
-                                   first_decay_steps=cfg.lr_cycle_steps)
+                lr = learning_rate(
+                    cfg.lr_schedule,
+                    cfg.lr,
+                    sched_epoch,
+                    s,
+                    steps,
+                    sched_epochs,
+                    milestones=cfg.lr_milestones,
+                    decay=cfg.lr_decay,
+                    first_decay_steps=cfg.lr_cycle_steps,
+                )
                 for g in opt.param_groups:
                     g["lr"] = lr
                 if device.type == "cuda" and batch.x.ndim == 4:
@@ -149,10 +166,10 @@ def fit(
                     err = torch.zeros((), device=device)
                 sums += torch.stack([loss.double() * len(batch), err.double()])
                 seen += len(batch)
-                meter.update(batch.index, batch.labels, out.selected, out.weights,
-                             out.new_labels)
-                verdicts.update(batch.index, batch.labels, out.selected, out.weights,
-                                out.new_labels, out.score)
+                meter.update(batch.index, batch.labels, out.selected, out.weights, out.new_labels)
+                verdicts.update(
+                    batch.index, batch.labels, out.selected, out.weights, out.new_labels, out.score
+                )
                 if (s + 1) % CHECK_EVERY == 0 and bool(bad):
                     break
                 bar.update(1)
@@ -186,21 +203,31 @@ def fit(
                 late = epoch > start or epoch == cfg.epochs - 1
                 if share > COLLAPSE_SHARE and len(preds) > 2 and late and not warned:
                     warned = True
-                    hint = (" IEG on a small network needs a ramp-up and a lower consistency "
-                            "weight: rampup_steps 500, consistency_factor 0 "
-                            "(docs/methods/ieg.md)." if cfg.method == "ieg" else "")
+                    hint = (
+                        " IEG on a small network needs a ramp-up and a lower consistency "
+                        "weight: rampup_steps 500, consistency_factor 0 "
+                        "(docs/methods/ieg.md)."
+                        if cfg.method == "ieg"
+                        else ""
+                    )
                     warnings.warn(
                         f"epoch {epoch + 1}: the network predicts class {int(preds.argmax())} "
                         f"for {share:.0%} of the training samples: training has collapsed to "
-                        f"one class. Try a lower --lr (now {cfg.lr}).{hint}", CollapseWarning,
-                        stacklevel=2)
+                        f"one class. Try a lower --lr (now {cfg.lr}).{hint}",
+                        CollapseWarning,
+                        stacklevel=2,
+                    )
             record.update(meter.compute())
             record.update(method.on_epoch_end(epoch))
             if test is not None:
                 ev = evaluate(method, test)
                 first = next(iter(ev))
-                record.update(test_loss=ev[first]["loss"], test_error=1 - ev[first]["acc"],
-                              test_acc=ev[first]["acc"], test_top5=ev[first]["top5"])
+                record.update(
+                    test_loss=ev[first]["loss"],
+                    test_error=1 - ev[first]["acc"],
+                    test_acc=ev[first]["acc"],
+                    test_top5=ev[first]["top5"],
+                )
                 for name, v in list(ev.items())[1:]:
                     record.update({f"test_acc_{name}": v["acc"], f"test_loss_{name}": v["loss"]})
             else:
@@ -209,14 +236,18 @@ def fit(
             if log is not None:
                 log.write(history)
                 if cfg.checkpoint:
-                    save_checkpoint(_state(epoch, method, opt, verdicts, history, cfg),
-                                    run_dir / "checkpoint.pt")
+                    save_checkpoint(
+                        _state(epoch, method, opt, verdicts, history, cfg),
+                        run_dir / "checkpoint.pt",
+                    )
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
         if run_dir is not None:
             done = len(history)
-            tqdm.write(f"\ninterrupted in epoch {epoch + 1}; {done} epoch(s) are saved. "
-                       f"Resume with: noisyfit train --resume {run_dir}")
+            tqdm.write(
+                f"\ninterrupted in epoch {epoch + 1}; {done} epoch(s) are saved. "
+                f"Resume with: noisyfit train --resume {run_dir}"
+            )
         raise
     return FitResult(history=history, verdicts=verdicts)
 
@@ -224,8 +255,11 @@ def fit(
 def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
     if not cfg.progress:
         return
-    parts = [f"{describe}epoch {r['epoch']:>3}/{cfg.epochs}", f"lr {r['lr']:.4g}",
-             f"train loss {r['train_loss']:.4f}"]
+    parts = [
+        f"{describe}epoch {r['epoch']:>3}/{cfg.epochs}",
+        f"lr {r['lr']:.4g}",
+        f"train loss {r['train_loss']:.4f}",
+    ]
     if r.get("test_acc") is not None:
         parts.append(f"test acc {r['test_acc']:.4f}")
     if r.get("label_precision") is not None:

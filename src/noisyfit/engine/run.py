@@ -29,8 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-LOG_CSV_HEADER = ["epoch", "learning rate", "training loss", "training error", "test loss",
-                  "test error"]
+LOG_CSV_HEADER = [
+    "epoch",
+    "learning rate",
+    "training loss",
+    "training error",
+    "test loss",
+    "test error",
+]
 
 
 def _clean(v: Any) -> Any:
@@ -103,8 +109,16 @@ class RunLog:
             w = csv.writer(f)
             w.writerow(LOG_CSV_HEADER)
             for h in history:
-                w.writerow([h["epoch"], _fmt(h["lr"]), _fmt(h["train_loss"]),
-                            _fmt(h["train_error"]), _fmt(h["test_loss"]), _fmt(h["test_error"])])
+                w.writerow(
+                    [
+                        h["epoch"],
+                        _fmt(h["lr"]),
+                        _fmt(h["train_loss"]),
+                        _fmt(h["train_error"]),
+                        _fmt(h["test_loss"]),
+                        _fmt(h["test_error"]),
+                    ]
+                )
         os.replace(tmp, self.dir / "log.csv")
         tmp = self.dir / "metrics.jsonl.tmp"
         with open(tmp, "w") as f:

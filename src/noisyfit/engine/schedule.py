@@ -40,10 +40,17 @@ def learning_rate(
         t = (epoch * steps_per_epoch + step) / max(1, epochs * steps_per_epoch)
         return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(t, 1.0)))
     if kind == "cosine-restarts":
-        return cosine_decay_restarts(base_lr, epoch * steps_per_epoch + step, first_decay_steps,
-                                     t_mul=t_mul, m_mul=m_mul, alpha=alpha)
+        return cosine_decay_restarts(
+            base_lr,
+            epoch * steps_per_epoch + step,
+            first_decay_steps,
+            t_mul=t_mul,
+            m_mul=m_mul,
+            alpha=alpha,
+        )
     raise ValueError(
-        f"unknown lr schedule {kind!r}; valid: step, cosine, cosine-restarts, constant")
+        f"unknown lr schedule {kind!r}; valid: step, cosine, cosine-restarts, constant"
+    )
 
 
 def cosine_decay_restarts(

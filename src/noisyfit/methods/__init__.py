@@ -11,6 +11,13 @@ from .base import (
     small_loss_mask,
 )
 
-__all__ = ["METHODS", "ConfigError", "Context", "Method", "StepOutput", "build_method",
-           "small_loss_mask",
-           "method_config"]
+__all__ = [
+    "METHODS",
+    "ConfigError",
+    "Context",
+    "Method",
+    "StepOutput",
+    "build_method",
+    "small_loss_mask",
+    "method_config",
+]

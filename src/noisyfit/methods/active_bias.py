@@ -35,8 +35,7 @@ import torch.nn.functional as F
 from .base import METHODS, ConfigError, Method, StepOutput
 
 
-def active_bias_weights(count: torch.Tensor, m2: torch.Tensor,
-                        smoothness: float) -> torch.Tensor:
+def active_bias_weights(count: torch.Tensor, m2: torch.Tensor, smoothness: float) -> torch.Tensor:
     """Normalized SGD-WPV weights of a batch from its Welford statistics.
 
     Args:
@@ -56,8 +55,9 @@ def active_bias_weights(count: torch.Tensor, m2: torch.Tensor,
     return torch.where(total > 0, w, torch.ones_like(w)).float()
 
 
-def welford_update(count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor,
-                   x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def welford_update(
+    count: torch.Tensor, mean: torch.Tensor, m2: torch.Tensor, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Welford step per sample: (count, mean, M2) after appending x (all (b,))."""
     n = count + 1
     delta = x - mean
@@ -81,8 +81,10 @@ class ActiveBias(Method):
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         if config.warm_up < 0 or config.smoothness < 0:
-            raise ConfigError("active-bias: warm_up and smoothness must be ≥ 0; got "
-                              f"warm_up={config.warm_up}, smoothness={config.smoothness}")
+            raise ConfigError(
+                "active-bias: warm_up and smoothness must be ≥ 0; got "
+                f"warm_up={config.warm_up}, smoothness={config.smoothness}"
+            )
         self.models = {"net": ctx.make_model()}
         # per sample: Welford's (count n, mean, M2) of p_t(ỹ), float64, in one (N, 3) tensor
         # so a step reads and writes them with one gather and one scatter

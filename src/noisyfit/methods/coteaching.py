@@ -51,8 +51,9 @@ import torch.nn.functional as F
 from .base import METHODS, ConfigError, Method, StepOutput, small_loss_mask
 
 
-def keep_rate(epoch: int, tau: float, t_k: int, exponent: float = 1.0,
-              schedule: str = "selfie") -> float:
+def keep_rate(
+    epoch: int, tau: float, t_k: int, exponent: float = 1.0, schedule: str = "selfie"
+) -> float:
     """R for the 0-based engine epoch ``epoch`` (see the module docstring)."""
     if schedule == "official":
         i = epoch + 1  # the official loop trains epochs 1 … n_epoch − 1
@@ -70,8 +71,9 @@ def num_kept(rate: float, b: int, schedule: str = "selfie") -> int:
     return math.ceil(rate * b - 1e-9)
 
 
-def coteaching_loss(ce1: torch.Tensor, ce2: torch.Tensor,
-                    k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def coteaching_loss(
+    ce1: torch.Tensor, ce2: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The exchange on one batch.
 
     Args:
@@ -109,8 +111,10 @@ class CoTeaching(Method):
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         if config.t_k < 1 or config.exponent <= 0:
-            raise ConfigError(f"coteaching: need t_k ≥ 1 and exponent > 0; got t_k="
-                              f"{config.t_k}, exponent={config.exponent}")
+            raise ConfigError(
+                f"coteaching: need t_k ≥ 1 and exponent > 0; got t_k="
+                f"{config.t_k}, exponent={config.exponent}"
+            )
         if ctx.noise_rate is None:
             raise ConfigError("coteaching needs the noise rate τ: pass --tau RATE or --tau auto")
         self.tau = float(ctx.noise_rate)
@@ -131,9 +135,13 @@ class CoTeaching(Method):
 
     def on_epoch_end(self, epoch):
         (l1, l2), (e1, e2), n = self._loss_sums.tolist(), self._errors.tolist(), max(1, self._seen)
-        return {"keep_rate": self.keep_rate(epoch), "train_loss_net1": l1 / n,
-                "train_error_net1": e1 / n, "train_loss_net2": l2 / n,
-                "train_error_net2": e2 / n}
+        return {
+            "keep_rate": self.keep_rate(epoch),
+            "train_loss_net1": l1 / n,
+            "train_error_net1": e1 / n,
+            "train_loss_net2": l2 / n,
+            "train_error_net2": e2 / n,
+        }
 
     def training_step(self, batch, epoch):
         y = batch.labels

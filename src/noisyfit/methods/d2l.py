@@ -61,7 +61,7 @@ def turning_point(lids: list[float], init_epoch: int, epoch_win: int) -> bool:
     two (population) standard deviations, once more than init_epoch + epoch_win exist."""
     if len(lids) <= init_epoch + epoch_win:
         return False
-    win = np.asarray(lids[-epoch_win - 1:-1], dtype=float)
+    win = np.asarray(lids[-epoch_win - 1 : -1], dtype=float)
     return bool(lids[-1] - win.mean() > 2 * win.std())
 
 
@@ -74,8 +74,7 @@ def bootstrapped_loss(logits: torch.Tensor, labels: torch.Tensor, alpha: float) 
     """(b,) −Σ_j (α·ỹ_j + (1 − α)·onehot(argmax p̂)_j)·log p̂_j, p̂ clipped to [ϵ, 1 − ϵ]."""
     k = logits.shape[1]
     p = logits.float().softmax(1)
-    target = alpha * F.one_hot(labels, k).float() + \
-        (1 - alpha) * F.one_hot(p.argmax(1), k).float()
+    target = alpha * F.one_hot(labels, k).float() + (1 - alpha) * F.one_hot(p.argmax(1), k).float()
     return -(target * torch.log(p.clamp(EPS, 1 - EPS))).sum(1)
 
 
@@ -118,7 +117,7 @@ class D2L(Method):
         net.eval()
         lids = []
         for s in range(0, m, self.config.lid_batch):
-            xb = pick[s:s + self.config.lid_batch]
+            xb = pick[s : s + self.config.lid_batch]
             if len(xb) <= 1:
                 continue
             x = _plain(loader, loader.x[xb])
@@ -135,13 +134,16 @@ class D2L(Method):
         self.lids.append(lid)
         if self.config.rollback and lid <= min(self.lids):
             self.best_state = copy.deepcopy(self.models["net"].state_dict())
-        if self.turning_epoch < 0 and turning_point(self.lids, self.config.init_epoch,
-                                                    self.config.epoch_win):
+        if self.turning_epoch < 0 and turning_point(
+            self.lids, self.config.init_epoch, self.config.epoch_win
+        ):
             self.turning_epoch = len(self.lids) - 2
             if self.config.rollback and self.best_state is not None:
                 self.models["net"].load_state_dict(self.best_state)
-            print(f"D2L: turning point at epoch {self.turning_epoch + 1} (LID {lid:.2f}, "
-                  f"min {min(self.lids):.2f})")
+            print(
+                f"D2L: turning point at epoch {self.turning_epoch + 1} (LID {lid:.2f}, "
+                f"min {min(self.lids):.2f})"
+            )
         if self.turning_epoch >= 0:
             self.alpha = d2l_alpha(epoch, self.ctx.epochs, self.lids)
 
@@ -154,9 +156,11 @@ class D2L(Method):
         return StepOutput(loss=loss, logits=logits)
 
     def on_epoch_end(self, epoch):
-        return {"d2l_lid": self.lids[-1] if self.lids else None, "d2l_alpha": self.alpha,
-                "d2l_turning_epoch": self.turning_epoch + 1 if self.turning_epoch >= 0
-                else None}
+        return {
+            "d2l_lid": self.lids[-1] if self.lids else None,
+            "d2l_alpha": self.alpha,
+            "d2l_turning_epoch": self.turning_epoch + 1 if self.turning_epoch >= 0 else None,
+        }
 
 
 def _plain(loader, x: torch.Tensor) -> torch.Tensor:

@@ -57,8 +57,10 @@ class Decoupling(Method):
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         if config.min_batch_size <= 0:
-            raise ConfigError("decoupling: min_batch_size must be > 0 (the buffering mode "
-                              "-1 of the original is not implemented)")
+            raise ConfigError(
+                "decoupling: min_batch_size must be > 0 (the buffering mode "
+                "-1 of the original is not implemented)"
+            )
         self.models = {"net1": ctx.make_model(), "net2": ctx.make_model()}
         self.step = 0  # global step, for init_iter
         self.state_names = ("step",)

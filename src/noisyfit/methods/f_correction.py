@@ -60,16 +60,18 @@ def estimate_transition(pred_probs: torch.Tensor, percentile: float = 97.0) -> t
     return t / t.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-def forward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
-                           t: torch.Tensor) -> torch.Tensor:
+def forward_corrected_loss(
+    logits: torch.Tensor, labels: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     """(b,) −log((p̂ᵀ T)_ỹ) with p̂ = softmax(logits) clipped to [ϵ, 1 − ϵ]."""
     p = logits.float().softmax(1).clamp(EPS, 1 - EPS)
     q = p @ t
     return -torch.log(q.gather(1, labels[:, None]).squeeze(1))
 
 
-def backward_corrected_loss(logits: torch.Tensor, labels: torch.Tensor,
-                            t_inv: torch.Tensor) -> torch.Tensor:
+def backward_corrected_loss(
+    logits: torch.Tensor, labels: torch.Tensor, t_inv: torch.Tensor
+) -> torch.Tensor:
     """(b,) −(e_ỹᵀ T⁻¹)·log p̂ with p̂ = softmax(logits) clipped to [ϵ, 1 − ϵ]."""
     logp = torch.log(logits.float().softmax(1).clamp(EPS, 1 - EPS))
     return -(t_inv[labels] * logp).sum(1)
@@ -113,8 +115,10 @@ class FCorrection(Method):
             self.T_inv.copy_(torch.linalg.inv(self.T.double()).float())
         except RuntimeError as e:  # singular T̂: backward correction impossible
             if self.config.correction == "backward":
-                raise ConfigError(f"f-correction: T̂ is singular, backward correction "
-                                  f"impossible ({e}); use correction=forward") from None
+                raise ConfigError(
+                    f"f-correction: T̂ is singular, backward correction "
+                    f"impossible ({e}); use correction=forward"
+                ) from None
             self.T_inv.copy_(torch.linalg.pinv(self.T.double()).float())
 
     def prepare(self) -> None:
@@ -122,12 +126,15 @@ class FCorrection(Method):
             return
         ctx = self.ctx
         if ctx.train_model is None or ctx.loader is None:
-            raise ConfigError("f-correction needs ctx.train_model to estimate T̂; give a "
-                              "known T with t_file, or run it through noisyfit.train")
+            raise ConfigError(
+                "f-correction needs ctx.train_model to estimate T̂; give a "
+                "known T with t_file, or run it through noisyfit.train"
+            )
         from ..analysis.incv import predict_on
 
-        net = ctx.train_model(None, epochs=self.config.estimate_epochs,
-                              describe="F-correction stage 1 (CE) ")
+        net = ctx.train_model(
+            None, epochs=self.config.estimate_epochs, describe="F-correction stage 1 (CE) "
+        )
         t = estimate_transition(predict_on(ctx, net), self.config.percentile)
         self._set(t)
         with np.printoptions(precision=3, suppress=True):

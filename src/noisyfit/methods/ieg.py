@@ -49,8 +49,9 @@ def logit_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return z * torch.rsqrt(z.pow(2).mean() + eps)
 
 
-def guess_labels(logit_views: list[torch.Tensor], temperature: float = 0.5,
-                 normalize: bool = True) -> torch.Tensor:
+def guess_labels(
+    logit_views: list[torch.Tensor], temperature: float = 0.5, normalize: bool = True
+) -> torch.Tensor:
     """Sharpened average prediction over views: (B, K) rows summing to 1."""
     probs = [(logit_norm(z) if normalize else z).float().softmax(1) for z in logit_views]
     p = torch.stack(probs).mean(0).pow(1.0 / temperature)
@@ -77,8 +78,20 @@ def mixup(x: torch.Tensor, y: torch.Tensor, beta: float = 0.5):
     return xm, ym, mu, perm
 
 
-def ieg_meta_step(net, logits, onehot, guess, probe_x, probe_y, *, lam0=0.9, step_size=0.1,
-                  momentum=0.9, optimizer=None, weight_decay=True):
+def ieg_meta_step(
+    net,
+    logits,
+    onehot,
+    guess,
+    probe_x,
+    probe_y,
+    *,
+    lam0=0.9,
+    step_size=0.1,
+    momentum=0.9,
+    optimizer=None,
+    weight_decay=True,
+):
     """IEG's ``meta_optimize``: example weights ω* and label choices λ* for one batch.
 
     Args:
@@ -101,8 +114,16 @@ def ieg_meta_step(net, logits, onehot, guess, probe_x, probe_y, *, lam0=0.9, ste
         return (w * -(target * log_p).sum(1)).sum()
 
     (g_omega, g_lam), _, _ = meta_gradients(
-        net, lookahead, (omega, lam), probe_x, probe_y, step_size=step_size,
-        momentum=momentum, optimizer=optimizer, weight_decay=weight_decay)
+        net,
+        lookahead,
+        (omega, lam),
+        probe_x,
+        probe_y,
+        step_size=step_size,
+        momentum=momentum,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+    )
     w = normalized_weights(g_omega).detach()
     lam_star = (g_lam < 0).float().detach()
     return w, lam_star, g_omega.detach(), g_lam.detach()
@@ -161,9 +182,18 @@ class IEG(ProbeMethod):
 
         # 4. meta step: example weights ω* and label choices λ*
         w, lam_star, g_omega, _ = ieg_meta_step(
-            net, logits, onehot, guess, probe.x, probe.labels, lam0=cfg.grad_eps_init,
-            step_size=cfg.meta_stepsize, momentum=cfg.meta_momentum, optimizer=self.optimizer,
-            weight_decay=cfg.meta_weight_decay)
+            net,
+            logits,
+            onehot,
+            guess,
+            probe.x,
+            probe.labels,
+            lam0=cfg.grad_eps_init,
+            step_size=cfg.meta_stepsize,
+            momentum=cfg.meta_momentum,
+            optimizer=self.optimizer,
+            weight_decay=cfg.meta_weight_decay,
+        )
 
         # 5. supervised loss with the new weights and label choices
         target_star = lam_star[:, None] * onehot + (1 - lam_star[:, None]) * guess
@@ -179,8 +209,14 @@ class IEG(ProbeMethod):
         if self.ema is not None:
             self.ema.mark_step()
         new_labels = torch.where(lam_star > 0, batch.labels, guess.argmax(1))
-        return StepOutput(loss=loss, logits=logits, selected=w > 0, weights=w,
-                          new_labels=new_labels, score=-g_omega.detach())
+        return StepOutput(
+            loss=loss,
+            logits=logits,
+            selected=w > 0,
+            weights=w,
+            new_labels=new_labels,
+            score=-g_omega.detach(),
+        )
 
     def _mixup_ce(self, x, x_strong, guess, probe, w, target_star):
         cfg = self.config
@@ -195,8 +231,7 @@ class IEG(ProbeMethod):
         if cfg.threshold is not None:  # paper: likely-clean examples join the labelled side
             likely = (w * b) >= cfg.threshold
             clean = torch.cat([likely, likely])
-            u_target = torch.where(clean[:, None], torch.cat([target_star, target_star]),
-                                   u_target)
+            u_target = torch.where(clean[:, None], torch.cat([target_star, target_star]), u_target)
         xs = torch.cat([px, x, x_strong])
         ys = torch.cat([py, u_target.detach()])
         xm, ym, _, _ = mixup(xs, ys, cfg.mixup_beta)

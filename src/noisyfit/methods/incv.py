@@ -64,8 +64,9 @@ def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> fl
     return eps_hat**2 / den if den > 0 else 0.0
 
 
-def keep_smallest(loss: torch.Tensor, eligible: torch.Tensor,
-                  num_keep: torch.Tensor) -> torch.Tensor:
+def keep_smallest(
+    loss: torch.Tensor, eligible: torch.Tensor, num_keep: torch.Tensor
+) -> torch.Tensor:
     """(b,) bool: the ``num_keep`` (a 0-dim tensor) smallest ``loss`` entries among the
     ``eligible`` ones. Rank-based, so a per-batch count needs no host sync."""
     masked = loss.detach().float().masked_fill(~eligible, float("inf"))
@@ -123,8 +124,9 @@ class INCV(Method):
         self.eps_s = selected_noise_rate(self.eps_hat, self.ctx.num_classes, self.symmetric)
         hard = (not self.symmetric) or self.eps_hat > 0.6
         epochs = self.ctx.epochs
-        self.e_warm = cfg.e_warm if cfg.e_warm is not None else round((0.4 if hard else 0.2)
-                                                                      * epochs)
+        self.e_warm = (
+            cfg.e_warm if cfg.e_warm is not None else round((0.4 if hard else 0.2) * epochs)
+        )
         n_s = int(self.select.sum())
         n_c = int(self.candidate.sum())
         # keep each C sample of a batch with this probability, so C ≤ c_ratio·S on average
@@ -137,23 +139,36 @@ class INCV(Method):
 
         ctx, cfg = self.ctx, self.config
         if ctx.train_model is None or ctx.loader is None:
-            raise ConfigError("incv needs the engine's training services (ctx.train_model, "
-                              "ctx.loader); run it through noisyfit.train")
+            raise ConfigError(
+                "incv needs the engine's training services (ctx.train_model, "
+                "ctx.loader); run it through noisyfit.train"
+            )
         init_state = copy.deepcopy(ctx.make_model().state_dict())
-        train_fn, predict_fn = make_cv_trainer(ctx, epochs=cfg.cv_epochs,
-                                               schedule=cfg.cv_schedule, init_state=init_state)
+        train_fn, predict_fn = make_cv_trainer(
+            ctx, epochs=cfg.cv_epochs, schedule=cfg.cv_schedule, init_state=init_state
+        )
         seed = cfg.split_seed if cfg.split_seed is not None else ctx.seed
-        res = incv_select(ctx.loader.labels, ctx.num_classes, train_fn, predict_fn,
-                          iterations=cfg.iterations, symmetric=self.symmetric, eps=cfg.eps,
-                          keep_best=cfg.keep_best, seed=seed)
+        res = incv_select(
+            ctx.loader.labels,
+            ctx.num_classes,
+            train_fn,
+            predict_fn,
+            iterations=cfg.iterations,
+            symmetric=self.symmetric,
+            eps=cfg.eps,
+            keep_best=cfg.keep_best,
+            seed=seed,
+        )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
         self.eps_hat = res.eps_hat
         self.selection_log = res.iterations
         self._derive()
-        print(f"INCV selection: |S| = {self.sizes[0]}, |C| = {self.sizes[1]} of "
-              f"{ctx.num_samples}; ε̂ = {self.eps_hat:.3f}, forget rate ε_S = {self.eps_s:.3f}, "
-              f"e_warm = {self.e_warm}")
+        print(
+            f"INCV selection: |S| = {self.sizes[0]}, |C| = {self.sizes[1]} of "
+            f"{ctx.num_samples}; ε̂ = {self.eps_hat:.3f}, forget rate ε_S = {self.eps_s:.3f}, "
+            f"e_warm = {self.e_warm}"
+        )
 
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
@@ -162,8 +177,7 @@ class INCV(Method):
     # -- stage 2 ------------------------------------------------------------------------------
     def forget_rate(self, epoch: int) -> float:
         """ε_S·min(1, e/T_k)."""
-        return self.eps_s * min(1.0, epoch / self.config.t_k) if self.config.t_k > 0 \
-            else self.eps_s
+        return self.eps_s * min(1.0, epoch / self.config.t_k) if self.config.t_k > 0 else self.eps_s
 
     def training_step(self, batch, epoch):
         idx, y = batch.index, batch.labels
@@ -187,6 +201,10 @@ class INCV(Method):
 
     def on_epoch_end(self, epoch):
         n = max(self.ctx.num_samples, 1)
-        return {"incv_eps_hat": self.eps_hat, "incv_forget_rate": self.forget_rate(epoch),
-                "incv_S_frac": self.sizes[0] / n, "incv_C_frac": self.sizes[1] / n,
-                "incv_C_mixed": float(epoch > self.e_warm and self.c_prob > 0)}
+        return {
+            "incv_eps_hat": self.eps_hat,
+            "incv_forget_rate": self.forget_rate(epoch),
+            "incv_S_frac": self.sizes[0] / n,
+            "incv_C_frac": self.sizes[1] / n,
+            "incv_C_mixed": float(epoch > self.e_warm and self.c_prob > 0),
+        }

@@ -224,13 +224,20 @@ class L2R(ProbeMethod):
         ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
         eps = torch.full_like(ce, self.config.init_weight).requires_grad_(True)
         (g_eps,), _, _ = meta_gradients(
-            net, lambda e: (e * ce).sum(), (eps,), probe.x, probe.labels,
-            step_size=self.config.meta_stepsize, momentum=self.config.meta_momentum,
-            optimizer=self.optimizer, weight_decay=self.config.meta_weight_decay)
+            net,
+            lambda e: (e * ce).sum(),
+            (eps,),
+            probe.x,
+            probe.labels,
+            step_size=self.config.meta_stepsize,
+            momentum=self.config.meta_momentum,
+            optimizer=self.optimizer,
+            weight_decay=self.config.meta_weight_decay,
+        )
         w = normalized_weights(g_eps).detach()
         loss = (w * ce).sum()
         if self.ema is not None:
             self.ema.mark_step()
-        return StepOutput(loss=loss, logits=logits, selected=w > 0, weights=w,
-                          score=-g_eps.detach())
-
+        return StepOutput(
+            loss=loss, logits=logits, selected=w > 0, weights=w, score=-g_eps.detach()
+        )

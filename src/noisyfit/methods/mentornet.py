@@ -64,8 +64,9 @@ from .base import METHODS, ConfigError, Method, StepOutput
 # the curriculum and the mentor network
 
 
-def vstar_mentornet_pd(loss_diff: torch.Tensor, epoch_pct: torch.Tensor,
-                       gamma: float = 1.0) -> torch.Tensor:
+def vstar_mentornet_pd(
+    loss_diff: torch.Tensor, epoch_pct: torch.Tensor, gamma: float = 1.0
+) -> torch.Tensor:
     """v* of MentorNet-PD for (n,) loss differences ℓ − λ and (n,) percent-epochs."""
     self_paced = (loss_diff <= 0).float()
     spcl = (1.0 - loss_diff / gamma).clamp(0.0, 1.0)
@@ -76,15 +77,17 @@ def vstar_mentornet_pd(loss_diff: torch.Tensor, epoch_pct: torch.Tensor,
 class MentorNet(nn.Module):
     """g_m(ℓ, ℓ − λ, label, percent-epoch) → logit of v (see the module docstring)."""
 
-    def __init__(self, label_embedding_size: int = 2, epoch_embedding_size: int = 5,
-                 num_fc_nodes: int = 20):
+    def __init__(
+        self, label_embedding_size: int = 2, epoch_embedding_size: int = 5, num_fc_nodes: int = 20
+    ):
         super().__init__()
         # the input-gate and cell-candidate rows of a 1-unit LSTM cell, forward and backward
         self.gates = nn.Linear(2, 4)
         self.label_embedding = nn.Embedding(2, label_embedding_size)
         bound = math.sqrt(6.0 / (100 + epoch_embedding_size))  # glorot uniform, as TF
-        self.register_buffer("epoch_embedding",
-                             torch.empty(100, epoch_embedding_size).uniform_(-bound, bound))
+        self.register_buffer(
+            "epoch_embedding", torch.empty(100, epoch_embedding_size).uniform_(-bound, bound)
+        )
         self.fc1 = nn.Linear(label_embedding_size + epoch_embedding_size + 2, num_fc_nodes)
         self.fc2 = nn.Linear(num_fc_nodes, 1)
 
@@ -99,8 +102,9 @@ class MentorNet(nn.Module):
         return self.fc2(torch.tanh(self.fc1(feat))).squeeze(1)
 
 
-def curriculum_grid(gamma: float = 1.0, sample_size: int = 100_000,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def curriculum_grid(
+    gamma: float = 1.0, sample_size: int = 100_000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The original's training grid for the PD mentor: (n, 4) inputs (ℓ, ℓ − λ, label 0,
     percent-epoch) and (n,) targets v*, ``sample_size`` points drawn without replacement."""
     l_ = np.concatenate((np.arange(0, 10, 0.1), np.arange(10, 30, 1)))
@@ -149,13 +153,15 @@ def _train_mentor(gamma: float, steps: int, seed: int, lr: float = LR) -> tuple:
             opt.step()
         with torch.no_grad():
             xs, vs = x[n_train:], v[n_train:]
-            test_mse = float(F.mse_loss(torch.sigmoid(net(xs[:, 0], xs[:, 1], xs[:, 2],
-                                                          xs[:, 3])), vs))
+            test_mse = float(
+                F.mse_loss(torch.sigmoid(net(xs[:, 0], xs[:, 1], xs[:, 2], xs[:, 3])), vs)
+            )
     return {k: t.clone() for k, t in net.state_dict().items()}, test_mse
 
 
-def pretrained_mentor(gamma: float = 1.0, steps: int = 3000, seed: int = 0,
-                      device: torch.device | str = "cpu") -> tuple[MentorNet, float]:
+def pretrained_mentor(
+    gamma: float = 1.0, steps: int = 3000, seed: int = 0, device: torch.device | str = "cpu"
+) -> tuple[MentorNet, float]:
     """The PD mentor trained to imitate v* (cached per process); returns (mentor, test MSE)."""
     state, mse = _trained_mentor_state(float(gamma), int(steps), int(seed))
     net = MentorNet()
@@ -165,7 +171,7 @@ def pretrained_mentor(gamma: float = 1.0, steps: int = 3000, seed: int = 0,
 
 
 def parse_dropout_rates(spec: str) -> list[float]:
-    """"rate, percent-epochs, ..." → 100 per-percent rates (``parse_dropout_rate_list``)."""
+    """ "rate, percent-epochs, ..." → 100 per-percent rates (``parse_dropout_rate_list``)."""
     parts = [p for p in spec.replace(" ", "").split(",") if p]
     if len(parts) % 2:
         raise ConfigError(f"mentornet: dropout_rates {spec!r} must be pairs 'rate,epochs,...'")
@@ -176,8 +182,9 @@ def parse_dropout_rates(spec: str) -> list[float]:
             raise ConfigError(f"mentornet: dropout rate {r_} must lie in [0, 1]")
         rates += [r_] * n_
     if len(rates) != 100:
-        raise ConfigError(f"mentornet: dropout_rates {spec!r} must cover 100 percent-epochs "
-                          f"(got {len(rates)})")
+        raise ConfigError(
+            f"mentornet: dropout_rates {spec!r} must cover 100 percent-epochs (got {len(rates)})"
+        )
     return rates
 
 
@@ -208,8 +215,9 @@ class MentorNetPD(Method):
             raise ConfigError("mentornet: p must lie in (0, 1]")
         self.rates = parse_dropout_rates(config.dropout_rates)
         self.models = {"net": ctx.make_model()}
-        self.mentor, self.mentor_mse = pretrained_mentor(config.gamma, config.mentor_steps,
-                                                         config.mentor_seed, ctx.device)
+        self.mentor, self.mentor_mse = pretrained_mentor(
+            config.gamma, config.mentor_steps, config.mentor_seed, ctx.device
+        )
         self.loss_ema = torch.zeros((), device=ctx.device)  # λ
         self.state_names = ("loss_ema",)
         self._v_sum = torch.zeros(2, device=ctx.device)  # Σv, count (per epoch, for logs)
@@ -250,5 +258,8 @@ class MentorNetPD(Method):
     def on_epoch_end(self, epoch):
         s, n = self._v_sum.tolist()
         self._v_sum.zero_()
-        return {"mentor_lambda": float(self.loss_ema), "mentor_mean_v": s / max(n, 1),
-                "mentor_epoch_pct": self.epoch_pct(epoch)}
+        return {
+            "mentor_lambda": float(self.loss_ema),
+            "mentor_mean_v": s / max(n, 1),
+            "mentor_epoch_pct": self.epoch_pct(epoch),
+        }

@@ -97,8 +97,9 @@ def predictive_uncertainty(counts: torch.Tensor) -> torch.Tensor:
     return torch.where(n > 0, ent, torch.ones_like(ent))
 
 
-def refurbishable(history: torch.Tensor, num_classes: int,
-                  epsilon: float) -> tuple[torch.Tensor, torch.Tensor]:
+def refurbishable(
+    history: torch.Tensor, num_classes: int, epsilon: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """SELFIE's refurbishment test on a batch of histories (b, q) (value K = empty slot).
 
     Returns:
@@ -113,9 +114,16 @@ def refurbishable(history: torch.Tensor, num_classes: int,
     return (f <= epsilon) & (counts[:, -1] == 0), counts[:, :-1].argmax(1)
 
 
-def selfie_selection(loss: torch.Tensor, labels: torch.Tensor, stored: torch.Tensor,
-                     refurb_now: torch.Tensor, tau: float, *, reuse: bool = True,
-                     stored_for_clean: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def selfie_selection(
+    loss: torch.Tensor,
+    labels: torch.Tensor,
+    stored: torch.Tensor,
+    refurb_now: torch.Tensor,
+    tau: float,
+    *,
+    reuse: bool = True,
+    stored_for_clean: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """R ∪ C and the labels to train on, for one batch.
 
     Args:
@@ -186,17 +194,21 @@ class Selfie(Method):
         self.stored_for_clean = code
         self.restart = (3 if code else 2) if c.restart is None else c.restart
         if c.q < 1 or not 0.0 <= c.epsilon <= 1.0 or c.warm_up < 0 or self.restart < 0:
-            raise ConfigError("selfie: need q ≥ 1, 0 ≤ epsilon ≤ 1, warm_up ≥ 0, restart ≥ 0; "
-                              f"got q={c.q}, epsilon={c.epsilon}, warm_up={c.warm_up}, "
-                              f"restart={self.restart}")
+            raise ConfigError(
+                "selfie: need q ≥ 1, 0 ≤ epsilon ≤ 1, warm_up ≥ 0, restart ≥ 0; "
+                f"got q={c.q}, epsilon={c.epsilon}, warm_up={c.warm_up}, "
+                f"restart={self.restart}"
+            )
         self.rounds = self.restart + 1
         self.round_epochs = c.round_epochs or max(1, ctx.epochs // self.rounds)
         if ctx.noise_rate is None:
             raise ConfigError("selfie needs the noise rate τ: pass --tau RATE or --tau auto")
         self.tau = float(ctx.noise_rate)
         if not 0.0 <= self.tau < 1.0:
-            raise ConfigError(f"selfie needs 0 ≤ τ < 1 (the clean set holds ⌈(1 − τ)·b⌉ "
-                              f"samples); got τ = {self.tau}")
+            raise ConfigError(
+                f"selfie needs 0 ≤ τ < 1 (the clean set holds ⌈(1 − τ)·b⌉ "
+                f"samples); got τ = {self.tau}"
+            )
         self.tau_history: list[float] = []  # τ after each finished round
         n, dev = ctx.num_samples, ctx.device
         self.models = {"net": ctx.make_model()}
@@ -217,8 +229,7 @@ class Selfie(Method):
         # whether the log's labels (refurbished where stored) are the labels trained on in
         # every phase: then the log reuses the training loss (no extra work in the step)
         self._log_is_train = self.warmup_refurbished and self.reuse
-        self.state_names = ("history", "fill", "corrected", "tau", "tau_history",
-                            "refurb_events")
+        self.state_names = ("history", "fill", "corrected", "tau", "tau_history", "refurb_events")
 
     # -- rounds --------------------------------------------------------------------------------
     def round_of(self, epoch: int) -> tuple[int, int]:
@@ -267,14 +278,17 @@ class Selfie(Method):
         r, e = self.round_of(epoch)
         changed = torch.nonzero(self.corrected != self._snapshot).flatten()
         if len(changed):
-            ev = torch.stack([torch.full_like(changed, epoch), changed, self.corrected[changed]],
-                             1)
+            ev = torch.stack([torch.full_like(changed, epoch), changed, self.corrected[changed]], 1)
             self.refurb_events.append(ev.cpu())
             self._snapshot.copy_(self.corrected)
         ever = int((self.corrected >= 0).sum())
-        out: dict[str, Any] = {"round": r + 1, "round_epoch": e + 1, "tau": self.tau,
-                               "refurbished": ever,
-                               "refurbished_frac": ever / max(1, self.ctx.num_samples)}
+        out: dict[str, Any] = {
+            "round": r + 1,
+            "round_epoch": e + 1,
+            "tau": self.tau,
+            "refurbished": ever,
+            "refurbished_frac": ever / max(1, self.ctx.num_samples),
+        }
         out["selfie_train_loss"] = float(self._loss_sum) / max(self._seen, 1)
         out["selfie_train_error"] = int(self._errors) / max(self._seen, 1)
         if e == self.round_epochs - 1:  # end of a round
@@ -306,9 +320,15 @@ class Selfie(Method):
             now, label = refurbishable(self.history[idx], logits.shape[1], self.config.epsilon)
             stored = torch.where(now, label, stored)
             self.corrected[idx] = stored
-            selected, train = selfie_selection(loss_given, y, stored, now, self.tau,
-                                               reuse=self.reuse,
-                                               stored_for_clean=self.stored_for_clean)
+            selected, train = selfie_selection(
+                loss_given,
+                y,
+                stored,
+                now,
+                self.tau,
+                reuse=self.reuse,
+                stored_for_clean=self.stored_for_clean,
+            )
             # mean over R ∪ C (Eq. 2): the others are ignored, the loss averaged once
             loss = F.nll_loss(logp, torch.where(selected, train, -100), ignore_index=-100)
         with torch.no_grad():
@@ -322,12 +342,14 @@ class Selfie(Method):
             slot = (self.fill[idx] % self.history.shape[1]).long()
             self.history[idx, slot] = pred.to(torch.int32)
             self.fill.index_add_(0, idx, self._one.expand(len(idx)))
-        return StepOutput(loss=loss, logits=logits, selected=selected, new_labels=train,
-                          score=-loss_given)
+        return StepOutput(
+            loss=loss, logits=logits, selected=selected, new_labels=train, score=-loss_given
+        )
 
 
-def replay_refurbishments(events: list[torch.Tensor], num_samples: int,
-                          epochs: int) -> Iterator[torch.Tensor]:
+def replay_refurbishments(
+    events: list[torch.Tensor], num_samples: int, epochs: int
+) -> Iterator[torch.Tensor]:
     """Yield the refurbished-label map (N,) int64 (−1: never) at the end of each of ``epochs``
     epochs, rebuilt from ``Selfie.refurb_events`` (for detail logs). The same CPU tensor is
     updated in place: copy it to keep it."""
