@@ -389,8 +389,13 @@ def test_missing_dataset_lists_searched_folders(tmp_path, _isolated_data_env, na
     with pytest.raises(DatasetNotFoundError) as e:
         load_dataset(name, mine)
     msg = str(e.value)
-    assert str(mine / name) in msg and str(_isolated_data_env / name) in msg
+    # --data-dir is the only place searched: no silent fall-back to another copy
+    looked = msg.split("Looked in:")[1].split("To get it")[0]
+    assert str(mine / name) in looked and str(_isolated_data_env / name) not in looked
     assert "To get it" in msg
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset(name)
+    assert str(_isolated_data_env / name) in str(e.value)
     if name in ("tiny-imagenet", "animal-10n"):
         assert "noisyfit convert" in msg and "data_batch_1.bin" in msg
 

@@ -20,6 +20,7 @@ from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
 from .engine.loop import FitResult, fit
 from .engine.run import environment, write_json, write_samples_csv
+from .errors import ConfigError, DataError, RunError, RunExistsError
 from .methods.base import METHODS, Context, build_method, method_config
 from .models import build_model
 from .noise import NoiseManifest, expected_noise_rate, inject_noise
@@ -55,7 +56,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu")
     return dev
 
 
@@ -112,10 +113,11 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     """
     if cfg.probe_file:
         p = Path(cfg.probe_file)
-        idx = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
-        idx = np.unique(np.asarray(idx, dtype=np.int64))
+        from .noise import read_index_file
+
+        idx = np.unique(read_index_file(p, "probe indices"))
         if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(labels):
-            raise ValueError(f"{p}: probe indices must lie in [0, {len(labels) - 1}]")
+            raise DataError(f"{p}: probe indices must lie in [0, {len(labels) - 1}]")
         return idx
     k = int(labels.max()) + 1
     per_class = cfg.probe_per_class or int(len(labels) * cfg.probe_ratio) // k
@@ -126,7 +128,7 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     for c in range(k):
         members = np.flatnonzero(labels == c)
         if len(members) < per_class:
-            raise ValueError(
+            raise ConfigError(
                 f"class {c} has {len(members)} samples; cannot hold out "
                 f"{per_class} per class as the probe"
             )
@@ -147,13 +149,18 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
     px = pl = None
     if probe is not None:
         if not ds.labels_are_true and not cfg.probe_file:
-            raise ValueError(
+            raise ConfigError(
                 f"{ds.name}'s labels are not ground truth, so a random probe set would not be "
                 "clean; give trusted indices with --probe-file"
             )
         px, pl = ds.x[probe], ds.labels[probe]
         rest = np.ones(len(ds.labels), dtype=bool)
         rest[probe] = False
+        if not rest.any():
+            raise ConfigError(
+                f"the probe set takes all {len(rest)} training samples, so none is left to "
+                "train on; hold out fewer (--probe-per-class, --probe-ratio, --probe-file)"
+            )
         ds.x, ds.labels = ds.x[rest], ds.labels[rest]
         source = source[rest]
     true = ds.labels if ds.labels_are_true else None
@@ -204,18 +211,23 @@ def train(
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+            raise RunError(
+                f"{run_dir} is not a run folder (no config.yaml); pass the folder a run wrote, "
+                "e.g. runs/<name>"
+            )
         cfg = load_config(run_dir / "config.yaml")
         if overrides:
             cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in ("progress",)})
+        from .engine.run import RunLock, run_state
+
+        if run_state(run_dir) == "finished":
+            with RunLock(run_dir):
+                return finished_result(run_dir)
     else:
         cfg = resolve_config(config, **overrides)
         run_dir = Path(cfg.out) / (cfg.name or _run_name(cfg))
-        if (run_dir / "checkpoint.pt").exists():
-            raise FileExistsError(
-                f"{run_dir} already holds a run; continue it with --resume {run_dir}, or "
-                "choose another --name"
-            )
+        if cfg.name is not None:
+            check_new_run_dir(run_dir)  # fail early; checked again under the lock
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed, cfg.deterministic)
     from .methods import _builtin  # noqa: F401  (registers the built-in methods)
@@ -223,20 +235,140 @@ def train(
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
     data = prepare_data(cfg)
-    ds, true, noisy = data.dataset, data.true, data.noisy
     if method_cls.needs_probe and data.probe_index is None:
-        raise ValueError(
+        raise ConfigError(
             f"method {cfg.method!r} needs a clean probe set: pass "
             "--probe-per-class 10 (or --probe-ratio, --probe-file)"
         )
-    if resume is not None:
-        saved = np.load(run_dir / "noisy_labels.npy")
-        if not np.array_equal(saved, noisy.labels):
-            raise RuntimeError(f"{run_dir}: the noisy labels differ from the saved ones")
+    lock = open_run_dir(run_dir, new=resume is None, default_name=cfg.name is None)
+    run_dir = lock.run_dir
+    try:
+        if resume is not None:
+            done = resume_checks(run_dir, cfg, data.noisy.labels)
+            if done is not None:
+                return done
+        return _train_in(run_dir, cfg, data, device, method_cls, resume, report)
+    finally:
+        lock.release()
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that holds a finished run or one to resume (RunExistsError)."""
+    from .engine.run import run_state
+
+    state = run_state(run_dir)
+    if state == "finished":
+        raise RunExistsError(
+            f"{run_dir} holds a finished run (summary.json); choose another --name, or delete "
+            f"the folder to train it again (--resume {run_dir} only reports it)"
+        )
+    if state == "resumable":
+        raise RunExistsError(
+            f"{run_dir} already holds a run; continue it with --resume {run_dir}, or choose "
+            "another --name"
+        )
+
+
+def open_run_dir(run_dir: Path, *, new: bool, default_name: bool) -> Any:
+    """Create (for a default name: a fresh folder, ``-2``, ``-3``… if taken) and lock the run
+    folder; for a new run, check again under the lock that it holds nothing to keep."""
+    from .engine.run import RunLock
+
+    if new and default_name:
+        base, k = run_dir, 1
+        while True:
+            try:
+                run_dir.mkdir(parents=True)
+                break
+            except FileExistsError:
+                k += 1
+                run_dir = base.with_name(f"{base.name}-{k}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+    lock = RunLock(run_dir).acquire()
+    try:
+        if new:
+            check_new_run_dir(run_dir)
+            for stale in ("incv_stage1.pt",):  # a stopped start's partial work is not ours
+                (run_dir / stale).unlink(missing_ok=True)
+    except BaseException:
+        lock.release()
+        raise
+    lock.run_dir = run_dir
+    return lock
+
+
+#: Config keys that may differ between config.yaml and the checkpoint (they do not change
+#: what is trained).
+RESUME_FREE_KEYS = ("progress", "out", "name", "device", "data_dir", "compile")
+
+
+def resume_checks(run_dir: Path, cfg: TrainConfig, labels: np.ndarray) -> TrainResult | None:
+    """Before a resume: a finished run is reported untouched (its TrainResult); the folder's
+    config.yaml must equal the checkpoint's config and its noisy labels the regenerated ones."""
+    from .engine.run import run_state
+
+    if run_state(run_dir) == "finished":  # finished while we waited for the lock
+        return finished_result(run_dir)
+    if not (run_dir / "checkpoint.pt").is_file() and (run_dir / "incv_stage1.pt").is_file():
+        saved_cfg = cfg.to_dict()  # stopped in INCV's selection: it resumes from its file
+    else:
+        saved_cfg = load_checkpoint(run_dir / "checkpoint.pt").get("config") or {}
+    now = cfg.to_dict()
+    diff = [
+        k
+        for k in sorted(set(saved_cfg) | set(now))
+        if k not in RESUME_FREE_KEYS and _norm(saved_cfg.get(k)) != _norm(now.get(k))
+    ]
+    if diff:
+        said = ", ".join(f"{k} ({saved_cfg.get(k)!r} → {now.get(k)!r})" for k in diff)
+        raise RunError(
+            f"{run_dir / 'config.yaml'} differs from the checkpoint's config in {said}; "
+            "restore config.yaml (the checkpoint's values), or start a new run with "
+            "--config and another --name"
+        )
+    saved = run_dir / "noisy_labels.npy"
+    try:
+        same = np.array_equal(np.load(saved, allow_pickle=False), labels)
+    except Exception as e:  # noqa: BLE001  (missing, truncated)
+        raise RunError(f"{saved}: cannot read ({type(e).__name__}); the run cannot resume") from e
+    if not same:
+        raise RunError(
+            f"{saved}: the noisy labels regenerated from the data and config.yaml differ from "
+            "the saved ones (the data files or the noise file changed since the run started); "
+            "restore them, or start a new run"
+        )
+    return None
+
+
+def finished_result(run_dir: Path) -> TrainResult:
+    """The TrainResult of a finished run folder, read from its files (nothing is written)."""
+    import json
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    hist_file = run_dir / "metrics.jsonl"
+    history = [json.loads(x) for x in hist_file.read_text().splitlines() if x.strip()]
+    manifest = NoiseManifest(**json.loads((run_dir / "noise.json").read_text()))
+    print(
+        f"{run_dir}: the run finished before ({summary.get('epochs')} epochs); nothing to "
+        "resume, the folder is left as it is"
+    )
+    return TrainResult(run_dir, summary, history, manifest, None)
+
+
+def _norm(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _train_in(run_dir, cfg, data, device, method_cls, resume, report) -> TrainResult:
+    """The run itself, in a locked run folder."""
+    from .engine.run import data_source
+
+    ds, true, noisy = data.dataset, data.true, data.noisy
+    if resume is None:
+        save_config(cfg, run_dir / "config.yaml")
     write_json(run_dir / "env.json", environment(device))
     write_json(run_dir / "noise.json", noisy.manifest.to_dict())
+    write_json(run_dir / "data_source.json", data_source(ds, cfg))
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
     np.save(run_dir / "train_index.npy", data.source_index)
     ctx, test_loader = build_context(cfg, data, device)
@@ -253,6 +385,7 @@ def train(
                 "--train-subset, before the probe is taken out)",
             },
         )
+    ctx.run_dir = run_dir  # where multi-stage methods checkpoint their stages
     ctx.noise_rate = (
         resolve_tau(cfg, data, ctx, run_dir)
         if method_cls.needs_noise_rate
@@ -269,7 +402,7 @@ def train(
         cfg,
         true_labels=true_t,
         run_dir=run_dir,
-        resume=resume is not None,
+        resume=resume is not None and (run_dir / "checkpoint.pt").is_file(),
         describe="",
     )
     wall = time.perf_counter() - t0

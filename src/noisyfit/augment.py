@@ -31,6 +31,7 @@ import torch
 from torchvision.transforms import v2
 
 from .data.loader import Batch, random_crop_flip
+from .errors import ConfigError
 
 AugType = Literal["autoaug", "randaug", "default"]
 AUG_TYPES = ("autoaug", "randaug", "default")
@@ -90,7 +91,7 @@ class StrongAugment:
         per_image: bool = True,
     ):
         if kind not in AUG_TYPES:
-            raise ValueError(f"unknown aug_type {kind!r}; valid: {', '.join(AUG_TYPES)}")
+            raise ConfigError(f"unknown aug_type {kind!r}; valid: {', '.join(AUG_TYPES)}")
         self.kind, self.pad, self.cutout_size, self.per_image = kind, pad, cutout_size, per_image
         self._norm_cache: dict[int, object] = {}
 

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 
 from .config import TrainConfig, from_dict
+from .errors import ConfigError
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _noise(v: Any) -> tuple[str, float]:
         return kind, float(rate or 0.0)
     if isinstance(v, dict):
         return str(v["noise"]), float(v.get("noise_rate", 0.0))
-    raise ValueError(f"a noise setting is KIND:RATE or {{noise, noise_rate}}; got {v!r}")
+    raise ConfigError(f"a noise setting is KIND:RATE or {{noise, noise_rate}}; got {v!r}")
 
 
 def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
@@ -117,7 +118,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     }
     unknown = sorted(set(d) - known)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{p}: unknown sweep key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
         )
     methods = d.get("methods") or ["standard"]

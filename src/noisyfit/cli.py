@@ -20,6 +20,7 @@ import numpy as np
 import tyro
 
 from .config import TrainConfig, load_config
+from .errors import ConfigError
 from .registry import Registry
 
 COMMANDS = Registry("command")
@@ -79,7 +80,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     if known.resume is not None:
         extra = [a for a in rest if a not in ("--no-progress", "--progress")]
         if extra:
-            raise ValueError(
+            raise ConfigError(
                 f"--resume continues a run with its saved config; drop the other flags "
                 f"({' '.join(extra)})"
             )
@@ -198,7 +199,7 @@ def cmd_convert(argv: Sequence[str]) -> int:
     a = tyro.cli(ConvertArgs, args=list(argv), prog="noisyfit convert")
     ds = load_dataset(a.dataset, a.data_dir)
     if not ds.is_image:
-        raise ValueError(f"{a.dataset} holds feature vectors; the binary format stores images")
+        raise ConfigError(f"{a.dataset} holds feature vectors; the binary format stores images")
     write_binary_dataset(ds, a.out, n_batches=a.n_batches)
     c, h, w = ds.input_shape
     print(
@@ -255,39 +256,47 @@ def _load_commands() -> None:
             importlib.import_module(f"{commands.__name__}.{m.name}")
 
 
+def _debug(argv: list[str]) -> bool:
+    """``--debug`` (anywhere; removed from argv) or ``NOISYFIT_DEBUG=1``: show tracebacks."""
+    on = os.environ.get("NOISYFIT_DEBUG", "") not in ("", "0")
+    while "--debug" in argv:
+        argv.remove("--debug")
+        on = True
+    return on
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``noisyfit`` command; returns the exit status."""
-    from .data.base import DatasetNotFoundError, MalformedDataError
-    from .engine.loop import NonFiniteLossError
-    from .registry import UnknownNameError
+    """Entry point of the ``noisyfit`` command; returns the exit status.
+
+    A :class:`~noisyfit.errors.NoisyfitError` (and a missing or existing file named by the
+    OS) prints one line and exits with 2; Ctrl-C exits with 130; any other exception is a bug
+    and shows its traceback. ``--debug`` or ``NOISYFIT_DEBUG=1`` shows every traceback.
+    """
+    from .errors import NoisyfitError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    _load_commands()
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(usage())
-        return 0
-    if argv[0] in ("--version", "version"):
-        from . import __version__
-
-        print(f"noisyfit {__version__}")
-        return 0
+    debug = _debug(argv)
     try:
+        _load_commands()
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            print(usage())
+            return 0
+        if argv[0] in ("--version", "version"):
+            from . import __version__
+
+            print(f"noisyfit {__version__}")
+            return 0
         return COMMANDS.get(argv[0])(argv[1:])
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("noisyfit: interrupted", file=sys.stderr)
         return 130
-    except (
-        UnknownNameError,
-        DatasetNotFoundError,
-        MalformedDataError,
-        NonFiniteLossError,
-        FileNotFoundError,
-        FileExistsError,
-        ValueError,
-    ) as e:
-        if os.environ.get("NOISYFIT_DEBUG"):
+    except (NoisyfitError, FileNotFoundError, FileExistsError, IsADirectoryError) as e:
+        if debug:
             raise
-        print(f"noisyfit: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split()) if isinstance(e, OSError) else str(e)
+        print(f"noisyfit: error: {msg}", file=sys.stderr)
         return 2
 
 

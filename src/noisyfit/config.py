@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .errors import ConfigError
+
 
 @dataclass
 class TrainConfig:
@@ -118,7 +120,7 @@ class TrainConfig:
 
         def need(ok: bool, key: str, rule: str) -> None:
             if not ok:
-                raise ValueError(f"config key {key!r} = {getattr(self, key)!r}: {rule}")
+                raise ConfigError(f"config key {key!r} = {getattr(self, key)!r}: {rule}")
 
         for key in ("epochs", "batch_size", "eval_batch_size", "lr_cycle_steps"):
             need(getattr(self, key) >= 1, key, "must be at least 1")
@@ -159,9 +161,9 @@ class TrainConfig:
 def from_dict(d: dict[str, Any]) -> TrainConfig:
     """A TrainConfig from a dict; unknown keys or wrong types raise ValueError."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(d) - fields)
+    unknown = sorted(str(k) for k in set(d) - fields)
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key(s): {', '.join(unknown)}. Valid keys: {', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(TrainConfig)
@@ -183,24 +185,24 @@ def _check_type(key: str, v: Any, tp: Any) -> Any:
                 return _check_type(key, v, a)
             except ValueError:
                 pass
-        raise ValueError(f"config key {key!r}: {v!r} is not of type {tp}")
+        raise ConfigError(f"config key {key!r}: {v!r} is not of type {tp}")
     if origin is Literal:
         if v not in args:
-            raise ValueError(f"config key {key!r}: {v!r} is not one of {list(args)}")
+            raise ConfigError(f"config key {key!r}: {v!r} is not one of {list(args)}")
         return v
     if origin is tuple:
         if not isinstance(v, (list, tuple)):
-            raise ValueError(f"config key {key!r}: expected a list, got {v!r}")
+            raise ConfigError(f"config key {key!r}: expected a list, got {v!r}")
         return tuple(_check_type(key, x, args[0]) for x in v)
     if origin is dict:
         if not isinstance(v, dict):
-            raise ValueError(f"config key {key!r}: expected a mapping, got {v!r}")
+            raise ConfigError(f"config key {key!r}: expected a mapping, got {v!r}")
         return {str(a): str(b) if not isinstance(b, str) else b for a, b in v.items()}
     if tp is float and isinstance(v, int) and not isinstance(v, bool):
         return float(v)
     if tp in (int, float, str, bool):
         if not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
-            raise ValueError(f"config key {key!r}: {v!r} is not of type {tp.__name__}")
+            raise ConfigError(f"config key {key!r}: {v!r} is not of type {tp.__name__}")
     return v
 
 
@@ -208,11 +210,29 @@ def load_config(path: str | Path) -> TrainConfig:
     """Read a YAML config file (any subset of TrainConfig's keys)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"config file {p} does not exist")
-    data = yaml.safe_load(p.read_text()) or {}
+        raise ConfigError(f"config file {p} does not exist; check the path")
+    data = read_yaml(p, "config file")
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: a config file is a mapping of keys to values")
-    return from_dict(data)
+        raise ConfigError(f"{p}: a config file is a mapping of keys to values")
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from e
+
+
+def read_yaml(path: Path, what: str = "YAML file") -> Any:
+    """``yaml.safe_load`` of ``path``; malformed YAML or bytes raise one ConfigError line."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(
+            f"{path}: not valid YAML{where}: {problem}; fix the {what} (key: value per line)"
+        ) from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"{path}: cannot read the {what} ({type(e).__name__}: {e})") from None
 
 
 def resolve_config(

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError
+
 #: Methods that are not registered training methods.
 BUILTIN = ("cv", "incv")
 
@@ -145,7 +147,7 @@ def cross_val_probs(
 
     n = ctx.num_samples
     if folds < 2:
-        raise ValueError(f"cross-validation needs folds ≥ 2, got {folds}")
+        raise ConfigError(f"cross-validation needs folds ≥ 2, got {folds}")
     perm = np.random.default_rng(seed).permutation(n)
     probs = np.zeros((n, ctx.num_classes), dtype=np.float32)
     for f, part in enumerate(np.array_split(perm, folds)):
@@ -239,7 +241,7 @@ def find_label_issues(
 
     cfg = resolve_config(config, **overrides)
     if method not in BUILTIN and method not in METHODS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown method {method!r} for finding label issues; choose from "
             f"{', '.join([*BUILTIN, *METHODS.names()])}"
         )

@@ -31,12 +31,14 @@ realized rate, nominal and realized T, seed, mode, SHA-256 of the noisy labels).
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .errors import NoiseError
 from .registry import Registry
 
 NOISE_KINDS = Registry("noise kind")
@@ -51,10 +53,6 @@ ASYMMETRIC_MAPS: dict[str, dict[int, int]] = {
     # Ankle boot→Sneaker — the pairs a Fashion-MNIST classifier confuses most.
     "fashion-mnist": {0: 6, 6: 0, 2: 4, 5: 7, 9: 7},
 }
-
-
-class NoiseError(ValueError):
-    """Bad noise settings or noise files; the message names the problem and the fix."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,13 +176,55 @@ def validate_transition(t: np.ndarray, source: str = "T") -> None:
 
 
 def _load_array(path) -> np.ndarray:
+    """A numeric array from .npy, .csv or whitespace text; any unreadable file → NoiseError."""
     p = Path(path)
     if not p.is_file():
         raise NoiseError(f"noise file {p} does not exist")
-    if p.suffix == ".npy":
-        return np.load(p, allow_pickle=False)
-    delim = "," if p.suffix == ".csv" else None
-    return np.loadtxt(p, delimiter=delim, ndmin=1)
+    try:
+        if p.suffix == ".npy":
+            a = np.load(p, allow_pickle=False)
+        else:
+            delim = "," if p.suffix == ".csv" else None
+            a = np.loadtxt(p, delimiter=delim, ndmin=1)
+    except Exception as e:  # noqa: BLE001  (truncated .npy, text that is not numbers, ...)
+        msg = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise NoiseError(
+            f"{p}: cannot read numbers ({msg}); write a .npy array, or text with one number "
+            "per cell (.csv: comma-separated)"
+        ) from None
+    if a.dtype.kind not in "iuf" and a.dtype != bool:
+        raise NoiseError(f"{p}: expected numbers, got an array of dtype {a.dtype}")
+    return a
+
+
+def read_label_file(path, what: str = "labels") -> np.ndarray:
+    """(N,) int64 class ids from a file of one integer per sample.
+
+    A 2-D array, a non-integer value (1.63), NaN or inf is refused (NoiseError naming the first
+    bad entry), never truncated or flattened; an (N, 1) column is accepted.
+    """
+    a = _load_array(path)
+    if a.ndim == 2 and 1 in a.shape:
+        a = a.reshape(-1)
+    if a.ndim != 1:
+        raise NoiseError(
+            f"{path}: {what} must be a 1-D array (one per sample), got shape {a.shape}; "
+            "write one value per line"
+        )
+    if a.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(a) | (a != np.round(a)))
+        if len(bad):
+            i = int(bad[0])
+            raise NoiseError(
+                f"{path}: {what} must be integers; entry {i} is {a[i]!r} "
+                f"({len(bad)} non-integer entries); write integer class ids"
+            )
+    return a.astype(np.int64)
+
+
+def read_index_file(path, what: str = "indices") -> np.ndarray:
+    """(M,) int64 indices from a .npy or text file (as :func:`read_label_file`)."""
+    return read_label_file(path, what)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,6 +287,7 @@ class NoiseManifest:
     realized_T: list[list[float]] | None
     sha256: str
     source_file: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -319,14 +360,15 @@ def inject_noise(
         true_labels = np.asarray(true_labels, dtype=np.int64)
     n = len(true_labels) if true_labels is not None else len(given_labels)
     t = transition_matrix(kind, k, rate, dataset=dataset, superclass=superclass, path=noise_file)
+    notes = check_learnable(t, kind, rate)
     rng = np.random.default_rng(seed)
     if kind == "labels":
         if noise_file is None:
             raise NoiseError("--noise labels needs --noise-file PATH with one label per sample")
-        noisy = _load_array(noise_file).astype(np.int64).reshape(-1)
+        noisy = read_label_file(noise_file, "noisy labels")
         if len(noisy) != n:
             raise NoiseError(f"{noise_file}: {len(noisy)} labels for {n} training samples")
-        if noisy.min() < 0 or noisy.max() >= k:
+        if n and (noisy.min() < 0 or noisy.max() >= k):
             raise NoiseError(f"{noise_file}: labels must lie in [0, {k - 1}]")
     elif true_labels is None:
         noisy = np.asarray(given_labels, dtype=np.int64).copy()
@@ -349,8 +391,39 @@ def inject_noise(
         realized_T=None if realized_t is None else np.round(realized_t, 10).tolist(),
         sha256=labels_sha256(noisy),
         source_file=str(noise_file) if noise_file else None,
+        warnings=notes,
     )
     return NoisyLabels(labels=noisy, manifest=manifest)
+
+
+class NoiseWarning(UserWarning):
+    """Noise under which the given label is no longer the most likely one for some class."""
+
+
+def check_learnable(t: np.ndarray, kind: str, rate: float) -> list[str]:
+    """Warn (visibly, and returned to be recorded in ``noise.json``) where the true class is
+    not the most likely label of its row of T, e.g. symmetric noise 1.0 (every label wrong)."""
+    if kind in ("none", "labels"):
+        return []
+    diag = np.diag(t)
+    off = np.where(np.eye(len(t), dtype=bool), -np.inf, t).max(1)
+    bad = np.flatnonzero(diag <= off + 1e-12)
+    if not len(bad):
+        return []
+    if np.all(diag <= 0):
+        msg = (
+            f"{kind} noise at rate {rate:g} makes every label wrong (T_ii = 0 for every class): "
+            "a network trained on these labels learns the wrong classes; use a lower rate "
+            "unless this is deliberate"
+        )
+    else:
+        msg = (
+            f"{kind} noise at rate {rate:g}: for class(es) {bad[:10].tolist()} the true label "
+            f"is no more likely than a wrong one (T_ii {diag[bad[0]]:.3g} ≤ {off[bad[0]]:.3g}), "
+            "so no method can tell which is right; the papers stay below this rate"
+        )
+    warnings.warn(msg, NoiseWarning, stacklevel=3)
+    return [msg]
 
 
 def expected_noise_rate(kind: str, rate: float, num_classes: int, **kw) -> float:

@@ -22,8 +22,10 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .errors import NoisyfitError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(NoisyfitError, KeyError):
     """An unknown registry name; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly

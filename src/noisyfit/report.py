@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+
 #: File names (in the run folder) read as an estimated transition matrix (K, K), in order.
 ESTIMATED_T_FILES = ("estimated_T.npy", "T_hat.npy", "t_hat.npy", "transition_estimate.npy")
 
@@ -510,7 +512,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             raise data_error or RuntimeError("no data")
         saved = run_dir / "noisy_labels.npy"
         if saved.is_file() and len(np.load(saved)) != len(data.dataset):
-            raise ValueError("the dataset no longer matches the run's noisy_labels.npy")
+            raise DataError("the dataset no longer matches the run's noisy_labels.npy")
         s = suspected_errors(run_dir, cfg, data)
         order = np.argsort(s["quality"], kind="stable")[:top]
         write_suspects_csv(out / "suspected_errors.csv", s, order)

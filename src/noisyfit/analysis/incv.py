@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .noise_rate import agreement_of, rate_from_agreement
 
 # --------------------------------------------------------------------------------------------
@@ -476,7 +477,7 @@ def noisy_cross_validation(cfg, *, split_seed: int = 0, data=None) -> dict[str, 
     seed_everything(cfg.seed, cfg.deterministic)
     data = data or prepare_data(cfg)
     if data.true is None:
-        raise ValueError(f"{cfg.dataset} has no true labels: the theory check needs them")
+        raise ConfigError(f"{cfg.dataset} has no true labels: the theory check needs them")
     ctx = build_context(cfg, data)
     n, k = ctx.num_samples, ctx.num_classes
     g = torch.Generator().manual_seed(int(split_seed))

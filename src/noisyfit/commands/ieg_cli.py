@@ -42,6 +42,7 @@ import tyro
 from ..cli import command
 from ..config import TrainConfig, save_config
 from ..data import webvision as _webvision  # noqa: F401  (registers webvision-mini)
+from ..errors import ConfigError
 
 NETWORK_WEIGHT_DECAY = {"wrn28-10": 5e-4, "resnet29": 1e-4, "resnet50": 1e-4}
 
@@ -104,11 +105,11 @@ def parse_dataset(name: str) -> tuple[str, str, float]:
     if name.startswith("webvisionmini"):
         rest = name[len("webvisionmini") :]
         if rest and not re.fullmatch(r"_\d+", rest):
-            raise ValueError(f"--dataset {name}: use webvisionmini or webvisionmini_<n>")
+            raise ConfigError(f"--dataset {name}: use webvisionmini or webvisionmini_<n>")
         return "webvisionmini", "none", float(rest[1:]) if rest else 10.0
     parts = name.rsplit("_", 2)
     if len(parts) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"--dataset {name!r}: expected <dataset>_<noise>_<ratio>, e.g. "
             "cifar100_uniform_0.8 or cifar10_asymmetric_0.4"
         )
@@ -116,9 +117,11 @@ def parse_dataset(name: str) -> tuple[str, str, float]:
     try:
         rate = float(ratio)
     except ValueError:
-        raise ValueError(f"--dataset {name!r}: the noise ratio {ratio!r} is not a number") from None
+        raise ConfigError(
+            f"--dataset {name!r}: the noise ratio {ratio!r} is not a number"
+        ) from None
     if not 0 <= rate <= 1:
-        raise ValueError(f"--dataset {name!r}: the noise ratio must lie in [0, 1]")
+        raise ConfigError(f"--dataset {name!r}: the noise ratio must lie in [0, 1]")
     return ds, noise, rate
 
 
@@ -224,7 +227,7 @@ def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
     data = prepare_data(cfg)
     ds = data.dataset
     if data.probe_index is None:
-        raise ValueError(
+        raise ConfigError(
             f"--probe-dataset-hold-ratio {a.probe_dataset_hold_ratio} holds out "
             "no probe image; use a larger ratio"
         )

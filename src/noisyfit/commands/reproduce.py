@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..cli import command
+from ..errors import ConfigError
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     for it in items:
         key, sep, value = it.partition("=")
         if not sep or not key:
-            raise ValueError(f"--override takes key=value pairs; got {it!r}")
+            raise ConfigError(f"--override takes key=value pairs; got {it!r}")
         out[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return out
 

@@ -9,6 +9,7 @@ truth exists (``labels_are_true=False``).
 
 from __future__ import annotations
 
+import contextvars
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError, NoisyfitError
 from ..registry import Registry
 
 DATASETS = Registry("dataset")
@@ -24,11 +26,11 @@ DATASETS = Registry("dataset")
 DATA_ENV = "NOISYFIT_DATA"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(NoisyfitError, FileNotFoundError):
     """A dataset's files were not found; the message says where we looked and how to get them."""
 
 
-class MalformedDataError(ValueError):
+class MalformedDataError(DataError):
     """A data file exists but is truncated or not in the expected format."""
 
 
@@ -131,12 +133,14 @@ def channel_stats(x: np.ndarray, max_samples: int = 10000) -> tuple[tuple, tuple
 def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
     """Folders searched for dataset ``name``, in order.
 
-    ``--data-dir`` (itself and its ``name`` sub-folder), ``$NOISYFIT_DATA/name``,
-    ``/usr/share/datasets/name`` (Debian's dataset packages), ``~/.cache/noisyfit/name``.
+    ``--data-dir`` (its ``name`` sub-folder and itself) and nothing else when it is given (a
+    missing or incomplete ``--data-dir`` is an error, not a silent fall-back to the system
+    copy); otherwise ``$NOISYFIT_DATA/name``, ``/usr/share/datasets/name`` (Debian's dataset
+    packages), ``~/.cache/noisyfit/name``.
     """
     out: list[Path] = []
-    if data_dir is not None:
-        out += [Path(data_dir) / name, Path(data_dir)]
+    if data_dir is not None:  # only there: never fall back silently to another copy
+        return [Path(data_dir) / name, Path(data_dir)]
     if os.environ.get(DATA_ENV):
         out.append(Path(os.environ[DATA_ENV]) / name)
     out += [Path("/usr/share/datasets") / name, cache_dir() / name]
@@ -180,4 +184,38 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options
     from . import _builtin  # noqa: F401  (registers the built-in datasets)
 
     builder = DATASETS.get(name)
-    return builder(data_dir, **options)
+    record: dict[str, list] = {"files": [], "warnings": []}
+    token = _READ_LOG.set(record)
+    try:
+        ds = builder(data_dir, **options)
+    finally:
+        _READ_LOG.reset(token)
+    ds.extra.setdefault("files_read", list(dict.fromkeys(str(f) for f in record["files"])))
+    ds.extra.setdefault("warnings", []).extend(record["warnings"])
+    return ds
+
+
+_READ_LOG: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "noisyfit_read_log", default=None
+)
+
+
+def note_files_read(*paths: str | os.PathLike) -> None:
+    """Readers call this with each data file they read; :func:`load_dataset` collects them as
+    ``extra["files_read"]`` (recorded with their SHA-256 in a run's ``data_source.json``)."""
+    log = _READ_LOG.get()
+    if log is not None:
+        log["files"].extend(Path(p) for p in paths)
+
+
+def data_warning(message: str) -> None:
+    """A visible warning about the data, also kept in the dataset's ``extra["warnings"]``
+    (recorded in a run's ``data_source.json``)."""
+    import warnings
+
+    from ..errors import DataWarning
+
+    log = _READ_LOG.get()
+    if log is not None:
+        log["warnings"].append(message)
+    warnings.warn(message, DataWarning, stacklevel=3)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Dataset, DatasetNotFoundError, MalformedDataError
+from ..errors import ConfigError, DataError
+from .base import Dataset, DatasetNotFoundError, MalformedDataError, note_files_read
 
 #: Bytes before the image in every record (id + label).
 HEADER_BYTES = 8
@@ -33,13 +34,14 @@ def record_dtype(shape: Sequence[int]) -> np.dtype:
     """The structured dtype of one record for images of ``shape`` = (C, H, W)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"image shape must be (C, H, W) with positive sizes, got {shape}")
+        raise DataError(f"image shape must be (C, H, W) with positive sizes, got {shape}")
     return np.dtype([("id", ">u4"), ("label", ">u4"), ("img", "u1", shape)])
 
 
 def _open_records(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     """The records of one file as a read-only structured memmap (an empty array if size 0)."""
     dt = record_dtype(shape)
+    note_files_read(path)
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -175,12 +177,12 @@ def write_binary_dataset(
         The files written, training files first.
     """
     if not dataset.is_image or dataset.x.dtype != np.uint8:
-        raise ValueError(
+        raise DataError(
             f"{dataset.name}: the binary format holds uint8 images (N, C, H, W); got "
             f"{dataset.x.dtype} of shape {dataset.x.shape}"
         )
     if n_batches < 1 or n_batches > max(1, len(dataset)):
-        raise ValueError(f"n_batches must lie in [1, {len(dataset)}], got {n_batches}")
+        raise ConfigError(f"n_batches must lie in [1, {len(dataset)}], got {n_batches}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []

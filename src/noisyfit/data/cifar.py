@@ -28,6 +28,8 @@ from .base import (
     MalformedDataError,
     cache_dir,
     candidate_dirs,
+    data_warning,
+    note_files_read,
 )
 from .binary import data_batch_paths, read_binary_split
 
@@ -138,16 +140,82 @@ def _find_layout(
     )
 
 
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles of ``bytes`` use it (latin-1 only)."""
+    if not isinstance(text, str) or encoding.lower().replace("-", "") != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode({encoding!r}) is not allowed")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    """What the python release's pickles may name: numpy's array reconstruction path (and
+    scalars, dtypes), and latin-1 bytes; dicts, lists, bytes and str need no global."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    allowed: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(mod, "_reconstruct")] = multiarray._reconstruct
+        allowed[(mod, "scalar")] = multiarray.scalar
+    return allowed
+
+
+class _ReleaseUnpickler(pickle.Unpickler):
+    """An unpickler that admits only what the CIFAR python release holds (dicts, lists, bytes,
+    str, numpy arrays): any other global (a function, a class) is refused, so a crafted file
+    cannot run code."""
+
+    _allowed = None
+
+    def find_class(self, module: str, name: str):
+        if _ReleaseUnpickler._allowed is None:
+            _ReleaseUnpickler._allowed = _allowed_globals()
+        try:
+            return _ReleaseUnpickler._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"{module}.{name} is not part of the CIFAR python format (refused)"
+            ) from None
+
+
 def _unpickle(path: Path) -> dict:
+    note_files_read(path)
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-    except Exception as e:  # truncated, not a pickle, ...
-        raise MalformedDataError(f"{path}: cannot unpickle ({type(e).__name__}: {e})") from e
+            d = _ReleaseUnpickler(f, encoding="bytes").load()
+    except Exception as e:  # truncated, not a pickle, a refused global, ...
+        raise MalformedDataError(
+            f"{path}: cannot unpickle ({type(e).__name__}: {e}); get the python release again"
+        ) from e
     if not isinstance(d, dict):
         raise MalformedDataError(f"{path}: expected a pickled dict, got {type(d).__name__}")
     # keys are bytes in the python-2 pickles; accept str keys too
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+
+
+#: (training, test) records of each release, to notice a file cut at a record boundary.
+RELEASE_COUNTS = {
+    "cifar10": (50000, 10000),
+    "cifar100": (50000, 10000),
+    "tiny-imagenet": (100000, 10000),
+    "animal-10n": (50000, 5000),
+}
+
+
+def _check_counts(name: str, folder: Path, n_train: int, n_test: int) -> None:
+    """A recorded, visible warning where the split sizes differ from the release's."""
+    want = RELEASE_COUNTS.get(name)
+    if want and (n_train, n_test) != want:
+        data_warning(
+            f"{name}: {folder} holds {n_train} training and {n_test} test records; the release "
+            f"has {want[0]} and {want[1]}. A file may have been cut short; copy the data again "
+            "unless this is a deliberate subset"
+        )
 
 
 def _get(d: dict, key: str, path: Path):
@@ -239,6 +307,7 @@ def _read_binary(name: str, folder: Path, n_batches: int, shape) -> tuple[np.nda
         )
     x, y, _ = read_binary_split(paths, shape)
     tx, ty, _ = read_binary_split([folder / "test_batch.bin"], shape)
+    _check_counts(name, folder, len(y), len(ty))
     return x, y, tx, ty
 
 
@@ -275,7 +344,7 @@ def _cifar(name: str, data_dir, download: bool) -> Dataset:
     try:
         folder, layout = _find_layout(name, data_dir, layouts, how_to)
     except DatasetNotFoundError as e:
-        if not download:
+        if not download or data_dir is not None:  # --data-dir: that copy or an error
             raise
         folder, layout = _download(name, "CIFAR10" if ten else "CIFAR100", e), "python"
         source = f"python release downloaded through torchvision into {folder}"
@@ -293,6 +362,8 @@ def _cifar(name: str, data_dir, download: bool) -> Dataset:
         x, y, tx, ty, names = _read_cifar10_py(folder)
     else:
         x, y, tx, ty, names, sup = _read_cifar100_py(folder)
+    if layout != "binary":
+        _check_counts(name, folder, len(y), len(ty))
     return Dataset(
         name=name,
         x=x,

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DATASETS, Dataset, DatasetNotFoundError, MalformedDataError
+from ..errors import ConfigError
+from .base import (
+    DATASETS,
+    Dataset,
+    DatasetNotFoundError,
+    MalformedDataError,
+    data_warning,
+    note_files_read,
+)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -27,7 +35,7 @@ def holdout_split(
     class with two or more samples is held out.
     """
     if not 0 <= fraction < 1:
-        raise ValueError(f"holdout fraction must lie in [0, 1), got {fraction}")
+        raise ConfigError(f"holdout fraction must lie in [0, 1), got {fraction}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     test: list[np.ndarray] = []
@@ -63,8 +71,14 @@ def _class_folders(root: Path) -> dict[str, list[Path]]:
     out = {}
     for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = _image_files(d)
-        if files:
-            out[d.name] = files
+        if not files:
+            data_warning(
+                f"{d}: the folder holds no image ({', '.join(IMAGE_EXTENSIONS)}), so it is not "
+                f"a class: the classes are the other folders of {root}. Add its images, or "
+                "move it out"
+            )
+            continue
+        out[d.name] = files
     return out
 
 
@@ -82,10 +96,10 @@ def _as_size(image_size) -> tuple[int, int] | None:
         if len(sizes) == 1:
             sizes = sizes * 2
         if len(sizes) != 2:
-            raise ValueError(f"image_size must be an int or (H, W), got {image_size!r}")
+            raise ConfigError(f"image_size must be an int or (H, W), got {image_size!r}")
         h, w = sizes
     if h < 1 or w < 1:
-        raise ValueError(f"image_size must be positive, got {(h, w)}")
+        raise ConfigError(f"image_size must be positive, got {(h, w)}")
     return h, w
 
 
@@ -93,6 +107,7 @@ def _decode_images(files: Sequence[Path], size: tuple[int, int] | None) -> np.nd
     """Decode ``files`` into uint8 (N, C, H, W); C = 1 if all are grayscale, else 3."""
     from PIL import Image
 
+    note_files_read(*files)
     modes = []
     for f in files:  # headers only: cheap
         try:
@@ -282,16 +297,31 @@ def arrays(
     ``class_names`` the classes are ``class0 … class{K-1}``, K = largest label + 1.
     """
     path = _npz_path(data_dir)
+    note_files_read(path)
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise MalformedDataError(
+                    f"{path}: holds one array, not an .npz archive; save x and y with "
+                    "np.savez(path, x=..., y=...)"
+                )
             data = {k: z[k] for k in z.files}
+    except MalformedDataError:
+        raise
     except ValueError as e:
+        if "pickle" not in str(e):
+            raise MalformedDataError(
+                f"{path}: not a readable .npz file ({e}); it may be truncated: write it again"
+            ) from e
         raise MalformedDataError(
             f"{path}: cannot load without pickle ({e}); store class_names as a str array "
             f"(np.array(names)), not objects"
         ) from e
-    except (OSError, EOFError) as e:
-        raise MalformedDataError(f"{path}: not a readable .npz file ({e})") from e
+    except Exception as e:  # noqa: BLE001  (truncated zip, bad CRC, not a zip, ...)
+        raise MalformedDataError(
+            f"{path}: not a readable .npz file ({type(e).__name__}: {e}); it may be "
+            "truncated: write it again with np.savez"
+        ) from e
     missing = [k for k in ("x", "y") if k not in data]
     if missing:
         raise MalformedDataError(

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import DATASETS, Dataset, DatasetNotFoundError, MalformedDataError, cache_dir, find_files
+from .base import (
+    DATASETS,
+    Dataset,
+    DatasetNotFoundError,
+    MalformedDataError,
+    cache_dir,
+    find_files,
+    note_files_read,
+)
 
 IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
@@ -70,6 +78,7 @@ def read_idx(path: str | os.PathLike, magic: int | None = None) -> np.ndarray:
             or a size that does not match the header.
     """
     path = Path(path)
+    note_files_read(path)
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as f:
@@ -139,7 +148,7 @@ def _locate(name: str, data_dir, download: bool) -> tuple[Path, str]:
         )
     except DatasetNotFoundError:
         pass
-    if not download:
+    if not download or data_dir is not None:  # --data-dir: that copy or an error
         raise not_found
     root = cache_dir() / name / "tv"
     try:

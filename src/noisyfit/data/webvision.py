@@ -45,6 +45,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+from ..errors import ConfigError, DataError
 from .base import DATASETS, Dataset, DatasetNotFoundError, MalformedDataError, candidate_dirs
 from .loader import Batch, epoch_generator
 
@@ -128,7 +129,7 @@ def webvision_lists(
     labels: list[int] = []
     for s in sources:
         if s not in _LISTS:
-            raise ValueError(f"unknown WebVision source {s!r}; valid: {', '.join(_LISTS)}")
+            raise ConfigError(f"unknown WebVision source {s!r}; valid: {', '.join(_LISTS)}")
         p, y = _read_list(root / "info" / _LISTS[s], root, num_classes)
         paths += p
         labels += y
@@ -181,7 +182,7 @@ def imagenet_probe(
     for y in range(len(wnids)):
         members = np.flatnonzero(full.labels == y)
         if len(members) < per_class:
-            raise ValueError(
+            raise DataError(
                 f"ImageNet train class {wnids[y]} has {len(members)} images; "
                 f"cannot take {per_class} as the probe"
             )

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..methods.base import Method, StepOutput
 
 
@@ -45,7 +46,7 @@ class ModelEMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.999, *, warmup: bool = True):
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must lie in [0, 1); got {decay}")
+            raise ConfigError(f"EMA decay must lie in [0, 1); got {decay}")
         self.decay = float(decay)
         self.warmup = bool(warmup)
         self.module = copy.deepcopy(model).eval()

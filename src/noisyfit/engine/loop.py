@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.loader import DeviceLoader
+from ..errors import NoisyfitError
 from ..methods.base import Method
 from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
@@ -35,7 +36,7 @@ class CollapseWarning(UserWarning):
     """The network predicts (almost) one class for every training sample."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(NoisyfitError, FloatingPointError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from ..errors import ConfigError
+
 
 def learning_rate(
     kind: str,
@@ -48,7 +50,7 @@ def learning_rate(
             m_mul=m_mul,
             alpha=alpha,
         )
-    raise ValueError(
+    raise ConfigError(
         f"unknown lr schedule {kind!r}; valid: step, cosine, cosine-restarts, constant"
     )
 
@@ -68,7 +70,7 @@ def cosine_decay_restarts(
     ``base_lr·m_mul^i`` to ``alpha·base_lr`` along a half cosine; the defaults are TF's.
     """
     if first_decay_steps <= 0:
-        raise ValueError(f"first_decay_steps must be positive; got {first_decay_steps}")
+        raise ConfigError(f"first_decay_steps must be positive; got {first_decay_steps}")
     frac = global_step / first_decay_steps
     if t_mul == 1.0:
         i = math.floor(frac)

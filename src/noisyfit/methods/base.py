@@ -53,13 +53,10 @@ import torch
 from torch import nn
 
 from ..data.loader import Batch, DeviceLoader
+from ..errors import ConfigError
 from ..registry import Registry
 
 METHODS = Registry("method")
-
-
-class ConfigError(ValueError):
-    """A bad option: the message names the option, the valid choices and the fix."""
 
 
 @dataclass

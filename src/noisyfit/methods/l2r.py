@@ -63,7 +63,7 @@ class ProbeStream:
     def next(self) -> Batch:
         n = len(self.loader)
         if n == 0:
-            raise ValueError("the probe set is empty")
+            raise ConfigError("the probe set is empty")
         epoch, k = divmod(self.step, n)
         if self._it is None or self._at != self.step:
             self._it = self.loader.epoch(epoch)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import MODELS
 from .small import Classifier, _channels
 
@@ -65,7 +66,7 @@ class DenseNet(Classifier):
         super().__init__()
         n = int((depth - 4) / 3)
         if n < 1:
-            raise ValueError(f"DenseNet depth must be ≥ 7 (one layer per block); got {depth}")
+            raise ConfigError(f"DenseNet depth must be ≥ 7 (one layer per block); got {depth}")
         self.depth, self.growth, self.layers_per_block = depth, growth, n
         c = 16
         layers: list[nn.Module] = [_conv3x3(in_channels, c)]

@@ -9,6 +9,7 @@ import torch
 import torchvision
 from torch import nn
 
+from ..errors import ConfigError
 from . import MODELS
 from .small import Classifier, _channels
 
@@ -215,7 +216,7 @@ class ResNet29(Classifier):
     def __init__(self, num_classes: int, in_channels: int, depth: int = 29):
         super().__init__()
         if (depth - 2) % 9 != 0:
-            raise ValueError(f"ResNet v2 depth must be 9n+2; got {depth}")
+            raise ConfigError(f"ResNet v2 depth must be 9n+2; got {depth}")
         n = (depth - 2) // 9
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False),

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import MODELS
 
 
@@ -70,7 +71,7 @@ class MLP(Classifier):
 
 def _channels(input_shape: tuple[int, ...], model: str) -> int:
     if len(input_shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"model {model!r} needs image inputs (C, H, W); got shape {input_shape}. "
             "Use --model mlp for feature vectors."
         )

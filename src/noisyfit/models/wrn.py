@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from . import MODELS
 from .small import Classifier, _channels
 
@@ -80,7 +81,7 @@ class WideResNet(Classifier):
     def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int):
         super().__init__()
         if (depth - 4) % 6 != 0 or depth < 10:
-            raise ValueError(f"WRN depth must be 6n+4 with n ≥ 1; got {depth}")
+            raise ConfigError(f"WRN depth must be 6n+4 with n ≥ 1; got {depth}")
         n = (depth - 4) // 6
         k = 16 * widen
         self.filters = (min(k, 16), k, 2 * k, 4 * k)
