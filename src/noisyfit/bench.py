@@ -27,18 +27,20 @@ per run), ``<out>/summary.csv`` and ``<out>/summary.md``.
 
 from __future__ import annotations
 
+import atexit
 import csv
+import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .config import TrainConfig, from_dict
 from .errors import ConfigError
@@ -95,14 +97,37 @@ def _noise(v: Any) -> tuple[str, float]:
 
 
 def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
-    """Parse and check a sweep file (every run's config is validated before anything runs)."""
+    """Parse and check a sweep file (every run's config is validated before anything runs).
+
+    Raises:
+        ConfigError: one line naming the file and the problem (malformed YAML, unknown keys,
+            values of the wrong kind, a cell's config out of range).
+    """
+    from .errors import NoisyfitError
+
+    try:
+        return _load_sweep(path, out)
+    except NoisyfitError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # values of the wrong kind
+        raise ConfigError(
+            f"{path}: a value has the wrong kind ({type(e).__name__}: {e}); see the sweep "
+            "format in `noisyfit bench --help` and benchmarks/sweeps/"
+        ) from None
+
+
+def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     from .methods import _builtin  # noqa: F401
     from .methods.base import METHODS
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"sweep file {p} does not exist")
-    d = yaml.safe_load(p.read_text()) or {}
+    from .config import read_yaml
+
+    d = read_yaml(p, "sweep file")
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: a sweep file is a mapping (methods:, noise:, seeds:, config:)")
     known = {
         "name",
         "out",
@@ -146,10 +171,98 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
     return s
 
 
+#: Config keys that do not change a run's results (left out of the cell's hash).
+UNHASHED_KEYS = ("progress",)
+
+
+def config_hash(cfg: TrainConfig | dict[str, Any]) -> str:
+    """SHA-256 of a cell's resolved config (all keys but :data:`UNHASHED_KEYS`)."""
+    d = cfg.to_dict() if isinstance(cfg, TrainConfig) else dict(cfg)
+    d = {k: v for k, v in d.items() if k not in UNHASHED_KEYS}
+    text = json.dumps(d, sort_keys=True, default=list)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _changed_keys(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
+    """Keys whose values in ``run_dir/config.yaml`` differ from the cell's (None: no run yet).
+
+    A config.yaml that cannot be read counts as changed (key ``config.yaml``).
+    """
+    from .config import load_config
+    from .errors import ConfigError
+
+    f = run_dir / "config.yaml"
+    if not f.is_file():
+        return None
+    try:
+        old = load_config(f).to_dict()
+    except ConfigError:
+        return ["config.yaml"]
+    new = cfg.to_dict()
+    if config_hash(old) == config_hash(new):
+        return []
+    return [
+        f"{k} {old.get(k)!r} → {new.get(k)!r}"
+        for k in sorted(new)
+        if k not in UNHASHED_KEYS
+        and json.dumps(old.get(k), default=list) != json.dumps(new.get(k), default=list)
+    ]
+
+
+#: The cells' processes now running (each the leader of its own process group).
+_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN_LOCK = threading.Lock()
+
+
+def stop_children(sig: int = signal.SIGTERM, wait_s: float = 10.0) -> None:
+    """Send ``sig`` to every running cell's process group; SIGKILL what is left after
+    ``wait_s`` seconds."""
+    with _CHILDREN_LOCK:
+        procs = list(_CHILDREN)
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+    deadline = time.monotonic() + wait_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+
+
+atexit.register(stop_children)
+
+
 def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
     from .config import save_config
+    from .engine.run import RunLock
 
     run_dir = sweep.out / "runs" / name
+    holder = RunLock.holder(run_dir) if run_dir.is_dir() else None
+    if holder:
+        status = (
+            f"busy: {run_dir} is in use by {holder} (a run of an earlier sweep still "
+            "training?); not started, stop it or wait"
+        )
+        if log:
+            log(f"  {name}: {status}")
+        return status
+    changed = _changed_keys(run_dir, cfg)
+    if changed:
+        status = (
+            f"refused: {run_dir} was trained with another config ({', '.join(changed)}); "
+            "delete the folder to train the changed cell, or give the sweep another out"
+        )
+        if log:
+            log(f"  {name}: {status}")
+        return status
     if (run_dir / "summary.json").is_file():
         if log:
             log(f"  {name}: finished before, skipped")
@@ -168,16 +281,60 @@ def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
         cmd.append("--no-report")
     (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
+    env[PARENT_ENV] = str(os.getpid())  # the child ends itself if the sweep dies (kill -9)
     if sweep.jobs > 1:  # parallel runs share the cores instead of each taking all of them
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // sweep.jobs))
     t0 = time.perf_counter()
     with open(sweep.out / "logs" / f"{name}.log", "a") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env).returncode
+        # its own process group: a Ctrl-C of the terminal reaches the sweep, which forwards it
+        proc = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
+        try:
+            rc = proc.wait()
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
     if rc != 0:
         status = f"failed (exit {rc}; see {sweep.out / 'logs' / (name + '.log')})"
     if log:
         log(f"  {name}: {status} in {time.perf_counter() - t0:.1f} s")
     return status
+
+
+#: Environment variable naming the sweep's pid in a cell's process (see ``watch_parent``).
+PARENT_ENV = "NOISYFIT_PARENT_PID"
+
+
+def watch_parent() -> None:
+    """In a cell's process: end (SIGTERM) when the sweep that started it ends, however it
+    ends (``kill -9`` included): ``PR_SET_PDEATHSIG`` on Linux, else a thread polling the
+    parent pid every second."""
+    want = os.environ.get(PARENT_ENV)
+    if not want:
+        return
+    want_pid = int(want)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != want_pid:  # the sweep died before we got here
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def poll() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != want_pid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=poll, name="noisyfit-parent-watch", daemon=True).start()
 
 
 def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
@@ -189,14 +346,28 @@ def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
             f"({len(sweep.methods)} methods × {len(sweep.noise)} noise × {len(sweep.seeds)} "
             f"seeds) in {sweep.out}"
         )
-    if sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
-        from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(sweep.jobs) as pool:
-            done = pool.map(lambda r: _run_one(r[0], r[1], sweep, log), runs)
-            status = dict(zip([n for n, _ in runs], done))
-    else:
-        status = {name: _run_one(name, cfg, sweep, log) for name, cfg in runs}
+    def on_term(signum, frame):  # SIGTERM ends the sweep as Ctrl-C does
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, on_term) if main else None
+    try:
+        if sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(sweep.jobs) as pool:
+                done = pool.map(lambda r: _run_one(r[0], r[1], sweep, log), runs)
+                status = dict(zip([n for n, _ in runs], done))
+        else:
+            status = {name: _run_one(name, cfg, sweep, log) for name, cfg in runs}
+    except KeyboardInterrupt:
+        stop_children(signal.SIGINT, wait_s=30.0)  # each run saves and says how to resume
+        raise
+    finally:
+        stop_children()
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
     agg = aggregate(sweep)
     agg["status"] = status
     return agg
@@ -205,7 +376,7 @@ def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
 def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None:
     run_dir = sweep.out / "runs" / name
     p = run_dir / "summary.json"
-    if not p.is_file():
+    if not p.is_file() or _changed_keys(run_dir, cfg):  # never another config's results
         return None
     s = json.loads(p.read_text())
     times = []
@@ -225,6 +396,7 @@ def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None
         "label_recall": s.get("last_label_recall"),
         "s_per_epoch": statistics.fmean(times) if times else None,
         "realized_noise_rate": s.get("realized_noise_rate"),
+        "config_sha256": config_hash(cfg),
         "run_dir": str(run_dir),
     }
 
@@ -251,6 +423,7 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         "seed",
         *METRICS,
         "realized_noise_rate",
+        "config_sha256",
         "run_dir",
     ]
     with open(sweep.out / "results.csv", "w", newline="") as f:

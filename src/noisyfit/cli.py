@@ -277,6 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
     try:
+        from .bench import watch_parent
+
+        watch_parent()  # a cell of `noisyfit bench` ends with its sweep
         _load_commands()
         if not argv or argv[0] in ("-h", "--help", "help"):
             print(usage())

@@ -36,13 +36,14 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
 from .noise_rate import agreement_of, rate_from_agreement
 
 # --------------------------------------------------------------------------------------------
@@ -208,6 +209,7 @@ def incv_select(
     seed: int = 0,
     true_labels: torch.Tensor | None = None,
     log: Callable[[str], None] | None = print,
+    state_file: str | Path | None = None,
 ) -> IncvResult:
     """Iterative noisy cross-validation (``INCV.py``): select S, keep candidates C.
 
@@ -229,6 +231,9 @@ def incv_select(
         seed: seed of the random halves.
         true_labels: (N,) truth, only to log LP/LR per iteration (never used to select).
         log: where progress lines go (None: silent).
+        state_file: where the state is saved after each iteration (masks, ε̂, the split
+            generator, the RNG, the log), atomically; if it exists, the selection continues
+            after its last iteration (a run stopped during the selection loses at most one).
 
     Returns:
         An :class:`IncvResult`.
@@ -246,7 +251,27 @@ def incv_select(
     history: list[dict[str, Any]] = []
     oos = None
     clean = None if true_labels is None else (true_labels.to(dev) == labels)
-    for it in range(1, iterations + 1):
+    first = 1
+    if state_file is not None and Path(state_file).is_file():
+        from ..engine.checkpoint import load_checkpoint
+
+        st = load_checkpoint(state_file)
+        if st.get("n") != n or st.get("iterations") != iterations:
+            raise RunError(
+                f"{state_file}: INCV's saved selection is for {st.get('n')} samples and "
+                f"{st.get('iterations')} iterations, not {n} and {iterations}; delete the file "
+                "to select again"
+            )
+        select, candidate, removed = (st[k].to(dev) for k in ("select", "candidate", "removed"))
+        oos = None if st["oos"] is None else st["oos"].to(dev)
+        gen.set_state(st["gen"])
+        torch.set_rng_state(st["rng"])
+        eps_hat, agreement, rho, best = st["eps_hat"], st["agreement"], st["rho"], st["best"]
+        history = list(st["history"])
+        first = int(st["epoch"]) + 1
+        if log:
+            log(f"INCV: resuming the selection after iteration {first - 1} ({state_file})")
+    for it in range(first, iterations + 1):
         cand_idx = torch.nonzero(candidate).flatten()
         if len(cand_idx) < 2:
             if log:
@@ -317,6 +342,29 @@ def incv_select(
             )
         if eps_hat is not None and it == save_best_until(eps_hat, symmetric):
             best = False
+        if state_file is not None:
+            from ..engine.checkpoint import save_checkpoint
+
+            save_checkpoint(
+                {
+                    "epoch": it,  # the last finished iteration (named as checkpoints are)
+                    "models": {},
+                    "n": n,
+                    "iterations": iterations,
+                    "select": select.cpu(),
+                    "candidate": candidate.cpu(),
+                    "removed": removed.cpu(),
+                    "oos": None if oos is None else oos.cpu(),
+                    "gen": gen.get_state(),
+                    "rng": torch.get_rng_state(),
+                    "eps_hat": eps_hat,
+                    "agreement": agreement,
+                    "rho": rho,
+                    "best": best,
+                    "history": history,
+                },
+                state_file,
+            )
     removed &= ~select
     return IncvResult(
         select,

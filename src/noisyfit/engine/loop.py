@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.loader import DeviceLoader
-from ..errors import NoisyfitError
+from ..errors import CheckpointError, NoisyfitError
 from ..methods.base import Method
 from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
@@ -104,11 +104,12 @@ def fit(
     log = RunLog(run_dir) if run_dir is not None else None
     history: list[dict[str, Any]] = []
     start = 0
+    saved = 0  # epochs in the checkpoint on disk (what a resume would continue from)
     if resume:
         state = load_checkpoint(run_dir / "checkpoint.pt", map_location=device)
-        _restore(state, method, opt, verdicts)
+        _restore(state, method, opt, verdicts, run_dir / "checkpoint.pt")
         history = list(state["history"])
-        start = int(state["epoch"]) + 1
+        start = saved = int(state["epoch"]) + 1
     else:
         method.prepare()
     steps = len(train)
@@ -241,16 +242,34 @@ def fit(
                         _state(epoch, method, opt, verdicts, history, cfg),
                         run_dir / "checkpoint.pt",
                     )
+                    saved = epoch + 1
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
         if run_dir is not None:
-            done = len(history)
-            tqdm.write(
-                f"\ninterrupted in epoch {epoch + 1}; {done} epoch(s) are saved. "
-                f"Resume with: noisyfit train --resume {run_dir}"
-            )
+            tqdm.write(interrupt_message(run_dir, epoch, saved, cfg.checkpoint))
         raise
     return FitResult(history=history, verdicts=verdicts)
+
+
+def interrupt_message(run_dir: Path, epoch: int, saved: int, checkpoint: bool) -> str:
+    """What Ctrl-C in ``epoch`` (0-based) leaves: ``saved`` epochs in the checkpoint on disk
+    (a Ctrl-C during a checkpoint write leaves the previous one), and how to go on."""
+    where = f"\ninterrupted in epoch {epoch + 1}; "
+    if not checkpoint:
+        return where + "the run was started with --no-checkpoint, so it cannot be resumed."
+    if saved == 0:
+        stage = (
+            " (INCV's selection resumes from its last finished iteration)"
+            if (run_dir / "incv_stage1.pt").is_file()
+            else ""
+        )
+        if stage:
+            return (
+                where
+                + f"no epoch is saved yet{stage}. Resume with: noisyfit train --resume {run_dir}"
+            )
+        return where + "no epoch is saved yet, so there is nothing to resume; start the run again."
+    return where + f"{saved} epoch(s) are saved. Resume with: noisyfit train --resume {run_dir}"
 
 
 def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
@@ -290,12 +309,19 @@ def _state(epoch, method, opt, verdicts, history, cfg) -> dict[str, Any]:
     }
 
 
-def _restore(state, method, opt, verdicts) -> None:
-    for k, m in method.models.items():
-        m.load_state_dict(state["models"][k])
-    opt.load_state_dict(state["optimizer"])
-    method.load_state_dict(state["method"])
-    verdicts.load_state_dict(state["verdicts"])
+def _restore(state, method, opt, verdicts, path: Path | str = "checkpoint") -> None:
+    try:
+        for k, m in method.models.items():
+            m.load_state_dict(state["models"][k])
+        opt.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        verdicts.load_state_dict(state["verdicts"])
+    except (KeyError, RuntimeError, ValueError) as e:  # another model, method or data
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: the checkpoint does not fit this run's model/method/data ({first}); "
+            "resume with the config the run started with, or start a new run"
+        ) from None
     torch.set_rng_state(state["rng"]["torch"].cpu())
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([t.cpu() for t in state["rng"]["cuda"]])

@@ -158,6 +158,7 @@ class INCV(Method):
             eps=cfg.eps,
             keep_best=cfg.keep_best,
             seed=seed,
+            state_file=rd / "incv_stage1.pt" if (rd := getattr(ctx, "run_dir", None)) else None,
         )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
