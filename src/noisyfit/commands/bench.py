@@ -53,5 +53,9 @@ def cmd_bench(argv: Sequence[str]) -> int:
     failed = [n for n, s in res.get("status", {}).items() if s.startswith("failed")]
     if failed:
         print(f"{len(failed)} run(s) failed: {', '.join(failed)}")
+    held = [n for n, s in res.get("status", {}).items() if s.startswith(("busy", "refused"))]
+    if held:
+        print(f"{len(held)} run(s) not started (busy or changed; see above): {', '.join(held)}")
+    if failed or held:
         return 1
     return 0
