@@ -254,6 +254,16 @@ def train(
     write_json(run_dir / "noise.json", noisy.manifest.to_dict())
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
     np.save(run_dir / "train_index.npy", data.source_index)
+    write_json(  # what `noisyfit predict` needs to rebuild the inputs' layout and scale
+        run_dir / "data.json",
+        {
+            "name": ds.name,
+            "class_names": list(ds.class_names),
+            "input_shape": list(ds.input_shape),
+            "mean": list(ds.mean),
+            "std": list(ds.std),
+        },
+    )
     ctx, test_loader = build_context(cfg, data, device, model=model_obj)
     train_loader = ctx.loader
     if data.probe_index is not None:

@@ -569,6 +569,7 @@ def find_issues(
     info: dict[str, Any] = {
         "method": method,
         "dataset": cfg.dataset,
+        "data_dir": None if cfg.data_dir is None else str(Path(cfg.data_dir).resolve()),
         "model": cfg.model,
         "noise": cfg.noise,
         "nominal_noise_rate": None if cfg.noise == "none" else cfg.noise_rate,

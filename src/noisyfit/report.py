@@ -192,8 +192,18 @@ def write_suspects_csv(path: Path, s: dict[str, Any], order: np.ndarray) -> None
 # figures
 
 
+#: The one line shown when matplotlib is missing.
+NO_MATPLOTLIB = (
+    "the report needs matplotlib, which is not installed here: pip install matplotlib "
+    "(a dependency of noisyfit; an install with --no-deps skipped it)"
+)
+
+
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError(NO_MATPLOTLIB) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -218,13 +228,15 @@ def _int_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def fig_curves(history: list[dict], path: Path) -> None:
+def fig_curves(history: list[dict], path: Path, test_name: str = "clean test") -> None:
+    """Accuracy and loss per epoch; ``test_name`` names the test split ("clean test", or
+    "held-out ... on your labels" where the test labels are the user's own)."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, label in (
-        ("test_acc", "clean test accuracy"),
+        ("test_acc", f"{test_name} accuracy"),
         ("train_error", "training accuracy"),
-        ("test_acc_net2", "clean test accuracy (net 2)"),
+        ("test_acc_net2", f"{test_name} accuracy (net 2)"),
     ):
         xs, ys = _series(history, key)
         if key == "train_error":
@@ -237,7 +249,7 @@ def fig_curves(history: list[dict], path: Path) -> None:
     a1.legend(fontsize=8)
     for key, label in (
         ("train_loss", "training loss (given labels)"),
-        ("test_loss", "clean test loss"),
+        ("test_loss", f"{test_name} loss"),
     ):
         xs, ys = _series(history, key)
         if xs:
@@ -406,6 +418,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    _plt()  # fails first, with the one-line fix, where matplotlib is missing
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     cfg = load_config(run_dir / "config.yaml")
@@ -414,6 +427,12 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     manifest = _read_json(run_dir / "noise.json") or {}
     history = read_history(run_dir)
     samples = read_samples(run_dir)
+    # no truth (the user's own labels, --noise none on real-noise data): truth-only panels are
+    # hidden and the test split is "held-out ... on your labels", not a clean test set
+    truth = manifest.get("realized_rate") is not None or (
+        samples is not None and samples.get("true") is not None
+    )
+    test_name = "clean test" if truth else "held-out (your labels)"
     sections: list[str] = []
     notes: list[str] = []
 
@@ -441,19 +460,31 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         "wall_time_s",
         "mean_images_per_s",
     )
+    truth_keys = ("nominal_noise_rate", "realized_noise_rate", "tau")
+    truth_keys += ("last_label_precision", "last_label_recall")
+    if not truth:
+        keys = tuple(k for k in keys if k not in truth_keys)
+    if cfg.noise == "none":
+        keys = tuple(k for k in keys if k != "nominal_noise_rate")
+    renamed = {
+        "best_test_acc": f"best {test_name} accuracy",
+        "last_test_acc": f"last {test_name} accuracy",
+    }
     sections.append(
         "<h2>Summary</h2>"
         + (
-            _table({k: summary.get(k) for k in keys})
+            _table({renamed.get(k, k): summary.get(k) for k in keys})
             if summary
             else "<p class=note>no summary.json (run unfinished)</p>"
         )
     )
     # curves
     if history:
-        fig_curves(history, out / "curves.png")
+        fig_curves(history, out / "curves.png", test_name)
         sections.append("<h2>Accuracy and loss</h2>" + _img(out / "curves.png", "curves"))
-        if fig_selection(history, out / "selection.png"):
+        if not truth:
+            pass  # label precision/recall need the true labels
+        elif fig_selection(history, out / "selection.png"):
             sections.append(
                 "<h2>Label precision and recall</h2>"
                 "<p class=note>label precision: share of the selected samples "
@@ -466,7 +497,9 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         skip("Accuracy and loss", "metrics.jsonl is missing or empty")
     # transition matrices
     k = manifest.get("num_classes")
-    if k and manifest.get("nominal_T") is not None:
+    if not truth:
+        pass  # no injected noise, no truth: no transition to show
+    elif k and manifest.get("nominal_T") is not None:
         mats = [("nominal T", np.asarray(manifest["nominal_T"], dtype=float))]
         if manifest.get("realized_T") is not None:
             mats.append(("realized T", np.asarray(manifest["realized_T"], dtype=float)))
@@ -556,10 +589,14 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     sections.append("<h2>Environment</h2>" + _table(env))
     man = {k: v for k, v in manifest.items() if not k.endswith("_T")}
     sections.append("<h2>Noise manifest</h2>" + _table(man))
-    title = (
-        f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {cfg.noise} "
-        f"{cfg.noise_rate:g}"
+    noise = (
+        "your own labels (no noise injected)"
+        if cfg.noise == "none" and not truth
+        else "no injected noise"
+        if cfg.noise == "none"
+        else f"{cfg.noise} noise {cfg.noise_rate:g}"
     )
+    title = f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {noise}"
     page = (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
         f"{html.escape(title)}</title><style>{CSS}</style></head><body><h1>"

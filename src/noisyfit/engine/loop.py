@@ -101,6 +101,11 @@ def fit(
     meter = SelectionMeter(true_labels, device)
     verdicts = SampleVerdicts(len(train.labels), train.labels, device)
     log = RunLog(run_dir) if run_dir is not None else None
+    tb = None
+    if getattr(cfg, "tensorboard", False) and run_dir is not None:
+        from .tensorboard import TensorBoardLog
+
+        tb = TensorBoardLog(run_dir)
     history: list[dict[str, Any]] = []
     start = 0
     if resume:
@@ -233,6 +238,8 @@ def fit(
             else:
                 record.update(test_loss=None, test_error=None, test_acc=None)
             history.append(record)
+            if tb is not None:
+                tb.write(record)
             if log is not None:
                 log.write(history)
                 if cfg.checkpoint:
@@ -249,6 +256,9 @@ def fit(
                 f"Resume with: noisyfit train --resume {run_dir}"
             )
         raise
+    finally:
+        if tb is not None:
+            tb.close()
     return FitResult(history=history, verdicts=verdicts)
 
 
