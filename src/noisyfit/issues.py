@@ -134,7 +134,7 @@ def _round_preserving_sum(v: np.ndarray) -> np.ndarray:
     diff = int(np.round(floats.sum().round() - ints.sum()))
     if diff:
         inc = 1 if diff > 0 else -1
-        order = np.argsort(floats - ints)[::-inc][: abs(diff)]
+        order = np.argsort(floats - ints, kind="stable")[::-inc][: abs(diff)]
         ints[order] += inc
     return ints
 
