@@ -66,11 +66,15 @@ def make_folder(root: Path, n=300, n_swap=30, seed=0):
     given, rows = swap(y, n_swap, 10, seed)
     files = []
     for i in range(n):
-        f = root / names[given[i]].replace("/", "-") / f"img{i:04d}.png"
+        f = root / folder_name(names[given[i]]) / f"img{i:04d}.png"
         f.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(x[i]).save(f)
         files.append(str(f.relative_to(root)))
-    return given, rows, files
+    return given, rows, files, [folder_name(n) for n in names]
+
+
+def folder_name(cls: str) -> str:
+    return cls.replace("/", "-")
 
 
 def find_issues_cli(args: list[str]) -> float:
@@ -90,7 +94,7 @@ def pr(flag: np.ndarray, wrong: np.ndarray) -> tuple[int, float, float]:
     return int(flag.sum()), tp / max(int(flag.sum()), 1), tp / max(int(wrong.sum()), 1)
 
 
-def score(out: Path, given, swapped, files=None) -> dict:
+def score(out: Path, given, swapped, files=None, names=None) -> dict:
     """Checks that every user row comes back once, in order, and the precision/recall table.
     For a folder the user's order is the sorted file paths; rows are matched by file."""
     rows = list(csv.DictReader(open(out / "label_issues.csv")))
@@ -105,10 +109,17 @@ def score(out: Path, given, swapped, files=None) -> dict:
         checks["each file once"] = sorted(r["file"] for r in rows) == sorted(files)
         checks["rows = sorted files"] = [r["file"] for r in rows] == [files[i] for i in order]
         given, wrong = given[order], wrong[order]
+        # a folder's class indices follow the sorted folder names: compare the names, then
+        # score in the folder's index space
+        checks["given_class = user's folder"] = all(
+            r["given_class"] == names[given[i]] for i, r in enumerate(rows)
+        )
+        given = np.array([int(r["given_label"]) for r in rows])
+    else:
+        checks["given_label = user's label"] = all(
+            int(r["given_label"]) == given[i] for i, r in enumerate(rows)
+        )
     checks["dataset_index = row"] = all(int(r["dataset_index"]) == i for i, r in enumerate(rows))
-    checks["given_label = user's label"] = all(
-        int(r["given_label"]) == given[i] for i, r in enumerate(rows)
-    )
     flag = np.array([r["is_label_issue"] == "True" for r in rows])
     q = np.array([float(r["label_quality"]) for r in rows])
     lowest = np.argsort(q, kind="stable")[: len(swapped)]
@@ -146,13 +157,13 @@ def main(argv=None) -> int:
             **score(tmp / "npz", given, swapped),
             "s": s,
         }
-        given, swapped, files = make_folder(tmp / "photos")
+        given, swapped, files, names = make_folder(tmp / "photos")
         s = find_issues_cli(
             ["--dataset", "imagefolder", "--data-dir", str(tmp / "photos"), "--out", str(tmp)]
             + ["--name", "folder", *common]
         )
         results["image folder, 300 PNGs, 30 swapped"] = {
-            **score(tmp / "folder", given, swapped, files),
+            **score(tmp / "folder", given, swapped, files, names),
             "s": s,
         }
     lines = [

@@ -461,7 +461,7 @@ def test_export_image_folder_files_kept_images_by_class(tmp_path):
 
 def test_noise_none_has_no_nominal_rate_and_the_report_says_your_labels(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    swapped_npz(tmp_path / "mine.npz")
+    _, given, _ = swapped_npz(tmp_path / "mine.npz")
     rc = main(
         ["train", "--dataset", "arrays", "--data-dir", str(tmp_path / "mine.npz")]
         + ["--noise", "none", "--model", "mlp", "--epochs", "2", "--no-progress"]
@@ -478,6 +478,12 @@ def test_noise_none_has_no_nominal_rate_and_the_report_says_your_labels(tmp_path
     assert "your own labels" in page and "0.4" not in page.split("</h1>")[0]
     assert "held-out (your labels) accuracy" in page and "clean test" not in page
     assert "Label precision and recall" not in page and "Noise transition" not in page
+    # the suspects name the user's rows (not rows of the split after the 20% hold-out)
+    sus = read_csv(tmp_path / "r" / "report" / "suspected_errors.csv")
+    assert len(sus) == 32 and all(
+        int(r["given_label"]) == given[int(r["dataset_index"])] for r in sus
+    )
+    assert all(r["given_class"] == f"kind{r['given_label']}" for r in sus)
 
 
 def test_report_without_matplotlib_fails_with_one_clear_line(tmp_path, capsys, monkeypatch):

@@ -172,20 +172,33 @@ def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:
     }
 
 
-def write_suspects_csv(path: Path, s: dict[str, Any], order: np.ndarray) -> None:
+def write_suspects_csv(
+    path: Path,
+    s: dict[str, Any],
+    order: np.ndarray,
+    names: list[str] | None = None,
+    where: tuple[str, list] | None = None,
+) -> None:
+    """The top suspects; with ``names`` the class names, with ``where`` = ("file" or
+    "dataset_index", one value per sample) each sample's file or row in the user's data."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "given_label", "suggested_label", "label_quality", "true_label"])
+        head = ["index", "given_label", "suggested_label", "label_quality", "true_label"]
+        head += [where[0]] if where else []
+        w.writerow(head + (["given_class", "suggested_class"] if names else []))
         for i in order:
-            w.writerow(
-                [
-                    int(i),
-                    int(s["given"][i]),
-                    int(s["suggested"][i]),
-                    f"{s['quality'][i]:.6g}",
-                    "" if s["true"] is None else int(s["true"][i]),
-                ]
-            )
+            g, sg = int(s["given"][i]), int(s["suggested"][i])
+            row = [
+                int(i),
+                g,
+                int(s["suggested"][i]),
+                f"{s['quality'][i]:.6g}",
+                "" if s["true"] is None else int(s["true"][i]),
+            ]
+            row += [where[1][i]] if where else []
+            if names:
+                row += [names[g] if g < len(names) else g, names[sg] if sg < len(names) else sg]
+            w.writerow(row)
 
 
 # --------------------------------------------------------------------------------------------
@@ -546,7 +559,15 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             raise ValueError("the dataset no longer matches the run's noisy_labels.npy")
         s = suspected_errors(run_dir, cfg, data)
         order = np.argsort(s["quality"], kind="stable")[:top]
-        write_suspects_csv(out / "suspected_errors.csv", s, order)
+        # each sample as the user knows it: its file, or its row in the user's array
+        extra, src = data.dataset.extra, data.source_index
+        where = None
+        if src is not None and len(src) == len(s["given"]):
+            if extra.get("train_files") is not None:
+                where = ("file", [extra["train_files"][j] for j in src])
+            elif extra.get("train_rows") is not None:
+                where = ("dataset_index", [int(extra["train_rows"][j]) for j in src])
+        write_suspects_csv(out / "suspected_errors.csv", s, order, names, where)
 
         def nm(c: int) -> str:
             return str(names[c]) if names and c < len(names) else str(c)
@@ -556,6 +577,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             g, sg = int(s["given"][i]), int(s["suggested"][i])
             wrong = None if s["true"] is None else bool(s["true"][i] != g)
             rows.append((int(i), nm(g), nm(sg), float(s["quality"][i]), wrong))
+        label_of = {int(i): ("" if where is None else str(where[1][i])) for i in order}
         cap = (
             f"ranked by label quality (probability of the given label; source: "
             f"{s['source']}); title: index, quality, given → suggested label"
@@ -571,16 +593,22 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             body = _img(out / "suspected_errors.png", "suspected label errors")
         else:
             body = "<p class=note>feature-vector data: no images to show</p>"
+        wcol = "" if where is None else f"<th>{where[0]}</th>"
         tab = "".join(
-            f"<tr><td>{r[0]}</td><td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
-            f"</td><td>{r[3]:.3f}</td><td>{'' if r[4] is None else r[4]}</td></tr>"
+            f"<tr><td>{r[0]}</td>"
+            + ("" if where is None else f"<td>{html.escape(label_of[r[0]])}</td>")
+            + f"<td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
+            f"</td><td>{r[3]:.3f}</td>"
+            + ("" if s["true"] is None else f"<td>{'' if r[4] is None else r[4]}</td>")
+            + "</tr>"
             for r in rows
         )
+        tcol = "" if s["true"] is None else "<th>truly wrong</th>"
         sections.append(
             f"<h2>Top {len(rows)} suspected label errors</h2><p class=note>"
             f"{html.escape(cap)}</p>{body}<details><summary>table</summary><table>"
-            "<tr><th>index</th><th>given</th><th>suggested</th><th>quality</th>"
-            f"<th>truly wrong</th></tr>{tab}</table></details>"
+            f"<tr><th>index</th>{wcol}<th>given</th><th>suggested</th><th>quality</th>"
+            f"{tcol}</tr>{tab}</table></details>"
         )
     except Exception as e:  # noqa: BLE001 - the rest of the report still stands
         skip("Suspected label errors", f"not available ({type(e).__name__}: {e})")
