@@ -5,15 +5,18 @@ Public API::
     import noisyfit
     result = noisyfit.train(dataset="fashion-mnist", noise="symmetric", noise_rate=0.4)
     noisy = noisyfit.inject_noise(labels, "pair", 0.4, num_classes=10, seed=0)
-    issues = noisyfit.find_label_issues(dataset="arrays", data_dir="mine.npz", noise="none")
+    issues = noisyfit.find_issues(dataset="arrays", data_dir="mine.npz", noise="none")
+    mask = noisyfit.find_label_issues(labels=given, pred_probs=probs)   # cleanlab's meaning
+    clf = noisyfit.RobustClassifier(method="coteaching", model="mlp", epochs=5).fit(X, y)
     noisyfit.list_methods()
 """
 
 __version__ = "0.1.0"
 
 from .api import TrainResult, train  # noqa: E402
+from .classifier import RobustClassifier  # noqa: E402
 from .config import TrainConfig  # noqa: E402
-from .issues import LabelIssues, find_label_issues  # noqa: E402
+from .issues import LabelIssues, find_issues, find_label_issues  # noqa: E402
 from .noise import inject_noise, transition_matrix  # noqa: E402
 
 
@@ -52,6 +55,8 @@ __all__ = [
     "TrainResult",
     "train",
     "find_label_issues",
+    "find_issues",
+    "RobustClassifier",
     "LabelIssues",
     "inject_noise",
     "transition_matrix",

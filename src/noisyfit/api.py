@@ -136,9 +136,15 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     return np.sort(np.concatenate(picks))
 
 
-def prepare_data(cfg: TrainConfig) -> PreparedData:
-    """Load the dataset, take the train subset, hold out the probe set, inject noise."""
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
+def prepare_data(cfg: TrainConfig, dataset: Dataset | None = None) -> PreparedData:
+    """Load the dataset (or take ``dataset``, an in-memory one), take the train subset, hold
+    out the probe set, inject noise."""
+    if dataset is not None:
+        import dataclasses
+
+        ds = dataclasses.replace(dataset)  # a shallow copy: the subset below rebinds x, labels
+    else:
+        ds = load_dataset(cfg.dataset, cfg.data_dir)
     source = np.arange(len(ds.labels))
     if cfg.train_subset is not None:
         source = stratified_subset(ds.labels, cfg.train_subset, seed=12345)
@@ -192,6 +198,7 @@ def train(
     *,
     resume: str | Path | None = None,
     report: bool = True,
+    weights: str | Path | None = None,
     **overrides: Any,
 ) -> TrainResult:
     """Train one method on a noisy-label dataset; write a run folder; return the result.
@@ -201,13 +208,20 @@ def train(
             40% symmetric noise, 10 epochs).
         resume: a run folder to continue from its last checkpoint (its config is used).
         report: write ``<run_dir>/report/`` (HTML + PNGs) at the end; a failure only warns.
+        weights: a local weights file for ``model="torchvision:<name>"``.
         **overrides: any TrainConfig field, e.g. ``train(epochs=5, method="standard")``.
+            Besides names, ``dataset`` may be a torch ``Dataset`` (e.g. ``TensorDataset``),
+            an ``(x, y)`` pair of arrays/tensors or a noisyfit ``Dataset``; ``model`` an
+            ``nn.Module`` factory ``(num_classes, input_shape) -> nn.Module`` or an
+            ``nn.Module`` (copied for each network). Such runs record ``in-memory`` /
+            ``custom`` in config.yaml and cannot be resumed from the command line.
 
     Example::
 
         result = noisyfit.train(dataset="fashion-mnist", noise="pair", noise_rate=0.4)
         print(result.test_acc, result.run_dir)
     """
+    dataset_obj = model_obj = None
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
@@ -224,6 +238,7 @@ def train(
             with RunLock(run_dir):
                 return finished_result(run_dir)
     else:
+        dataset_obj, model_obj, overrides = split_objects(overrides, weights)
         cfg = resolve_config(config, **overrides)
         run_dir = Path(cfg.out) / (cfg.name or _run_name(cfg))
         if cfg.name is not None:
@@ -234,7 +249,7 @@ def train(
 
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, dataset_obj)
     if method_cls.needs_probe and data.probe_index is None:
         raise ConfigError(
             f"method {cfg.method!r} needs a clean probe set: pass "
@@ -247,7 +262,7 @@ def train(
             done = resume_checks(run_dir, cfg, data.noisy.labels)
             if done is not None:
                 return done
-        return _train_in(run_dir, cfg, data, device, method_cls, resume, report)
+        return _train_in(run_dir, cfg, data, device, method_cls, resume, report, model_obj)
     finally:
         lock.release()
 
@@ -359,7 +374,9 @@ def _norm(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def _train_in(run_dir, cfg, data, device, method_cls, resume, report) -> TrainResult:
+def _train_in(
+    run_dir, cfg, data, device, method_cls, resume, report, model_obj=None
+) -> TrainResult:
     """The run itself, in a locked run folder."""
     from .engine.run import data_source
 
@@ -371,7 +388,17 @@ def _train_in(run_dir, cfg, data, device, method_cls, resume, report) -> TrainRe
     write_json(run_dir / "data_source.json", data_source(ds, cfg))
     np.save(run_dir / "noisy_labels.npy", noisy.labels)
     np.save(run_dir / "train_index.npy", data.source_index)
-    ctx, test_loader = build_context(cfg, data, device)
+    write_json(  # what `noisyfit predict` needs to rebuild the inputs' layout and scale
+        run_dir / "data.json",
+        {
+            "name": ds.name,
+            "class_names": list(ds.class_names),
+            "input_shape": list(ds.input_shape),
+            "mean": list(ds.mean),
+            "std": list(ds.std),
+        },
+    )
+    ctx, test_loader = build_context(cfg, data, device, model=model_obj)
     train_loader = ctx.loader
     if data.probe_index is not None:
         np.save(run_dir / "probe_indices.npy", data.probe_index)
@@ -444,12 +471,40 @@ def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None
         return None
 
 
+def split_objects(
+    overrides: dict[str, Any], weights: str | Path | None = None
+) -> tuple[Dataset | None, Any, dict[str, Any]]:
+    """(dataset object, model factory, the remaining overrides): a ``dataset`` or ``model``
+    override that is not a name is taken out, and the config records ``in-memory`` /
+    ``custom`` (or the torchvision name) in its place."""
+    from .data.memory import IN_MEMORY, as_dataset
+    from .models.external import as_model_factory
+
+    overrides = dict(overrides)
+    ds = overrides.get("dataset")
+    dataset_obj = None
+    if ds is not None and not isinstance(ds, str):
+        dataset_obj = as_dataset(ds)
+        overrides["dataset"] = ds.name if isinstance(ds, Dataset) else IN_MEMORY
+    m = overrides.get("model")
+    model_obj = as_model_factory(m, weights) if m is not None else None
+    if model_obj is not None:
+        overrides["model"] = m if isinstance(m, str) else "custom"
+    return dataset_obj, model_obj, overrides
+
+
 def build_context(
-    cfg: TrainConfig, data: PreparedData, device: torch.device | None = None
-) -> tuple[Context, DeviceLoader]:
+    cfg: TrainConfig,
+    data: PreparedData,
+    device: torch.device | None = None,
+    *,
+    model: Any = None,
+) -> tuple[Context, DeviceLoader | None]:
     """The method Context of a prepared dataset (training and probe loaders, ``make_model``,
-    ``train_model``) and the clean test loader: what :func:`train` runs on, for commands that
-    train outside a run (``theory``, ``clean``, ``ieg --mode evaluation``)."""
+    ``train_model``) and the clean test loader (None when the dataset has no test rows): what
+    :func:`train` runs on, for commands that train outside a run (``theory``, ``clean``,
+    ``ieg --mode evaluation``). ``model``: a factory ``(num_classes, input_shape) -> nn.Module``
+    used instead of the registered ``cfg.model``."""
     device = device or resolve_device(cfg.device)
     ds = data.dataset
     kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
@@ -462,8 +517,10 @@ def build_context(
         seed=cfg.seed,
         **kw,
     )
-    test_loader = DeviceLoader(
-        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw
+    test_loader = (
+        DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw)
+        if len(ds.test_x)
+        else None
     )
     probe_loader = None
     if data.probe_index is not None:
@@ -478,7 +535,10 @@ def build_context(
         )
 
     def make_model() -> torch.nn.Module:
-        m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
+        if model is not None:
+            m = model(ds.num_classes, ds.input_shape).to(device)
+        else:
+            m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
         if device.type == "cuda" and len(ds.input_shape) == 3:
             m = m.to(memory_format=torch.channels_last)
         if cfg.compile and device.type == "cuda":
@@ -576,7 +636,8 @@ def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
         "model": cfg.model,
         "method": cfg.method,
         "noise": cfg.noise,
-        "nominal_noise_rate": cfg.noise_rate,
+        # no nominal rate where no noise was injected (--noise none: the user's own labels)
+        "nominal_noise_rate": None if cfg.noise == "none" else cfg.noise_rate,
         "realized_noise_rate": manifest.realized_rate,
         "tau": tau,
         "epochs": len(history),

@@ -107,14 +107,22 @@ def _print_summary(s: dict) -> None:
         return "n/a" if v is None else f"{100 * v:.2f}%"
 
     print("\nsummary")
-    print(
-        f"  {s['method']} on {s['dataset']} with {s['noise']} noise "
-        f"(nominal {s['nominal_noise_rate']:g}, realized {pct(s['realized_noise_rate'])})"
-    )
-    print(
-        f"  clean test accuracy: last {pct(s['last_test_acc'])}, best "
-        f"{pct(s['best_test_acc'])} (epoch {s['best_epoch']})"
-    )
+    truth = s.get("realized_noise_rate") is not None
+    if not truth:  # the user's own labels: no injected noise, no truth
+        print(f"  {s['method']} on {s['dataset']} with your own labels (no noise injected)")
+    elif s.get("nominal_noise_rate") is None:
+        print(f"  {s['method']} on {s['dataset']}, no noise injected")
+    else:
+        print(
+            f"  {s['method']} on {s['dataset']} with {s['noise']} noise "
+            f"(nominal {s['nominal_noise_rate']:g}, realized {pct(s['realized_noise_rate'])})"
+        )
+    if s.get("last_test_acc") is not None:
+        print(
+            f"  {'clean test' if truth else 'held-out'} accuracy"
+            f"{'' if truth else ' on your labels'}: last {pct(s['last_test_acc'])}, best "
+            f"{pct(s['best_test_acc'])} (epoch {s['best_epoch']})"
+        )
     if s.get("last_label_precision") is not None:
         print(
             f"  label precision {pct(s['last_label_precision'])}, "

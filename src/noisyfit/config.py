@@ -111,6 +111,9 @@ class TrainConfig:
     """Show a progress bar per epoch."""
     checkpoint: bool = True
     """Write a checkpoint every epoch (needed for --resume)."""
+    tensorboard: bool = False
+    """Also log the per-epoch metrics as TensorBoard scalars in RUN_DIR/tensorboard/ (needs
+    ``pip install 'noisyfit[tensorboard]'``)."""
 
     def __post_init__(self) -> None:
         self.validate()

@@ -174,28 +174,51 @@ def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:
     }
 
 
-def write_suspects_csv(path: Path, s: dict[str, Any], order: np.ndarray) -> None:
+def write_suspects_csv(
+    path: Path,
+    s: dict[str, Any],
+    order: np.ndarray,
+    names: list[str] | None = None,
+    where: tuple[str, list] | None = None,
+) -> None:
+    """The top suspects; with ``names`` the class names, with ``where`` = ("file" or
+    "dataset_index", one value per sample) each sample's file or row in the user's data."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["index", "given_label", "suggested_label", "label_quality", "true_label"])
+        head = ["index", "given_label", "suggested_label", "label_quality", "true_label"]
+        head += [where[0]] if where else []
+        w.writerow(head + (["given_class", "suggested_class"] if names else []))
         for i in order:
-            w.writerow(
-                [
-                    int(i),
-                    int(s["given"][i]),
-                    int(s["suggested"][i]),
-                    f"{s['quality'][i]:.6g}",
-                    "" if s["true"] is None else int(s["true"][i]),
-                ]
-            )
+            g, sg = int(s["given"][i]), int(s["suggested"][i])
+            row = [
+                int(i),
+                g,
+                int(s["suggested"][i]),
+                f"{s['quality'][i]:.6g}",
+                "" if s["true"] is None else int(s["true"][i]),
+            ]
+            row += [where[1][i]] if where else []
+            if names:
+                row += [names[g] if g < len(names) else g, names[sg] if sg < len(names) else sg]
+            w.writerow(row)
 
 
 # --------------------------------------------------------------------------------------------
 # figures
 
 
+#: The one line shown when matplotlib is missing.
+NO_MATPLOTLIB = (
+    "the report needs matplotlib, which is not installed here: pip install matplotlib "
+    "(a dependency of noisyfit; an install with --no-deps skipped it)"
+)
+
+
 def _plt():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ImportError(NO_MATPLOTLIB) from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -220,13 +243,15 @@ def _int_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def fig_curves(history: list[dict], path: Path) -> None:
+def fig_curves(history: list[dict], path: Path, test_name: str = "clean test") -> None:
+    """Accuracy and loss per epoch; ``test_name`` names the test split ("clean test", or
+    "held-out ... on your labels" where the test labels are the user's own)."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, label in (
-        ("test_acc", "clean test accuracy"),
+        ("test_acc", f"{test_name} accuracy"),
         ("train_error", "training accuracy"),
-        ("test_acc_net2", "clean test accuracy (net 2)"),
+        ("test_acc_net2", f"{test_name} accuracy (net 2)"),
     ):
         xs, ys = _series(history, key)
         if key == "train_error":
@@ -239,7 +264,7 @@ def fig_curves(history: list[dict], path: Path) -> None:
     a1.legend(fontsize=8)
     for key, label in (
         ("train_loss", "training loss (given labels)"),
-        ("test_loss", "clean test loss"),
+        ("test_loss", f"{test_name} loss"),
     ):
         xs, ys = _series(history, key)
         if xs:
@@ -408,6 +433,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+    _plt()  # fails first, with the one-line fix, where matplotlib is missing
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     cfg = load_config(run_dir / "config.yaml")
@@ -416,6 +442,12 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     manifest = _read_json(run_dir / "noise.json") or {}
     history = read_history(run_dir)
     samples = read_samples(run_dir)
+    # no truth (the user's own labels, --noise none on real-noise data): truth-only panels are
+    # hidden and the test split is "held-out ... on your labels", not a clean test set
+    truth = manifest.get("realized_rate") is not None or (
+        samples is not None and samples.get("true") is not None
+    )
+    test_name = "clean test" if truth else "held-out (your labels)"
     sections: list[str] = []
     notes: list[str] = []
 
@@ -443,19 +475,31 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         "wall_time_s",
         "mean_images_per_s",
     )
+    truth_keys = ("nominal_noise_rate", "realized_noise_rate", "tau")
+    truth_keys += ("last_label_precision", "last_label_recall")
+    if not truth:
+        keys = tuple(k for k in keys if k not in truth_keys)
+    if cfg.noise == "none":
+        keys = tuple(k for k in keys if k != "nominal_noise_rate")
+    renamed = {
+        "best_test_acc": f"best {test_name} accuracy",
+        "last_test_acc": f"last {test_name} accuracy",
+    }
     sections.append(
         "<h2>Summary</h2>"
         + (
-            _table({k: summary.get(k) for k in keys})
+            _table({renamed.get(k, k): summary.get(k) for k in keys})
             if summary
             else "<p class=note>no summary.json (run unfinished)</p>"
         )
     )
     # curves
     if history:
-        fig_curves(history, out / "curves.png")
+        fig_curves(history, out / "curves.png", test_name)
         sections.append("<h2>Accuracy and loss</h2>" + _img(out / "curves.png", "curves"))
-        if fig_selection(history, out / "selection.png"):
+        if not truth:
+            pass  # label precision/recall need the true labels
+        elif fig_selection(history, out / "selection.png"):
             sections.append(
                 "<h2>Label precision and recall</h2>"
                 "<p class=note>label precision: share of the selected samples "
@@ -468,7 +512,9 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         skip("Accuracy and loss", "metrics.jsonl is missing or empty")
     # transition matrices
     k = manifest.get("num_classes")
-    if k and manifest.get("nominal_T") is not None:
+    if not truth:
+        pass  # no injected noise, no truth: no transition to show
+    elif k and manifest.get("nominal_T") is not None:
         mats = [("nominal T", np.asarray(manifest["nominal_T"], dtype=float))]
         if manifest.get("realized_T") is not None:
             mats.append(("realized T", np.asarray(manifest["realized_T"], dtype=float)))
@@ -515,7 +561,15 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             raise DataError("the dataset no longer matches the run's noisy_labels.npy")
         s = suspected_errors(run_dir, cfg, data)
         order = np.argsort(s["quality"], kind="stable")[:top]
-        write_suspects_csv(out / "suspected_errors.csv", s, order)
+        # each sample as the user knows it: its file, or its row in the user's array
+        extra, src = data.dataset.extra, data.source_index
+        where = None
+        if src is not None and len(src) == len(s["given"]):
+            if extra.get("train_files") is not None:
+                where = ("file", [extra["train_files"][j] for j in src])
+            elif extra.get("train_rows") is not None:
+                where = ("dataset_index", [int(extra["train_rows"][j]) for j in src])
+        write_suspects_csv(out / "suspected_errors.csv", s, order, names, where)
 
         def nm(c: int) -> str:
             return str(names[c]) if names and c < len(names) else str(c)
@@ -525,6 +579,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             g, sg = int(s["given"][i]), int(s["suggested"][i])
             wrong = None if s["true"] is None else bool(s["true"][i] != g)
             rows.append((int(i), nm(g), nm(sg), float(s["quality"][i]), wrong))
+        label_of = {int(i): ("" if where is None else str(where[1][i])) for i in order}
         cap = (
             f"ranked by label quality (probability of the given label; source: "
             f"{s['source']}); title: index, quality, given → suggested label"
@@ -540,16 +595,22 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
             body = _img(out / "suspected_errors.png", "suspected label errors")
         else:
             body = "<p class=note>feature-vector data: no images to show</p>"
+        wcol = "" if where is None else f"<th>{where[0]}</th>"
         tab = "".join(
-            f"<tr><td>{r[0]}</td><td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
-            f"</td><td>{r[3]:.3f}</td><td>{'' if r[4] is None else r[4]}</td></tr>"
+            f"<tr><td>{r[0]}</td>"
+            + ("" if where is None else f"<td>{html.escape(label_of[r[0]])}</td>")
+            + f"<td>{html.escape(r[1])}</td><td>{html.escape(r[2])}"
+            f"</td><td>{r[3]:.3f}</td>"
+            + ("" if s["true"] is None else f"<td>{'' if r[4] is None else r[4]}</td>")
+            + "</tr>"
             for r in rows
         )
+        tcol = "" if s["true"] is None else "<th>truly wrong</th>"
         sections.append(
             f"<h2>Top {len(rows)} suspected label errors</h2><p class=note>"
             f"{html.escape(cap)}</p>{body}<details><summary>table</summary><table>"
-            "<tr><th>index</th><th>given</th><th>suggested</th><th>quality</th>"
-            f"<th>truly wrong</th></tr>{tab}</table></details>"
+            f"<tr><th>index</th>{wcol}<th>given</th><th>suggested</th><th>quality</th>"
+            f"{tcol}</tr>{tab}</table></details>"
         )
     except Exception as e:  # noqa: BLE001 - the rest of the report still stands
         skip("Suspected label errors", f"not available ({type(e).__name__}: {e})")
@@ -558,10 +619,14 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     sections.append("<h2>Environment</h2>" + _table(env))
     man = {k: v for k, v in manifest.items() if not k.endswith("_T")}
     sections.append("<h2>Noise manifest</h2>" + _table(man))
-    title = (
-        f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {cfg.noise} "
-        f"{cfg.noise_rate:g}"
+    noise = (
+        "your own labels (no noise injected)"
+        if cfg.noise == "none" and not truth
+        else "no injected noise"
+        if cfg.noise == "none"
+        else f"{cfg.noise} noise {cfg.noise_rate:g}"
     )
+    title = f"noisyfit run {run_dir.name}: {cfg.method} on {cfg.dataset}, {noise}"
     page = (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>"
         f"{html.escape(title)}</title><style>{CSS}</style></head><body><h1>"

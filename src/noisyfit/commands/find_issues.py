@@ -6,8 +6,11 @@
     noisyfit find-issues --method incv --dataset fashion-mnist --noise symmetric --noise-rate 0.4
     noisyfit find-issues --method coteaching ...          # any registered method
 
-Writes ``<out>/<name>/label_issues.csv`` (cleanlab's columns: index, given_label,
-suggested_label, is_label_issue, label_quality), ``pred_probs.npy`` (N, K) for
+Every row of your data is examined (``arrays``/``imagefolder``: no test hold-out is taken;
+``--holdout 0.1`` holds 10% out of training and still scores it). Writes
+``<out>/<name>/label_issues.csv`` (cleanlab's columns: index, given_label, suggested_label,
+is_label_issue, label_quality; then dataset_index — the row in your array — file, the class
+names, held_out), ``pred_probs.npy`` (N, K) for
 ``cleanlab.filter.find_label_issues(labels, pred_probs)``, ``given_labels.npy`` and
 ``issues_summary.json``. See :mod:`noisyfit.issues`.
 """
@@ -29,12 +32,15 @@ from ..cli import command, parse_config
 )
 def cmd_find_issues(argv: Sequence[str]) -> int:
     """noisyfit find-issues [--method M] [--folds K] [--top N] [--config F] [TrainConfig flags]"""
-    from ..issues import find_label_issues
+    import warnings
+
+    from ..issues import LowAccuracyWarning, find_issues
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--method", default="cv")
     pre.add_argument("--folds", type=int, default=3)
     pre.add_argument("--top", type=int, default=10)
+    pre.add_argument("--holdout", type=float, default=0.0)
     cfg, known = parse_config(
         argv,
         prog="noisyfit find-issues",
@@ -42,8 +48,10 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
         description=(
             "Find the wrong labels of a dataset. Also: --method cv|incv|<any registered method> "
             "(default cv: K-fold cross-validated out-of-sample probabilities), --folds K (3), "
-            "--top N (rows printed, 10), --config FILE.yaml. Your own data: --dataset arrays "
-            "--data-dir data.npz --noise none (or imagefolder). Writes <out>/<name>/"
+            "--top N (rows printed, 10), --holdout F (cv: share of rows no network trains "
+            "on, still scored; default 0), --config FILE.yaml. Every row is examined. Your own "
+            "data: --dataset arrays --data-dir data.npz --noise none (or imagefolder). "
+            "Writes <out>/<name>/"
             "label_issues.csv, pred_probs.npy, issues_summary.json."
         ),
     )
@@ -54,12 +62,32 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
     out = Path(cfg.out) / name
     if known.method not in ("cv", "incv"):  # the method's own run folder sits beside
         cfg = cfg.replace(name=f"{name}-run")
-    res = find_label_issues(cfg, method=known.method, folds=known.folds, out=out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LowAccuracyWarning)  # printed below, with the summary
+        res = find_issues(
+            cfg, method=known.method, folds=known.folds, holdout=known.holdout, out=out
+        )
     s = res.summary
     print(
         f"\n{s['num_issues']} of {s['num_samples']} labels flagged as issues "
-        f"({known.method}, {s['wall_time_s']:.1f} s)"
+        f"({known.method}, {s['wall_time_s']:.1f} s); {s['num_samples']} of "
+        f"{s['num_rows_in_data']} rows of the data examined"
     )
+    print(f"  flagged by {s.get('flagged_by', known.method)}")
+    acc = s.get("oof_accuracy", s.get("fit_accuracy"))
+    kind = "out-of-fold" if "oof_accuracy" in s else "in-sample (training)"
+    if acc is not None:
+        print(
+            f"  {kind} accuracy on your labels {100 * acc:.2f}%; estimated noise rate "
+            f"{100 * s['estimated_noise_rate']:.2f}%"
+        )
+    if s.get("held_out_accuracy_on_your_labels") is not None:
+        print(
+            f"  held-out accuracy on your labels {100 * s['held_out_accuracy_on_your_labels']:.2f}%"
+            f" ({s['num_held_out']} rows no network trained on)"
+        )
+    if s.get("warning"):
+        print(f"  WARNING: {s['warning']}")
     if s.get("error_precision") is not None or s.get("error_recall") is not None:
 
         def pct(v):
@@ -79,10 +107,15 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
         print(
             "  most suspect: "
             + ", ".join(
-                f"#{i} {res.given_labels[i]}→{res.suggested_labels[i]} "
-                f"(q {res.label_quality[i]:.2f})"
+                f"{res.where(i)} {_name(res, res.given_labels[i])}→"
+                f"{_name(res, res.suggested_labels[i])} (q {res.label_quality[i]:.2f})"
                 for i in top
             )
         )
     print(f"  wrote {out / 'label_issues.csv'} and {out / 'pred_probs.npy'}")
     return 0
+
+
+def _name(res, c) -> str:
+    c = int(c)
+    return res.class_names[c] if c < len(res.class_names) else str(c)

@@ -27,9 +27,15 @@ class ReportArgs:
     "curves, label precision/recall, T heatmaps, class balance, suspected label errors",
 )
 def cmd_report(argv: Sequence[str]) -> int:
+    import sys
+
     from ..report import build_report
 
     a = tyro.cli(ReportArgs, args=list(argv), prog="noisyfit report")
-    page = build_report(a.run_dir, top=a.top)
+    try:
+        page = build_report(a.run_dir, top=a.top)
+    except ImportError as e:
+        print(f"noisyfit report: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {page} (and its PNGs in {page.parent})")
     return 0

@@ -156,7 +156,9 @@ def imagefolder(
 
     Class names are the training sub-folder names, sorted. Images are decoded with PIL into 3
     channels, or 1 if every image is grayscale. ``extra["train_files"]`` /
-    ``extra["test_files"]`` hold each sample's path relative to ``data_dir``.
+    ``extra["test_files"]`` hold each sample's path relative to ``data_dir``;
+    ``extra["train_rows"]`` (and ``extra["test_rows"]`` after a holdout) each sample's position
+    in the sorted list of all files, so results map back to the user's files.
     """
     if data_dir is None:
         raise DatasetNotFoundError(
@@ -183,6 +185,7 @@ def imagefolder(
         test_files = [f for k in names for f in test.get(k, [])]
         ty = np.array([i for i, k in enumerate(names) for _ in test.get(k, [])], dtype=np.int64)
         layout = "train/ and test/ folders"
+        rows = {"train_rows": np.arange(len(files))}
     else:
         classes = _class_folders(root)
         if not classes:
@@ -197,6 +200,7 @@ def imagefolder(
         files, y = [all_files[i] for i in tr], all_y[tr]
         test_files, ty = [all_files[i] for i in te], all_y[te]
         layout = f"class folders, seeded {test_fraction:.0%} holdout (seed {seed})"
+        rows = {"train_rows": tr, "test_rows": te}
     both = _decode_images(files + test_files, size)  # one channel decision for both splits
     x, tx = both[: len(files)], both[len(files) :]
     return Dataset(
@@ -211,6 +215,7 @@ def imagefolder(
         extra={
             "train_files": [str(f.relative_to(root)) for f in files],
             "test_files": [str(f.relative_to(root)) for f in test_files],
+            **rows,
         },
     )
 
@@ -295,6 +300,8 @@ def arrays(
     images (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3} (stored as (N, C, H, W)).
     Without ``x_test``/``y_test`` a seeded stratified ``test_fraction`` is held out. Without
     ``class_names`` the classes are ``class0 … class{K-1}``, K = largest label + 1.
+    ``extra["train_rows"]`` (and ``extra["test_rows"]`` after a holdout) hold each sample's row
+    in the user's ``x``, so results map back to the user's rows.
     """
     path = _npz_path(data_dir)
     note_files_read(path)
@@ -346,10 +353,12 @@ def arrays(
                 f"{path}: x_test {tx.shape[1:]} {tx.dtype} does not match x {x.shape[1:]} {x.dtype}"
             )
         how = "given test split"
+        rows = {"train_rows": np.arange(len(x))}
     else:
         tr, te = holdout_split(y, test_fraction, seed)
         x, tx, y, ty = x[tr], x[te], y[tr], y[te]
         how = f"seeded {test_fraction:.0%} holdout (seed {seed})"
+        rows = {"train_rows": tr, "test_rows": te}
     if "class_names" in data:
         cn = np.asarray(data["class_names"])
         if cn.ndim != 1:
@@ -367,4 +376,5 @@ def arrays(
         class_names=names,
         labels_are_true=False,
         source=f"arrays in {path} ({how})",
+        extra=rows,
     )

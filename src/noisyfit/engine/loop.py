@@ -102,6 +102,11 @@ def fit(
     meter = SelectionMeter(true_labels, device)
     verdicts = SampleVerdicts(len(train.labels), train.labels, device)
     log = RunLog(run_dir) if run_dir is not None else None
+    tb = None
+    if getattr(cfg, "tensorboard", False) and run_dir is not None:
+        from .tensorboard import TensorBoardLog
+
+        tb = TensorBoardLog(run_dir)
     history: list[dict[str, Any]] = []
     start = 0
     saved = 0  # epochs in the checkpoint on disk (what a resume would continue from)
@@ -235,6 +240,8 @@ def fit(
             else:
                 record.update(test_loss=None, test_error=None, test_acc=None)
             history.append(record)
+            if tb is not None:
+                tb.write(record)
             if log is not None:
                 log.write(history)
                 if cfg.checkpoint:
@@ -248,6 +255,9 @@ def fit(
         if run_dir is not None:
             tqdm.write(interrupt_message(run_dir, epoch, saved, cfg.checkpoint))
         raise
+    finally:
+        if tb is not None:
+            tb.close()
     return FitResult(history=history, verdicts=verdicts)
 
 
