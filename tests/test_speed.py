@@ -284,3 +284,51 @@ def test_strong_view_has_no_per_image_loop(monkeypatch):
     view = StrongAugment("autoaug", image_size=(8, 8))(loader, batch)
     assert view.shape == (64, 3, 8, 8) and view.dtype == torch.float32
     assert sum(calls) <= 2 * 64 and len(calls) < sum(calls)  # grouped: fewer calls than images
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def test_eval_batch_defaults_to_the_fast_one_per_device():
+    from noisyfit.api import build_context, prepare_data
+    from noisyfit.config import CPU_EVAL_BATCH, CUDA_EVAL_BATCH, TrainConfig
+
+    cfg = TrainConfig(dataset="synthetic", model="cnn-tiny")
+    assert cfg.eval_batch_size is None
+    assert (cfg.eval_batch_for("cpu"), cfg.eval_batch_for("cuda:1")) == (128, 1000)
+    assert (CPU_EVAL_BATCH, CUDA_EVAL_BATCH) == (128, 1000)
+    assert cfg.replace(eval_batch_size=300).eval_batch_for("cuda") == 300
+    _, test = build_context(cfg, prepare_data(cfg), torch.device("cpu"))
+    assert test.batch_size == 128 and len(test) == 2  # 256 synthetic test images
+    with pytest.raises(ValueError, match="eval_batch_size.*at least 1"):
+        TrainConfig(eval_batch_size=0)
+    with pytest.raises(ValueError, match="eval_every.*at least 1"):
+        TrainConfig(eval_every=0)
+
+
+def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch):
+    import noisyfit.engine.loop as loop
+
+    calls = []
+    real = loop.evaluate
+
+    def counted(method, loader):
+        calls.append(loader.batch_size)
+        return real(method, loader)
+
+    monkeypatch.setattr(loop, "evaluate", counted)
+    res = noisyfit.train(
+        dataset="synthetic",
+        model="cnn-tiny",
+        epochs=5,
+        eval_every=2,
+        batch_size=64,
+        progress=False,
+        out=str(tmp_path),
+        checkpoint=False,
+        report=False,
+    )
+    evaluated = [r["epoch"] for r in res.history if r["test_acc"] is not None]
+    assert evaluated == [2, 4, 5]
+    assert calls == [128, 128, 128]
+    assert res.test_acc == res.history[-1]["test_acc"] is not None

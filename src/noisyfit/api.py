@@ -330,7 +330,7 @@ def build_context(
         **kw,
     )
     test_loader = DeviceLoader(
-        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw
+        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
     )
     probe_loader = None
     if data.probe_index is not None:
