@@ -21,6 +21,7 @@ import yaml
 CPU_EVAL_BATCH = 128
 CUDA_EVAL_BATCH = 1000
 
+
 @dataclass
 class TrainConfig:
     """One training run on noisy labels."""
