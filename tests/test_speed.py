@@ -24,8 +24,9 @@ _DATA_DEPENDENT = ("nonzero", "masked_select", "unique", "argwhere")
 
 class HostSyncCounter:
     """Counts host reads of tensor values while ``active`` (CPU stand-in for
-    ``torch.cuda.set_sync_debug_mode``): ``.item()``, ``.tolist()``, ``bool(t)`` ..., and
-    data-dependent shapes (boolean-mask indexing, ``nonzero``, ``unique``).
+    ``torch.cuda.set_sync_debug_mode``): ``.item()``, ``.tolist()``, ``bool(t)`` ...,
+    data-dependent shapes (boolean-mask indexing, ``nonzero``, ``unique``) and host→device
+    scalar copies (``torch.tensor(3.0, device=...)``).
 
     ``calls`` lists (what, method name) per read, so a failure names the culprit.
     """
@@ -41,8 +42,9 @@ class HostSyncCounter:
             self._wrap(monkeypatch, torch, name)
         for name in ("__getitem__", "__setitem__"):
             self._wrap(monkeypatch, torch.Tensor, name, only_bool_key=True)
+        self._wrap(monkeypatch, torch, "tensor", only_scalar=True)  # a host→device scalar copy
 
-    def _wrap(self, monkeypatch, owner, name, only_bool_key=False):
+    def _wrap(self, monkeypatch, owner, name, only_bool_key=False, only_scalar=False):
         orig = getattr(owner, name)
         counter = self
 
@@ -57,6 +59,8 @@ class HostSyncCounter:
                     # canDispatchToMaskedFill): no sync; a tensor value goes through nonzero
                     if name == "__setitem__" and isinstance(args[2], (int, float, bool)):
                         hit = False
+                if only_scalar:
+                    hit = bool(args) and isinstance(args[0], (int, float, bool))
                 if hit:
                     counter.calls.append((name, counter.active))
                     counter.where.append(_caller())
@@ -166,6 +170,8 @@ def test_host_sync_counter_catches_reads(monkeypatch):
         t[t > 3] = torch.ones(2)
         t[t > 2] = 0.0  # masked_fill_: no read
         torch.nonzero(t)
+        torch.tensor(2.0)
+        torch.tensor([1, 2])  # an index list: not a scalar copy
         t[1:3]  # a view: no read
         t * 2  # arithmetic: no read
     t.sum().item()  # outside: not counted
@@ -178,6 +184,7 @@ def test_host_sync_counter_catches_reads(monkeypatch):
         "__getitem__",
         "__setitem__",
         "nonzero",
+        "tensor",
     ]
 
 
@@ -295,11 +302,11 @@ def test_eval_batch_defaults_to_the_fast_one_per_device():
 
     cfg = TrainConfig(dataset="synthetic", model="cnn-tiny")
     assert cfg.eval_batch_size is None
-    assert (cfg.eval_batch_for("cpu"), cfg.eval_batch_for("cuda:1")) == (128, 1000)
-    assert (CPU_EVAL_BATCH, CUDA_EVAL_BATCH) == (128, 1000)
+    assert (cfg.eval_batch_for("cpu"), cfg.eval_batch_for("cuda:1")) == (256, 1000)
+    assert (CPU_EVAL_BATCH, CUDA_EVAL_BATCH) == (256, 1000)
     assert cfg.replace(eval_batch_size=300).eval_batch_for("cuda") == 300
     _, test = build_context(cfg, prepare_data(cfg), torch.device("cpu"))
-    assert test.batch_size == 128 and len(test) == 2  # 256 synthetic test images
+    assert test.batch_size == 256 and len(test) == 1  # 256 synthetic test images
     with pytest.raises(ValueError, match="eval_batch_size.*at least 1"):
         TrainConfig(eval_batch_size=0)
     with pytest.raises(ValueError, match="eval_every.*at least 1"):
@@ -330,5 +337,5 @@ def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch)
     )
     evaluated = [r["epoch"] for r in res.history if r["test_acc"] is not None]
     assert evaluated == [2, 4, 5]
-    assert calls == [128, 128, 128]
+    assert calls == [256, 256, 256]
     assert res.test_acc == res.history[-1]["test_acc"] is not None

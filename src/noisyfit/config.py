@@ -15,10 +15,11 @@ from typing import Any, Literal
 
 import yaml
 
-#: Evaluation batches when ``eval_batch_size`` is None: on the CPU, 128 is the fastest or
-#: within a few % of it for mlp, cnn-tiny and cnn-small, and 1000 is up to 1.7× slower per
-#: image (docs/benchmarks/eval_batch.md); a GPU wants large batches.
-CPU_EVAL_BATCH = 128
+#: Evaluation batches when ``eval_batch_size`` is None: on the CPU, 256 is the fastest or
+#: within 10% of it for mlp, cnn-tiny and cnn-small, and faster per image than a training
+#: forward, while 1000 is 1.7× slower than 256 for cnn-small (docs/benchmarks/eval_batch.md);
+#: a GPU wants large batches.
+CPU_EVAL_BATCH = 256
 CUDA_EVAL_BATCH = 1000
 
 
@@ -112,7 +113,7 @@ class TrainConfig:
     """Run folder name (None: <dataset>-<method>-<noise><rate>-s<seed>-<time>)."""
     eval_batch_size: int | None = None
     """Batch of the test-set evaluation (None: fast on the device, ``eval_batch_for``: 1000 on
-    CUDA, 128 on the CPU, where larger batches fall out of cache; docs/benchmarks/eval_batch.md)."""
+    CUDA, 256 on the CPU, where larger batches fall out of cache; docs/benchmarks/eval_batch.md)."""
     eval_every: int = 1
     """Evaluate on the test set every this many epochs (the last epoch always is)."""
     progress: bool = True
