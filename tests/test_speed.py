@@ -339,3 +339,22 @@ def test_eval_every_evaluates_every_n_epochs_and_the_last(tmp_path, monkeypatch)
     assert evaluated == [2, 4, 5]
     assert calls == [256, 256, 256]
     assert res.test_acc == res.history[-1]["test_acc"] is not None
+
+
+def test_host_memory_gather_gives_the_same_batches():
+    """The host-memory path (data too large for the GPU: pinned gather, one order read-back
+    per epoch) yields exactly the batches of the on-device path; forced here on the CPU."""
+    from noisyfit.data.loader import DeviceLoader
+
+    x = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    y = torch.arange(50) % 3
+    a = DeviceLoader(x, y, batch_size=16, seed=3, augment=True)
+    b = DeviceLoader(x, y, batch_size=16, seed=3, augment=True)
+    b.host_gather = True  # as when the data stays in host memory for a GPU
+    calls = []
+    real = b._gather_pinned
+    b._gather_pinned = lambda rows: calls.append(len(rows)) or real(rows)
+    for ba, bb in zip(a.epoch(2), b.epoch(2), strict=True):
+        assert torch.equal(ba.index, bb.index) and torch.equal(ba.x, bb.x)
+        assert torch.equal(ba.labels, bb.labels)
+    assert calls == [16, 16, 16, 2]
