@@ -518,7 +518,9 @@ def build_context(
         **kw,
     )
     test_loader = (
-        DeviceLoader(ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw)
+        DeviceLoader(
+            ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
+        )
         if len(ds.test_x)
         else None
     )

@@ -116,7 +116,7 @@ class RobustClassifier:
         self.run_dir_ = self.result_.run_dir
         self.model_ = self.result_.method.main_model
         self._norm = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize)
-        self._batch = cfg.eval_batch_size
+        self._batch = cfg.eval_batch_for(next(self.model_.parameters()).device)
         self.input_shape_ = ds.input_shape
         self.is_image_ = ds.is_image
         self.class_names_ = list(ds.class_names)

@@ -244,7 +244,7 @@ def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
         **kw,
     )
     test = DeviceLoader(
-        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_size, shuffle=False, **kw
+        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
     )
     probe = DeviceLoader(
         data.probe_x,

@@ -89,6 +89,8 @@ class DeviceLoader:
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
         self.storage = storage_device(x, self.device)
         self.x = x.to(self.storage)
+        #: batches are gathered in host memory and copied over (the data did not fit)
+        self.host_gather = self.storage != self.device
         if self.storage.type == "cpu" and self.device.type == "cuda":
             self.x = self.x.pin_memory()
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
@@ -149,10 +151,24 @@ class DeviceLoader:
         idx = self.indices
         if self.shuffle:
             idx = idx[torch.randperm(len(idx), generator=g, device=self.device)]
+        # data in host memory for a GPU: the order read back once per epoch (not per batch)
+        host = idx.to(self.storage) if self.host_gather else None
         for k in range(len(self)):
             bi = idx[k * self.batch_size : (k + 1) * self.batch_size]
-            xb = self.x[bi.to(self.storage)].to(self.device, non_blocking=True)
+            if host is None:
+                xb = self.x[bi]
+            else:
+                xb = self._gather_pinned(host[k * self.batch_size : (k + 1) * self.batch_size])
             yield Batch(bi, self.transform(xb, g), self.labels[bi])
+
+    def _gather_pinned(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows of the host-memory data gathered into pinned memory and copied to the device
+        asynchronously (PyTorch's pinned-memory cache reuses a block only once its copy is
+        done)."""
+        pin = self.device.type == "cuda"
+        buf = torch.empty((len(rows), *self.x.shape[1:]), dtype=self.x.dtype, pin_memory=pin)
+        torch.index_select(self.x, 0, rows, out=buf)
+        return buf.to(self.device, non_blocking=pin)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)

@@ -64,10 +64,13 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         """Average ``model``'s parameters in (one optimizer step) and copy its buffers."""
         d = self.current_decay()
-        for s, p in zip(self.module.parameters(), model.parameters()):
-            s.lerp_(p.detach().to(s.dtype), 1.0 - d)
-        for s, b in zip(self.module.buffers(), model.buffers()):
-            s.copy_(b)
+        shadow = list(self.module.parameters())
+        live = [p.detach().to(s.dtype) for s, p in zip(shadow, model.parameters())]
+        if shadow:
+            torch._foreach_lerp_(shadow, live, 1.0 - d)  # one fused call, not one per tensor
+        buffers = list(self.module.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
         self.num_updates += 1
         self.pending = False
 

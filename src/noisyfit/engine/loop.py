@@ -1,7 +1,8 @@
 """``fit()``: the one training loop every method runs in.
 
 Per epoch: set the learning rate each step, ``method.training_step`` → backward → step, score
-the method's selection against the truth, evaluate on the clean test set, write the logs and a
+the method's selection against the truth, evaluate on the clean test set (every
+``cfg.eval_every`` epochs and the last; the others log ``test_acc`` None), write the logs and a
 checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
 steps, to stop early on a non-finite loss.
 """
@@ -226,7 +227,9 @@ def fit(
                     )
             record.update(meter.compute())
             record.update(method.on_epoch_end(epoch))
-            if test is not None:
+            # every eval_every epochs and always the last (the test set may be large)
+            due = (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1
+            if test is not None and due:
                 ev = evaluate(method, test)
                 first = next(iter(ev))
                 record.update(

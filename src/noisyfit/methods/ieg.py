@@ -154,7 +154,8 @@ class IEG(ProbeMethod):
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
-        self.augment = StrongAugment(config.aug_type)
+        size = tuple(ctx.input_shape[-2:]) if len(ctx.input_shape) == 3 else None
+        self.augment = StrongAugment(config.aug_type, image_size=size)
         self.steps = 0  # training steps taken (for the ramp-up)
 
     def ramp(self) -> float:
@@ -255,8 +256,10 @@ class IEG(ProbeMethod):
 
     # ------------------------------------------------------------------------------------
     def state_dict(self):
-        return {**super().state_dict(), "steps": self.steps}
+        return {**super().state_dict(), "steps": self.steps, "augment": self.augment.state_dict()}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.steps = int(state["steps"])
+        if "augment" in state:  # the strong view's host random draws (older checkpoints: none)
+            self.augment.load_state_dict(state["augment"])

@@ -31,6 +31,7 @@ This module also holds the pieces IEG shares: :func:`meta_gradients` and :class:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -73,6 +74,54 @@ class ProbeStream:
         self.step += 1
         self._at = self.step if k + 1 < n else None
         return batch
+
+
+class _MetaCache:
+    """What the meta step of one network reuses between steps: its trainable parameters, the
+    optimizer's (weight decay, momentum buffer) per parameter, and scratch copies of its buffers
+    (refreshed in place each step instead of cloned).
+
+    The optimizer info is rebuilt only when it may have changed: another optimizer, a buffer
+    not created yet (before the first step), or a replaced state (``load_state_dict``).
+    """
+
+    def __init__(self, net: nn.Module):
+        self.named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in self.named]
+        self.buffer_names = [n for n, _ in net.named_buffers()]
+        self.scratch = [b.clone() for _, b in net.named_buffers()]
+        self._opt_key: tuple | None = None
+        self._info: list[tuple[float, torch.Tensor | None]] = []
+
+    def buffers(self, net: nn.Module) -> dict[str, torch.Tensor]:
+        live = [b for _, b in net.named_buffers()]
+        if len(live) != len(self.scratch) or any(
+            s.shape != b.shape or s.dtype != b.dtype for s, b in zip(self.scratch, live)
+        ):
+            self.scratch = [b.clone() for b in live]
+        elif live:
+            torch._foreach_copy_(self.scratch, live)
+        return dict(zip(self.buffer_names, self.scratch))
+
+    def info(self, optimizer, default_wd: float) -> list[tuple[float, torch.Tensor | None]]:
+        if optimizer is None:
+            return [(default_wd, None) for _ in self.params]
+        first = optimizer.state.get(self.params[0], {}).get("momentum_buffer")
+        key = (id(optimizer), default_wd, id(first))
+        if key != self._opt_key or any(buf is None for _, buf in self._info):
+            self._info = _optimizer_info(optimizer, self.params, default_wd)
+            self._opt_key = key
+        return self._info
+
+
+_CACHES: weakref.WeakKeyDictionary[nn.Module, _MetaCache] = weakref.WeakKeyDictionary()
+
+
+def _meta_cache(net: nn.Module) -> _MetaCache:
+    cache = _CACHES.get(net)
+    if cache is None or len(cache.params) != sum(1 for p in net.parameters() if p.requires_grad):
+        cache = _CACHES[net] = _MetaCache(net)
+    return cache
 
 
 def _optimizer_info(optimizer, params: Sequence[nn.Parameter], default_wd: float):
@@ -121,10 +170,10 @@ def meta_gradients(
         (gradients w.r.t. each coefficient, the probe loss at θ' (detached), probe logits at θ'
         (detached)).
     """
-    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
+    cache = _meta_cache(net)
+    named, params = cache.named, cache.params
     fixed = isinstance(weight_decay, float) and not isinstance(weight_decay, bool)
-    info = _optimizer_info(optimizer, params, float(weight_decay) if fixed else 0.0)
+    info = cache.info(optimizer, float(weight_decay) if fixed else 0.0)
     if fixed:
         info = [(float(weight_decay), buf) for _, buf in info]
     elif not weight_decay:
@@ -143,9 +192,9 @@ def meta_gradients(
         if momentum and buf is not None:
             g = g + momentum * buf.detach()
         lookahead[name] = p - step_size * g
-    # cloned buffers: the virtual forward uses the probe batch's statistics (train mode) and
-    # leaves the live running statistics alone
-    buffers = {n: b.clone() for n, b in net.named_buffers()}
+    # copies of the buffers: the virtual forward uses the probe batch's statistics (train
+    # mode) and leaves the live running statistics alone (scratch tensors reused every step)
+    buffers = cache.buffers(net)
     logits = functional_call(net, {**lookahead, **buffers}, (probe_x,))
     meta = F.cross_entropy(logits.float(), probe_y) + decay(list(lookahead.values()))
     out = torch.autograd.grad(meta, list(coeffs), allow_unused=True)

@@ -262,7 +262,7 @@ class MentorNetPD(Method):
         ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
         with torch.no_grad():
             v, v_drop = self.weights(ce.detach(), epoch)
-        self._v_sum += torch.stack([v_drop.sum(), torch.tensor(float(len(v)), device=v.device)])
+        self._v_sum += torch.stack([v_drop.sum(), v.new_full((), float(len(v)))])  # no H2D copy
         loss = (ce * v_drop).mean()
         return StepOutput(loss=loss, logits=logits, weights=v_drop, selected=v >= 0.5, score=v)
 
