@@ -64,6 +64,15 @@ class TrainConfig:
     probe_file: str | None = None
     """A file of trusted training-sample indices to use as the probe (.npy/.txt)."""
 
+    # noisy validation split (model selection without clean labels): held out after noise
+    val_ratio: float = 0.0
+    """Fraction of the *noisy* training set held out for validation, seeded by noise_seed and
+    stratified on the given labels (0: none). Each epoch records val_loss/val_acc on the given
+    labels; summary.json records selected_epoch (best val_acc) and its test accuracy."""
+    val_file: str | None = None
+    """A file of validation indices (.npy/.txt; dataset rows, as a run's val_index.npy) used
+    instead of val_ratio."""
+
     # optimization (the SELFIE protocol's defaults)
     epochs: int = 10
     """Training epochs (the papers use 100-200; 10 keeps the default run under 5 minutes)."""
@@ -140,6 +149,7 @@ class TrainConfig:
         )
         need(self.probe_per_class >= 0, "probe_per_class", "must be 0 or positive")
         need(0 <= self.probe_ratio < 1, "probe_ratio", "must lie in [0, 1)")
+        need(0 <= self.val_ratio < 1, "val_ratio", "must lie in [0, 1) (0.05: a 5% split)")
         need(
             self.tau is None or self.tau == "auto" or 0 <= float(self.tau) < 1,
             "tau",

@@ -218,6 +218,18 @@ def _int_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+#: Summary keys shown under a clearer name: selected and last are the results; the test-set
+#: maximum is an oracle (model selection on the test set), labelled as such.
+_SUMMARY_LABELS = {
+    "selected_epoch": "selected epoch (best noisy-validation accuracy)",
+    "selected_val_acc": "noisy-validation accuracy at the selected epoch",
+    "selected_test_acc": "selected: clean test accuracy at the selected epoch",
+    "last_test_acc": "last: clean test accuracy after the last epoch",
+    "best_test_acc": "oracle: max over epochs of test accuracy",
+    "best_epoch": "oracle epoch (max of test accuracy)",
+}
+
+
 def fig_curves(history: list[dict], path: Path) -> None:
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -225,6 +237,7 @@ def fig_curves(history: list[dict], path: Path) -> None:
         ("test_acc", "clean test accuracy"),
         ("train_error", "training accuracy"),
         ("test_acc_net2", "clean test accuracy (net 2)"),
+        ("val_acc", "validation accuracy (given, noisy labels)"),
     ):
         xs, ys = _series(history, key)
         if key == "train_error":
@@ -238,6 +251,7 @@ def fig_curves(history: list[dict], path: Path) -> None:
     for key, label in (
         ("train_loss", "training loss (given labels)"),
         ("test_loss", "clean test loss"),
+        ("val_loss", "validation loss (given labels)"),
     ):
         xs, ys = _series(history, key)
         if xs:
@@ -433,9 +447,13 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         "realized_noise_rate",
         "tau",
         "epochs",
+        "val_ratio",
+        "selected_epoch",
+        "selected_val_acc",
+        "selected_test_acc",
+        "last_test_acc",
         "best_test_acc",
         "best_epoch",
-        "last_test_acc",
         "last_label_precision",
         "last_label_recall",
         "wall_time_s",
@@ -444,7 +462,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     sections.append(
         "<h2>Summary</h2>"
         + (
-            _table({k: summary.get(k) for k in keys})
+            _table({_SUMMARY_LABELS.get(k, k): summary.get(k) for k in keys})
             if summary
             else "<p class=note>no summary.json (run unfinished)</p>"
         )

@@ -78,6 +78,7 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
     describe: str = "",
+    val: DeviceLoader | None = None,
 ) -> FitResult:
     """Train ``method`` on ``train`` for ``cfg.epochs`` epochs, evaluating on ``test``.
 
@@ -90,6 +91,8 @@ def fit(
         run_dir: where logs and checkpoints go (None: nothing is written).
         resume: continue from ``run_dir/checkpoint.pt``.
         describe: a prefix for the progress bar.
+        val: the noisy validation loader (given labels): each epoch records ``val_loss`` and
+            ``val_acc`` of the method's prediction on it (None: not recorded).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the last checkpoint is kept).
@@ -232,6 +235,9 @@ def fit(
                     record.update({f"test_acc_{name}": v["acc"], f"test_loss_{name}": v["loss"]})
             else:
                 record.update(test_loss=None, test_error=None, test_acc=None)
+            if val is not None:  # noisy validation: the given labels, never the truth
+                ev = next(iter(evaluate(method, val).values()))
+                record.update(val_loss=ev["loss"], val_acc=ev["acc"])
             history.append(record)
             if log is not None:
                 log.write(history)
@@ -260,6 +266,8 @@ def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
         f"lr {r['lr']:.4g}",
         f"train loss {r['train_loss']:.4f}",
     ]
+    if r.get("val_acc") is not None:
+        parts.append(f"val acc (noisy) {r['val_acc']:.4f}")
     if r.get("test_acc") is not None:
         parts.append(f"test acc {r['test_acc']:.4f}")
     if r.get("label_precision") is not None:

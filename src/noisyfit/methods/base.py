@@ -102,6 +102,9 @@ class Context:
             cross-entropy on the training samples in ``mask`` (bool (N,)), with the run's
             optimizer and schedule unless changed; for multi-stage methods and estimates.
         config: the run's TrainConfig.
+        val: a loader over the noisy validation split (given labels, no augmentation, in
+            order), when the run holds one out (``--val-ratio``/``--val-file``); methods that
+            need a validation set (F-correction's estimate) use this one.
     """
 
     num_classes: int
@@ -118,6 +121,7 @@ class Context:
     train_model: Callable[..., nn.Module] | None = None
     config: Any = None
     extra: dict = field(default_factory=dict)
+    val: DeviceLoader | None = None
 
 
 class Method:
