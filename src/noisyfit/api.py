@@ -347,6 +347,8 @@ def train(
         val=ctx.val,
     )
     wall = time.perf_counter() - t0
+    for fname, arr in method.artifacts().items():  # e.g. F-correction's t_hat.npy
+        np.save(run_dir / fname, np.asarray(arr))
     v = res.verdicts
     write_samples_csv(
         run_dir / "samples.csv",

@@ -157,6 +157,11 @@ class Method:
         """Called after each epoch; returns extra scalars to log."""
         return {}
 
+    def artifacts(self) -> dict[str, Any]:
+        """Arrays the run folder keeps after training, ``{file name: array}`` (saved with
+        ``numpy.save``), e.g. F-correction's ``t_hat.npy``."""
+        return {}
+
     def schedule_epoch(self, epoch: int, epochs: int) -> tuple[int, int]:
         """(epoch, epochs) the learning-rate schedule sees; methods that restart training
         (SELFIE) map the run's epoch into the current round."""
