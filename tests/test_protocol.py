@@ -149,3 +149,40 @@ def test_bench_summary_and_report_headline_selected_and_last(tmp_path, monkeypat
     page = build_report(rows[0]["run_dir"], log=None).read_text()
     assert "oracle: max over epochs of test accuracy" in page
     assert "selected: clean test accuracy at the selected epoch" in page
+
+
+# --------------------------------------------------------------------------------------------
+# F-correction's stage 1 on the noisy validation split
+
+
+def test_f_correction_stage1_keeps_the_epoch_of_the_lowest_noisy_val_loss():
+    from noisyfit.api import build_context
+    from noisyfit.engine.evaluate import evaluate
+    from noisyfit.methods.f_correction import train_best_val_loss
+    from noisyfit.methods.standard import Standard
+
+    cfg = TrainConfig(**TINY, epochs=4, val_ratio=0.25, lr=0.05, device="cpu")
+    ctx, _ = build_context(cfg, prepare_data(cfg))
+    net, epoch, losses = train_best_val_loss(ctx, 0.1, epochs=4)
+    assert len(losses) == 4 and epoch == int(np.argmin(losses)) + 1
+    holder = Standard(Standard.Config(), ctx)
+    holder.models["net"] = net
+    again = next(iter(evaluate(holder, ctx.val).values()))["loss"]
+    assert again == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_f_correction_saves_t_hat_and_its_stage1_epoch(tmp_path):
+    r = noisyfit.train(
+        **TINY,
+        epochs=2,
+        method="f-correction",
+        method_options={"estimate_epochs": "3"},
+        val_ratio=0.2,
+        out=str(tmp_path),
+        name="fc",
+    )
+    t_hat = np.load(r.run_dir / "t_hat.npy")
+    assert t_hat.shape == (4, 4) and np.allclose(t_hat.sum(1), 1, atol=1e-5)
+    assert np.allclose(t_hat, r.method.T.numpy())
+    assert 1 <= r.history[-1]["t_hat_stage1_epoch"] <= 3
+    assert r.history[-1]["t_hat_diag_mean"] == pytest.approx(float(np.diag(t_hat).mean()))

@@ -113,6 +113,7 @@ def fit(
         start = int(state["epoch"]) + 1
     else:
         method.prepare()
+    train = method.epoch_loader(train)  # a subset for methods that train on one (INCV's S)
     steps = len(train)
     epoch = start
     warned = False  # one collapse warning per run

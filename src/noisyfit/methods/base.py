@@ -157,6 +157,12 @@ class Method:
         """Called after each epoch; returns extra scalars to log."""
         return {}
 
+    def epoch_loader(self, loader: DeviceLoader) -> DeviceLoader:
+        """The loader the engine iterates each epoch, asked once after ``prepare()`` (and
+        after a resume); methods that train on a subset return ``loader.subset(mask)`` (INCV's
+        stage 2 runs over its selected set S). Default: the run's training loader."""
+        return loader
+
     def artifacts(self) -> dict[str, Any]:
         """Arrays the run folder keeps after training, ``{file name: array}`` (saved with
         ``numpy.save``), e.g. F-correction's ``t_hat.npy``."""

@@ -100,9 +100,10 @@ def load_transition(path: str, num_classes: int) -> np.ndarray:
 
 def train_best_val_loss(
     ctx, holdout: float, *, epochs: int | None = None, describe: str = ""
-) -> tuple[torch.nn.Module, int]:
+) -> tuple[torch.nn.Module, int, list[float]]:
     """Train a cross-entropy network; return the epoch of the lowest cross-entropy on the
-    noisy validation split (ties: the earlier, as Keras' save-on-improvement) and its number.
+    noisy validation split (ties: the earlier, as Keras' save-on-improvement), its 1-based
+    number, and the validation loss of every epoch.
 
     The split is ``ctx.val`` when the run has one, else ``holdout`` of the training samples
     (stratified on the given labels, seeded by the run's seed), left out of this training.
@@ -128,9 +129,11 @@ def train_best_val_loss(
         def __init__(self):
             super().__init__(Standard.Config(), ctx)
             self.best = (float("inf"), 0, None)
+            self.losses: list[float] = []
 
         def on_epoch_end(self, epoch):
             loss = next(iter(evaluate(self, val).values()))["loss"]
+            self.losses.append(loss)
             if loss < self.best[0]:
                 self.best = (loss, epoch + 1, copy.deepcopy(self.models["net"].state_dict()))
             return {"val_loss_noisy": loss}
@@ -140,7 +143,7 @@ def train_best_val_loss(
     net = _BestValLoss()
     fit(net, loader, None, cfg, describe=describe)
     net.models["net"].load_state_dict(net.best[2])
-    return net.models["net"], net.best[1]
+    return net.models["net"], net.best[1], net.losses
 
 
 @METHODS.register("f-correction")
@@ -202,7 +205,7 @@ class FCorrection(Method):
             net = ctx.train_model(None, epochs=self.config.estimate_epochs, describe=describe)
             self.stage1_epoch = self.config.estimate_epochs or ctx.epochs
         else:
-            net, self.stage1_epoch = train_best_val_loss(
+            net, self.stage1_epoch, _ = train_best_val_loss(
                 ctx, self.config.holdout, epochs=self.config.estimate_epochs, describe=describe
             )
         probs = predict_on(ctx, net)

@@ -1,0 +1,121 @@
+"""Fidelity: each rule changed to follow the official code, compared on random inputs with an
+independent re-implementation of the official step, written from the official code (NumPy /
+plain torch, the official names, none of noisyfit's helpers)."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisyfit.data.loader import DeviceLoader
+from noisyfit.methods import Context, _builtin, build_method  # noqa: F401
+from noisyfit.models import build_model
+
+# --------------------------------------------------------------------------------------------
+# INCV stage 2 (chenpf1025/noisy_label_understanding_utilizing, INCV_main.py "Main training")
+
+
+def _incv_ctx(n=300, k=4, b=16, epochs=10):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n, 1, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, k, size=n)
+    loader = DeviceLoader(x, y, batch_size=b, seed=1)
+    return Context(
+        num_classes=k,
+        num_samples=n,
+        input_shape=(1, 8, 8),
+        epochs=epochs,
+        batch_size=b,
+        device=torch.device("cpu"),
+        noise_rate=0.4,
+        make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)),
+        loader=loader,
+    )
+
+
+def _official_incv_step(model1, model2, x_batch, y_batch, n_s, e, noise_ratio_selected, tk, k=4):
+    """INCV_main.py's step: n_keep from len(x_S); model.predict ranks the joined batch by
+    cross-entropy Σ −y·log(ŷ + 1e-8); train_on_batch on the partner's n_keep smallest.
+    Returns the two Keras losses (each the mean cross-entropy over its picks) and the picks."""
+    n_keep = round(n_s * (1 - noise_ratio_selected * min(1, e / tk)))
+    y1h = np.eye(k)[y_batch.numpy()]
+    picks = []
+    for model in (model1, model2):
+        model.eval()
+        with torch.no_grad():
+            y_pred = model(x_batch).softmax(1).numpy()
+        model.train()
+        cross_entropy = np.sum(-y1h * np.log(y_pred + 1e-8), axis=1)
+        picks.append(np.argsort(cross_entropy, kind="stable")[:n_keep])
+    idx1, idx2 = picks
+    loss1 = F.cross_entropy(model1(x_batch[idx2]), y_batch[idx2])  # train_on_batch: mean
+    loss2 = F.cross_entropy(model2(x_batch[idx1]), y_batch[idx1])
+    return loss1, loss2, idx1, idx2
+
+
+@pytest.mark.parametrize("epoch", [3, 7])  # 3: S-batch only (e ≤ e_warm); 7: S + C
+def test_incv_stage2_step_matches_the_official_step(epoch):
+    torch.manual_seed(0)
+    ctx = _incv_ctx()
+    m = build_method("incv", ctx, {"eps": "0.4", "e_warm": "5", "t_k": "10"})
+    g = torch.Generator().manual_seed(2)
+    m.select.copy_(torch.rand(ctx.num_samples, generator=g) < 0.6)
+    m.candidate.copy_(~m.select & (torch.rand(ctx.num_samples, generator=g) < 0.5))
+    m._derive()
+    n_s, n_c = m.sizes
+    assert m.c_batch == min(int(n_c * 16 / n_s), int(0.5 * 16))  # batch_size_val
+    ref1, ref2 = copy.deepcopy(m.models["net1"]), copy.deepcopy(m.models["net2"])
+    batch = next(iter(m.epoch_loader(ctx.loader).epoch(0)))
+    assert len(batch) == 16 and bool(m.select[batch.index].all())  # a full S-batch
+    m.train()
+    out = m.training_step(batch, epoch)
+    if epoch > 5:  # the C-batch was appended: c_batch candidates after the 16 S samples
+        assert len(batch) == 16 + m.c_batch and bool(m.candidate[batch.index[16:]].all())
+    else:
+        assert len(batch) == 16
+    l1, l2, idx1, idx2 = _official_incv_step(
+        ref1, ref2, batch.x, batch.labels, 16, epoch, m.eps_s, 10
+    )
+    assert sorted(torch.nonzero(out.selected).flatten().tolist()) == sorted(idx2.tolist())
+    assert out.loss.item() == pytest.approx((l1 + l2).item(), rel=1e-5)
+    # the gradients of network 1 are those of train_on_batch on network 2's picks
+    out.loss.backward()
+    l1.backward()
+    for p, q in zip(m.models["net1"].parameters(), ref1.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    # BatchNorm statistics come from the picks only (the ranking pass is inference mode)
+    for a, b in zip(m.models["net1"].buffers(), ref1.buffers()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
+
+
+def test_incv_epoch_is_s_over_b_steps_of_s_samples():
+    ctx = _incv_ctx()
+    m = build_method("incv", ctx, {"eps": "0.4"})
+    m.select.copy_(torch.arange(ctx.num_samples) % 3 != 0)
+    m._derive()
+    loader = m.epoch_loader(ctx.loader)
+    seen = torch.cat([b.index for b in loader.epoch(0)])
+    n_s = int(m.select.sum())
+    assert len(loader) == math.ceil(n_s / 16)  # INCV_main.py: batches ≥ train_size/batch_size
+    assert sorted(seen.tolist()) == torch.nonzero(m.select).flatten().tolist()
+    old = build_method("incv", ctx, {"eps": "0.4", "batches": "all"})
+    assert len(old.epoch_loader(ctx.loader)) == math.ceil(ctx.num_samples / 16)
+
+
+def test_incv_c_batches_cycle_over_the_candidates():
+    """The C-batch cycles: after |C|/c_batch steps it starts a fresh permutation of C."""
+    ctx = _incv_ctx()
+    m = build_method("incv", ctx, {"eps": "0.4", "e_warm": "0"})
+    m.select.copy_(torch.arange(ctx.num_samples) < 200)
+    m.candidate.copy_(torch.arange(ctx.num_samples) >= 250)
+    m._derive()
+    assert m.c_batch == min(int(50 * 16 / 200), 8) == 4
+    got = []
+    for _ in range(13):  # 50 candidates in batches of 4: 13 batches per pass (last of 2)
+        got.append(m._next_c_batch().index)
+    first = torch.cat(got)
+    assert sorted(first.tolist()) == list(range(250, 300))
+    assert bool(m.candidate[m._next_c_batch().index].all())  # the next pass
