@@ -119,3 +119,65 @@ def test_incv_c_batches_cycle_over_the_candidates():
     first = torch.cat(got)
     assert sorted(first.tolist()) == list(range(250, 300))
     assert bool(m.candidate[m._next_c_batch().index].all())  # the next pass
+
+
+# --------------------------------------------------------------------------------------------
+# Co-teaching's official Adam plan (bhanML/Co-teaching main.py: alpha_plan, beta1_plan)
+
+
+def _official_plans(learning_rate, n_epoch, epoch_decay_start):
+    mom1, mom2 = 0.9, 0.1
+    alpha_plan = [learning_rate] * n_epoch
+    beta1_plan = [mom1] * n_epoch
+    for i in range(epoch_decay_start, n_epoch):
+        alpha_plan[i] = float(n_epoch - i) / (n_epoch - epoch_decay_start) * learning_rate
+        beta1_plan[i] = mom2
+    return alpha_plan, beta1_plan
+
+
+@pytest.mark.parametrize("n_epoch,start", [(200, 80), (12, 5), (6, 1)])
+def test_coteaching_linear_decay_matches_the_official_plan(n_epoch, start):
+    from noisyfit.engine.schedule import adam_beta1, learning_rate
+
+    alpha_plan, beta1_plan = _official_plans(1e-3, n_epoch, start)
+    epochs = n_epoch - 1  # the official loop trains plan indices 1 … n_epoch − 1
+    for e in range(epochs):
+        lr = learning_rate("linear-decay", 1e-3, e, 0, 10, epochs, decay_start=start)
+        assert lr == pytest.approx(alpha_plan[e + 1], rel=1e-12, abs=1e-15)
+        assert adam_beta1("linear-decay", e, start, 0.9, 0.1) == beta1_plan[e + 1]
+    assert adam_beta1("step", epochs - 1, start, 0.9, 0.1) == 0.9  # other schedules: β1 kept
+
+
+def test_fit_sets_the_adam_betas_of_the_linear_decay_plan(tmp_path):
+    import noisyfit
+
+    seen = []
+    from noisyfit.methods import METHODS
+
+    cls = METHODS.get("standard")
+    original = cls.on_epoch_end
+
+    def spy(self, epoch):
+        g = self.optimizer.param_groups[0]
+        seen.append((g["lr"], g["betas"][0]))
+        return original(self, epoch)
+
+    cls.on_epoch_end = spy
+    try:
+        noisyfit.train(
+            dataset="synthetic",
+            model="mlp",
+            progress=False,
+            epochs=4,
+            optimizer="adam",
+            lr=1e-3,
+            lr_schedule="linear-decay",
+            lr_decay_start=3,
+            out=str(tmp_path),
+            name="a",
+        )
+    finally:
+        cls.on_epoch_end = original
+    alpha_plan, beta1_plan = _official_plans(1e-3, 5, 3)
+    assert [b for _, b in seen] == beta1_plan[1:5]
+    assert [lr for lr, _ in seen] == pytest.approx(alpha_plan[1:5])

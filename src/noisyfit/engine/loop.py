@@ -24,7 +24,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
 from .evaluate import autocast_for, evaluate
 from .run import RunLog
-from .schedule import learning_rate
+from .schedule import adam_beta1, learning_rate
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss (one host sync each)
 #: Share of the training predictions on one class above which an epoch counts as collapsed.
@@ -147,9 +147,19 @@ def fit(
                     milestones=cfg.lr_milestones,
                     decay=cfg.lr_decay,
                     first_decay_steps=cfg.lr_cycle_steps,
+                    decay_start=cfg.lr_decay_start,
                 )
                 for g in opt.param_groups:
                     g["lr"] = lr
+                    if cfg.lr_schedule == "linear-decay" and "betas" in g:  # Co-teaching's β1
+                        b1 = adam_beta1(
+                            cfg.lr_schedule,
+                            sched_epoch,
+                            cfg.lr_decay_start,
+                            cfg.momentum,
+                            cfg.beta1_after_decay,
+                        )
+                        g["betas"] = (b1, g["betas"][1])
                 if device.type == "cuda" and batch.x.ndim == 4:
                     batch.x = batch.x.contiguous(memory_format=torch.channels_last)
                 with autocast_for(device):

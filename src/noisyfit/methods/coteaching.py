@@ -18,8 +18,10 @@ with ``t_k=10``): the drop rate of epoch index i is ``linspace(0, τ^c, T_k)[i]`
 τ after, and training starts at index 1 — so our 0-based epoch e uses index e + 1: the first
 trained epoch drops τ^c/(T_k − 1), τ^c is reached at index T_k − 1 and then it jumps to τ (for
 c ≠ 1 this is not the paper's formula); kept = ⌊(1 − rate)·b⌋ (``int()``). Its Adam schedule
-(linear LR decay to 0 and β1 0.9 → 0.1 from ``epoch_decay_start``) is not reproduced: the
-engine's optimizer and schedule are used.
+(linear LR decay to 0 and β1 0.9 → 0.1 from ``epoch_decay_start`` 80, main.py
+``alpha_plan``/``beta1_plan``) is the engine's ``--lr-schedule linear-decay --lr-decay-start
+80`` with ``--optimizer adam`` (the ``coteaching-*`` presets; the official 200 epochs are 199
+trained epochs, index 0 being the evaluation of the random weights).
 
 The loss is averaged once: mean over net 2's picks of net 1's CE + mean over net 1's picks of
 net 2's CE (the official code divides a mean again by the number kept). One optimizer covers
