@@ -181,3 +181,46 @@ def test_fit_sets_the_adam_betas_of_the_linear_decay_plan(tmp_path):
     alpha_plan, beta1_plan = _official_plans(1e-3, 5, 3)
     assert [b for _, b in seen] == beta1_plan[1:5]
     assert [lr for lr, _ in seen] == pytest.approx(alpha_plan[1:5])
+
+
+# --------------------------------------------------------------------------------------------
+# MentorNet's weight decay (google/mentornet cifar_train_mentornet.py:217-228)
+
+
+def test_mentornet_step_matches_the_official_decay_scaled_by_v():
+    from noisyfit.config import TrainConfig
+
+    wd, lr = 0.01, 0.1
+    ctx = Context(
+        num_classes=4,
+        num_samples=64,
+        input_shape=(1, 8, 8),
+        epochs=10,
+        batch_size=32,
+        device=torch.device("cpu"),
+        make_model=lambda: build_model("cnn-tiny", 4, (1, 8, 8)),
+        config=TrainConfig(dataset="synthetic", weight_decay=wd),
+    )
+    torch.manual_seed(0)
+    m = build_method("mentornet", ctx, {"mentor_steps": "50"})
+    m.optimizer = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.0, weight_decay=wd)
+    ref = copy.deepcopy(m.models["net"])
+    from noisyfit.data.loader import Batch
+
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.arange(32), torch.randn(32, 1, 8, 8, generator=g), torch.arange(32) % 4)
+    m.train()
+    out = m.training_step(batch, 5)  # percent-epoch 50: self-paced, dropout 0.05
+    v = out.weights.detach()
+    m.optimizer.zero_grad()
+    out.loss.backward()
+    m.optimizer.step()
+    # the official step: loss·v averaged + decay_loss·Σv/b, decay_loss = wd·Σ tf.nn.l2_loss(w)
+    loss = F.cross_entropy(ref(batch.x), batch.labels, reduction="none")
+    decay_loss = wd * sum((w**2).sum() / 2 for w in ref.parameters())
+    total = torch.mean(loss * v) + decay_loss * (v.sum() / 32)
+    grads = torch.autograd.grad(total, list(ref.parameters()))
+    with torch.no_grad():
+        for p, q, gr in zip(m.models["net"].parameters(), ref.parameters(), grads):
+            assert torch.allclose(p, q - lr * gr, atol=1e-6)
+    assert 0 < float(v.sum()) < 32  # the scaling is not the plain decay (Σv/b = 1)

@@ -41,8 +41,12 @@ Departures from the original code:
 * The mentor is trained with Adam at lr 0.1 decayed ×0.9 every 10 % (not every 1000) of the
   steps, batches of 512 (not 32), ``mentor_steps`` = 3000 (not 30 000) steps, on one thread:
   the curriculum is fitted to a held-out MSE ≈ 0.003 in ~10 s (checked in the tests).
-* The student's weight decay is the optimizer's; the original scales the ResNet's decay loss
-  by Σv/b.
+* Weight decay (``decay_scaling="v"``, the default, as cifar_train_mentornet.py:228
+  ``decay_loss * (reduce_sum(v) / batch_size)``): the run's ``weight_decay`` is taken out of
+  the optimizer and added to the loss as ½·wd·(Σv/b)·Σ‖w‖² (v after example dropout), over
+  every parameter the optimizer decayed (the original's ``resnet.decay()`` covers the conv
+  and fc weights only, not BatchNorm); ``decay_scaling="off"``: the optimizer's plain decay
+  (the behaviour before). The logged training loss includes the decay term.
 * λ's percentile uses ``torch.quantile(..., interpolation="nearest")`` (TF's
   ``percentile`` default).
 """
@@ -52,6 +56,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -208,6 +213,7 @@ class MentorNetPD(Method):
         gamma: float = 1.0  # γ of the SPCL-linear part of v*
         mentor_steps: int = 3000  # training steps of the mentor on the curriculum grid
         mentor_seed: int = 0  # seed of the mentor's grid, initialisation and batches
+        decay_scaling: Literal["v", "off"] = "v"  # weight decay × Σv/b (official) or plain
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
@@ -253,6 +259,13 @@ class MentorNetPD(Method):
             v, v_drop = self.weights(ce.detach(), epoch)
         self._v_sum += torch.stack([v_drop.sum(), torch.tensor(float(len(v)), device=v.device)])
         loss = (ce * v_drop).mean()
+        wd = float(getattr(self.ctx.config, "weight_decay", 0.0) or 0.0)
+        if self.config.decay_scaling == "v" and wd > 0:
+            if self.optimizer is not None:  # the decay is in the loss, scaled by Σv/b
+                for g in self.optimizer.param_groups:
+                    g["weight_decay"] = 0.0
+            sq = sum((p.float() ** 2).sum() for p in self.models["net"].parameters())
+            loss = loss + 0.5 * wd * (v_drop.sum() / len(v_drop)) * sq
         return StepOutput(loss=loss, logits=logits, weights=v_drop, selected=v >= 0.5, score=v)
 
     def on_epoch_end(self, epoch):
