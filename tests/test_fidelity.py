@@ -224,3 +224,77 @@ def test_mentornet_step_matches_the_official_decay_scaled_by_v():
         for p, q, gr in zip(m.models["net"].parameters(), ref.parameters(), grads):
             assert torch.allclose(p, q - lr * gr, atol=1e-6)
     assert 0 < float(v.sum()) < 32  # the scaling is not the plain decay (Σv/b = 1)
+
+
+# --------------------------------------------------------------------------------------------
+# IEG (google-research ieg/models/model.py set_input; dataset_utils autoaug_batch_process_map_fn)
+
+
+def _ieg_ctx(k=3, n_probe=9, b=4, augment=True):
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, size=(n_probe, 1, 8, 8), dtype=np.uint8)
+    py = np.array([2, 0, 1, 0, 2, 1, 0, 1, 2])[:n_probe]  # 3 per class, not interleaved
+    x = rng.integers(0, 256, size=(20, 1, 8, 8), dtype=np.uint8)
+    y = rng.integers(0, k, size=20)
+    kw = dict(mean=(120.0 / 255,), std=(0.3,), augment=augment, seed=3)
+    return Context(
+        num_classes=k,
+        num_samples=20,
+        input_shape=(1, 8, 8),
+        epochs=1,
+        batch_size=b,
+        device=torch.device("cpu"),
+        make_model=lambda: build_model("cnn-tiny", k, (1, 8, 8)),
+        probe=DeviceLoader(px, py, batch_size=b, **kw),
+        loader=DeviceLoader(x, y, batch_size=b, **kw),
+    )
+
+
+def test_ieg_probe_batches_are_the_official_unshuffled_interleaved_stream():
+    ctx = _ieg_ctx()
+    m = build_method("ieg", ctx, {"ema_decay": "0"})
+    labels = ctx.probe.labels.numpy()
+    # the official probe_dataflow: class-interleaved order, .repeat().batch(b) without shuffle
+    per_class = [list(np.flatnonzero(labels == c)) for c in range(3)]
+    order = [per_class[c][r] for r in range(3) for c in range(3)]
+    stream = np.concatenate([order] * 10)
+    for k in range(6):  # batches wrap around the end of the probe set
+        got = m.probe.next()
+        assert got.index.tolist() == stream[k * 4 : (k + 1) * 4].tolist()
+        assert torch.equal(got.labels, ctx.probe.labels[got.index])
+    assert [labels[i] for i in order[:3]] == [0, 1, 2]
+    shuffled = build_method("ieg", ctx, {"ema_decay": "0", "probe_order": "shuffled"})
+    assert type(shuffled.probe).__name__ == "ProbeStream"
+
+
+def test_ieg_strong_view_starts_from_the_weak_views_crop_and_flip():
+    from noisyfit.data.loader import epoch_generator, random_crop_flip
+
+    ctx = _ieg_ctx()
+    m = build_method("ieg", ctx, {"ema_decay": "0", "aug_type": "default"})
+    batch = next(iter(ctx.loader.epoch(0)))
+    # replay the loader's draws: the permutation, then this batch's crop and flip
+    g = epoch_generator(ctx.loader.seed, 0)
+    perm = torch.randperm(20, generator=g)
+    assert torch.equal(perm[:4], batch.index)
+    weak_raw = random_crop_flip(ctx.loader.x[batch.index], 4, True, g)
+    seen = {}
+
+    def spy(loader, b, raw=None):
+        seen["raw"] = raw
+        return b.x
+
+    m.augment = spy
+    m.strong_view(batch)
+    assert seen["raw"] is not None and torch.equal(seen["raw"], weak_raw)
+    raw_cfg = build_method("ieg", ctx, {"ema_decay": "0", "strong_from": "raw"})
+    raw_cfg.augment = spy
+    raw_cfg.strong_view(batch)
+    assert seen["raw"] is None  # from loader.x[batch.index], the un-augmented image
+
+
+def test_ieg_lets_the_gradient_flow_through_the_guessed_label_by_default():
+    from noisyfit.methods import METHODS
+    from noisyfit.methods.base import method_config
+
+    assert method_config(METHODS.get("ieg")).detach_guess is False
