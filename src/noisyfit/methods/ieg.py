@@ -193,7 +193,8 @@ class IEG(ProbeMethod):
         super().__init__(config, ctx)
         self.augment = StrongAugment(config.aug_type)
         self.steps = 0  # training steps taken (for the ramp-up)
-        if config.probe_order == "interleaved":
+        # the official probe order; a streaming loader (WebVision folders) keeps its shuffle
+        if config.probe_order == "interleaved" and hasattr(ctx.probe, "indices"):
             self.probe = InterleavedProbe(ctx.probe, ctx.batch_size)
 
     def strong_view(self, batch):
