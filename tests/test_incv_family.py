@@ -210,7 +210,7 @@ def test_incv_state_round_trip_and_warmup():
     m.select[20:] = False
     m.candidate[20:30] = True
     state = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in m.state_dict().items()}
-    m2 = build_method("incv", _ctx(), {"e_warm": "2"})
+    m2 = build_method("incv", _ctx(), {"e_warm": "2", "batches": "all"})  # over all N
     m2.load_state_dict(state)
     assert torch.equal(m2.select, m.select) and m2.sizes == (20, 10)
     assert m2.c_prob == pytest.approx(1.0)  # 0.5·20/10 ≥ 1

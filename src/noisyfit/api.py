@@ -96,6 +96,11 @@ class PreparedData:
         source_index: (N,) position of each training sample in the dataset's full training
             split (before the subset and the probe were taken out); saved as
             ``train_index.npy`` in the run folder and as ``dataset_index`` in label issues.
+        val_x, val_labels: the noisy validation split (``--val-ratio``/``--val-file``) and its
+            *given* (noisy) labels (V,), taken out of the training set after noise injection;
+            None without one.  val_true: (V,) their true labels (None: real noise).
+        val_index: (V,) their positions in the dataset's full training split (as
+            ``source_index``), saved as ``val_index.npy``.
     """
 
     dataset: Dataset
@@ -105,6 +110,10 @@ class PreparedData:
     probe_x: np.ndarray | None = None
     probe_labels: np.ndarray | None = None
     source_index: np.ndarray | None = None
+    val_x: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+    val_true: np.ndarray | None = None
+    val_index: np.ndarray | None = None
 
 
 def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
@@ -182,7 +191,69 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset | None = None) -> PreparedDa
         noise_file=cfg.noise_file,
         given_labels=ds.labels,
     )
-    return PreparedData(ds, true, noisy, probe, px, pl, source)
+    data = PreparedData(ds, true, noisy, probe, px, pl, source)
+    val = choose_val(noisy.labels, source, cfg)
+    if val is not None:
+        _hold_out_val(data, val)
+    return data
+
+
+def choose_val(noisy_labels: np.ndarray, source: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
+    """Positions (into the current training set) of the noisy validation split, or None.
+
+    ``val_file``: dataset rows (as a run's ``val_index.npy``) that must be training samples;
+    else ``round(val_ratio·N)`` samples, seeded by ``noise_seed``, stratified on the *given*
+    (noisy) labels — no clean label is used to choose or to score the split.
+    """
+    if cfg.val_file:
+        p = Path(cfg.val_file)
+        if not p.is_file():
+            raise FileNotFoundError(f"--val-file {p}: no such file; give a .npy or .txt of rows")
+        rows = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        pos = {int(r): i for i, r in enumerate(source)}
+        missing = [int(r) for r in rows if int(r) not in pos]
+        if missing or len(rows) == 0:
+            raise ValueError(
+                f"{p}: {len(missing) or 'no'} validation row(s) "
+                f"{'(e.g. ' + str(missing[:3]) + ') ' if missing else ''}are not training "
+                "samples of this run (rows of the dataset's training split, after "
+                "--train-subset and the probe); write them as a run's val_index.npy"
+            )
+        if len(rows) >= len(source):
+            raise ValueError(f"{p}: the validation split would leave no training sample")
+        return np.sort(np.array([pos[int(r)] for r in rows], dtype=np.int64))
+    n = int(round(cfg.val_ratio * len(noisy_labels)))
+    if n <= 0:
+        return None
+    return stratified_subset(noisy_labels, n, seed=cfg.noise_seed + 101)
+
+
+def _hold_out_val(data: PreparedData, val: np.ndarray) -> None:
+    """Move the samples at ``val`` out of the training set into the validation split, and
+    recompute the noise manifest over the samples that remain for training."""
+    import dataclasses
+
+    from .noise import labels_sha256, realized_transition
+
+    ds, noisy = data.dataset, data.noisy
+    keep = np.ones(len(noisy.labels), dtype=bool)
+    keep[val] = False
+    data.val_x, data.val_labels = ds.x[val], noisy.labels[val]
+    data.val_true = data.true[val] if data.true is not None else None
+    data.val_index = data.source_index[val]
+    ds.x, ds.labels = ds.x[keep], ds.labels[keep]
+    data.source_index = data.source_index[keep]
+    labels = noisy.labels[keep]
+    m = noisy.manifest
+    changes: dict[str, Any] = dict(num_samples=int(keep.sum()), sha256=labels_sha256(labels))
+    if data.true is not None:
+        data.true = data.true[keep]
+        changes["realized_rate"] = float((labels != data.true).mean())
+        changes["realized_T"] = np.round(
+            realized_transition(data.true, labels, m.num_classes), 10
+        ).tolist()
+    data.noisy = type(noisy)(labels=labels, manifest=dataclasses.replace(m, **changes))
 
 
 def _run_name(cfg: TrainConfig) -> str:
@@ -398,6 +469,8 @@ def _train_in(
             "std": list(ds.std),
         },
     )
+    if data.val_index is not None:
+        np.save(run_dir / "val_index.npy", data.val_index)
     ctx, test_loader = build_context(cfg, data, device, model=model_obj)
     train_loader = ctx.loader
     if data.probe_index is not None:
@@ -431,8 +504,11 @@ def _train_in(
         run_dir=run_dir,
         resume=resume is not None and (run_dir / "checkpoint.pt").is_file(),
         describe="",
+        val=ctx.val,
     )
     wall = time.perf_counter() - t0
+    for fname, arr in method.artifacts().items():  # e.g. F-correction's t_hat.npy
+        np.save(run_dir / fname, np.asarray(arr))
     v = res.verdicts
     write_samples_csv(
         run_dir / "samples.csv",
@@ -536,6 +612,12 @@ def build_context(
             **kw,
         )
 
+    val_loader = None
+    if data.val_x is not None:  # the noisy validation split: given labels, no augmentation
+        val_loader = DeviceLoader(
+            data.val_x, data.val_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
+        )
+
     def make_model() -> torch.nn.Module:
         if model is not None:
             m = model(ds.num_classes, ds.input_shape).to(device)
@@ -559,6 +641,7 @@ def build_context(
         probe=probe_loader,
         seed=cfg.seed,
         config=cfg,
+        val=val_loader,
     )
     ctx.train_model = subset_trainer(ctx)
     return ctx, test_loader
@@ -629,9 +712,34 @@ def subset_trainer(ctx: Context):
     return train_model
 
 
+def select_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Model selection on the noisy validation split: the epoch of the best ``val_acc``
+    (the first on ties), its clean test accuracy, and the test-set oracle.
+
+    Returns ``selected_epoch`` (1-based), ``selected_val_acc``, ``selected_test_acc`` (None
+    without a validation split), ``last_test_acc``, and ``best_test_acc``/``best_epoch``: the
+    *oracle*, max over epochs of test accuracy — not a model selection a user can make.
+    """
+    tests = [(h["epoch"], h["test_acc"]) for h in history if h.get("test_acc") is not None]
+    vals = [(h["epoch"], h["val_acc"], h.get("test_acc")) for h in history if "val_acc" in h]
+    out: dict[str, Any] = {
+        "selected_epoch": None,
+        "selected_val_acc": None,
+        "selected_test_acc": None,
+        "last_test_acc": tests[-1][1] if tests else None,
+        "best_test_acc": max(a for _, a in tests) if tests else None,
+        "best_epoch": max(tests, key=lambda t: t[1])[0] if tests else None,
+    }
+    if vals:
+        ep, acc, test = max(vals, key=lambda t: t[1])  # max keeps the first of equal values
+        out.update(selected_epoch=ep, selected_val_acc=acc, selected_test_acc=test)
+    return out
+
+
 def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
-    """The final summary: best and last clean test accuracy, noise, timing."""
-    accs = [h["test_acc"] for h in history if h.get("test_acc") is not None]
+    """The final summary: selected (best noisy-validation epoch) and last clean test
+    accuracy, the test-set oracle (``best_test_acc``), noise, timing."""
+    sel = select_epoch(history)
     last = history[-1] if history else {}
     return {
         "dataset": cfg.dataset,
@@ -643,9 +751,9 @@ def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
         "realized_noise_rate": manifest.realized_rate,
         "tau": tau,
         "epochs": len(history),
-        "last_test_acc": accs[-1] if accs else None,
-        "best_test_acc": max(accs) if accs else None,
-        "best_epoch": (int(np.argmax(accs)) + 1) if accs else None,
+        "val_ratio": cfg.val_ratio if not cfg.val_file else None,
+        "val_file": cfg.val_file,
+        **sel,
         "last_label_precision": last.get("label_precision"),
         "last_label_recall": last.get("label_recall"),
         "mean_images_per_s": float(

@@ -261,7 +261,7 @@ class StrongAugment:
             self._norm_cache = {key: norm}
         return self._norm_cache[key]
 
-    def __call__(self, loader, batch: Batch) -> torch.Tensor:
+    def __call__(self, loader, batch: Batch, raw: torch.Tensor | None = None) -> torch.Tensor:
         """(b, C, H, W) float strong view of ``batch``, normalized like the loader's batches.
 
         Without raw uint8 images (no loader, feature vectors, float data), the view is built
@@ -280,7 +280,7 @@ class StrongAugment:
                 return x
             x = random_crop_flip(x, self.pad, True)
             return self._cutout(x) if self.kind != "default" else x
-        raw = loader.x[batch.index]
+        raw = loader.x[batch.index] if raw is None else raw  # raw: e.g. the weak view's crop
         raw = self.policy(raw)
         raw = random_crop_flip(raw, self.pad, True)
         x = self._normalizer(loader).transform(raw)

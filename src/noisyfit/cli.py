@@ -118,9 +118,17 @@ def _print_summary(s: dict) -> None:
             f"(nominal {s['nominal_noise_rate']:g}, realized {pct(s['realized_noise_rate'])})"
         )
     if s.get("last_test_acc") is not None:
+        what = "clean test accuracy" if truth else "held-out accuracy on your labels"
+        if s.get("selected_epoch") is not None:
+            print(
+                f"  {what}: selected {pct(s['selected_test_acc'])} (epoch "
+                f"{s['selected_epoch']}, best noisy-validation accuracy "
+                f"{pct(s['selected_val_acc'])}), last {pct(s['last_test_acc'])}"
+            )
+        else:
+            print(f"  {what}: last {pct(s['last_test_acc'])} (no --val-ratio: no model selection)")
         print(
-            f"  {'clean test' if truth else 'held-out'} accuracy"
-            f"{'' if truth else ' on your labels'}: last {pct(s['last_test_acc'])}, best "
+            f"  oracle (max over epochs of test accuracy, not a selection): "
             f"{pct(s['best_test_acc'])} (epoch {s['best_epoch']})"
         )
     if s.get("last_label_precision") is not None:

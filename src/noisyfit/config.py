@@ -73,6 +73,15 @@ class TrainConfig:
     probe_file: str | None = None
     """A file of trusted training-sample indices to use as the probe (.npy/.txt)."""
 
+    # noisy validation split (model selection without clean labels): held out after noise
+    val_ratio: float = 0.0
+    """Fraction of the *noisy* training set held out for validation, seeded by noise_seed and
+    stratified on the given labels (0: none). Each epoch records val_loss/val_acc on the given
+    labels; summary.json records selected_epoch (best val_acc) and its test accuracy."""
+    val_file: str | None = None
+    """A file of validation indices (.npy/.txt; dataset rows, as a run's val_index.npy) used
+    instead of val_ratio."""
+
     # optimization (the SELFIE protocol's defaults)
     epochs: int = 10
     """Training epochs (the papers use 100-200; 10 keeps the default run under 5 minutes)."""
@@ -85,9 +94,17 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    lr_schedule: Literal["step", "cosine", "cosine-restarts", "constant"] = "step"
+    lr_schedule: Literal["step", "cosine", "cosine-restarts", "constant", "linear-decay"] = "step"
     """``step``: ×lr_decay at each fraction in lr_milestones; ``cosine``: to 0 at the end;
-    ``cosine-restarts``: IEG's warm restarts (first cycle lr_cycle_steps)."""
+    ``cosine-restarts``: IEG's warm restarts (first cycle lr_cycle_steps); ``linear-decay``:
+    the official Co-teaching Adam plan, constant then linearly to 0 from lr_decay_start (and
+    Adam's β1 → beta1_after_decay)."""
+    lr_decay_start: int = 80
+    """``linear-decay``: the epoch (1-based) the decay starts (Co-teaching's
+    epoch_decay_start, 80 of its 200)."""
+    beta1_after_decay: float | None = 0.1
+    """``linear-decay`` with Adam: β1 from lr_decay_start on (official Co-teaching: 0.9 → 0.1;
+    None: unchanged)."""
     lr_milestones: tuple[float, ...] = (0.5, 0.75)
     """Fractions of the epochs at which the step schedule decays."""
     lr_decay: float = 0.2
@@ -154,6 +171,12 @@ class TrainConfig:
         need(self.weight_decay >= 0, "weight_decay", "must be 0 or positive")
         need(0 <= self.momentum < 1, "momentum", "must lie in [0, 1)")
         need(self.lr_decay > 0, "lr_decay", "must be positive (0.2 divides by 5)")
+        need(self.lr_decay_start >= 1, "lr_decay_start", "must be at least 1 (an epoch)")
+        need(
+            self.beta1_after_decay is None or 0 <= self.beta1_after_decay < 1,
+            "beta1_after_decay",
+            "must lie in [0, 1) (or None)",
+        )
         need(
             all(0 < m <= 1 for m in self.lr_milestones),
             "lr_milestones",
@@ -161,6 +184,7 @@ class TrainConfig:
         )
         need(self.probe_per_class >= 0, "probe_per_class", "must be 0 or positive")
         need(0 <= self.probe_ratio < 1, "probe_ratio", "must lie in [0, 1)")
+        need(0 <= self.val_ratio < 1, "val_ratio", "must lie in [0, 1) (0.05: a 5% split)")
         need(
             self.tau is None or self.tau == "auto" or 0 <= float(self.tau) < 1,
             "tau",

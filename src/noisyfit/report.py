@@ -243,6 +243,19 @@ def _int_ticks(*axes) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
+#: Summary keys shown under a clearer name: selected and last are the results; the test-set
+#: maximum is an oracle (model selection on the test set), labelled as such; ``{test}`` is
+#: the test split's name.
+_SUMMARY_LABELS = {
+    "selected_epoch": "selected epoch (best noisy-validation accuracy)",
+    "selected_val_acc": "noisy-validation accuracy at the selected epoch",
+    "selected_test_acc": "selected: {test} accuracy at the selected epoch",
+    "last_test_acc": "last: {test} accuracy after the last epoch",
+    "best_test_acc": "oracle: max over epochs of test accuracy",
+    "best_epoch": "oracle epoch (max of test accuracy)",
+}
+
+
 def fig_curves(history: list[dict], path: Path, test_name: str = "clean test") -> None:
     """Accuracy and loss per epoch; ``test_name`` names the test split ("clean test", or
     "held-out ... on your labels" where the test labels are the user's own)."""
@@ -252,6 +265,7 @@ def fig_curves(history: list[dict], path: Path, test_name: str = "clean test") -
         ("test_acc", f"{test_name} accuracy"),
         ("train_error", "training accuracy"),
         ("test_acc_net2", f"{test_name} accuracy (net 2)"),
+        ("val_acc", "validation accuracy (given, noisy labels)"),
     ):
         xs, ys = _series(history, key)
         if key == "train_error":
@@ -265,6 +279,7 @@ def fig_curves(history: list[dict], path: Path, test_name: str = "clean test") -
     for key, label in (
         ("train_loss", "training loss (given labels)"),
         ("test_loss", f"{test_name} loss"),
+        ("val_loss", "validation loss (given labels)"),
     ):
         xs, ys = _series(history, key)
         if xs:
@@ -467,9 +482,13 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         "realized_noise_rate",
         "tau",
         "epochs",
+        "val_ratio",
+        "selected_epoch",
+        "selected_val_acc",
+        "selected_test_acc",
+        "last_test_acc",
         "best_test_acc",
         "best_epoch",
-        "last_test_acc",
         "last_label_precision",
         "last_label_recall",
         "wall_time_s",
@@ -481,10 +500,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         keys = tuple(k for k in keys if k not in truth_keys)
     if cfg.noise == "none":
         keys = tuple(k for k in keys if k != "nominal_noise_rate")
-    renamed = {
-        "best_test_acc": f"best {test_name} accuracy",
-        "last_test_acc": f"last {test_name} accuracy",
-    }
+    renamed = {k: v.format(test=test_name) for k, v in _SUMMARY_LABELS.items()}
     sections.append(
         "<h2>Summary</h2>"
         + (

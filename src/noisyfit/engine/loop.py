@@ -26,7 +26,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
 from .evaluate import autocast_for, evaluate
 from .run import RunLog
-from .schedule import learning_rate
+from .schedule import adam_beta1, learning_rate
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss (one host sync each)
 #: Share of the training predictions on one class above which an epoch counts as collapsed.
@@ -80,6 +80,7 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
     describe: str = "",
+    val: DeviceLoader | None = None,
 ) -> FitResult:
     """Train ``method`` on ``train`` for ``cfg.epochs`` epochs, evaluating on ``test``.
 
@@ -92,6 +93,8 @@ def fit(
         run_dir: where logs and checkpoints go (None: nothing is written).
         resume: continue from ``run_dir/checkpoint.pt``.
         describe: a prefix for the progress bar.
+        val: the noisy validation loader (given labels): each epoch records ``val_loss`` and
+            ``val_acc`` of the method's prediction on it (None: not recorded).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (the last checkpoint is kept).
@@ -118,6 +121,7 @@ def fit(
         start = saved = int(state["epoch"]) + 1
     else:
         method.prepare()
+    train = method.epoch_loader(train)  # a subset for methods that train on one (INCV's S)
     steps = len(train)
     epoch = start
     warned = False  # one collapse warning per run
@@ -151,9 +155,19 @@ def fit(
                     milestones=cfg.lr_milestones,
                     decay=cfg.lr_decay,
                     first_decay_steps=cfg.lr_cycle_steps,
+                    decay_start=cfg.lr_decay_start,
                 )
                 for g in opt.param_groups:
                     g["lr"] = lr
+                    if cfg.lr_schedule == "linear-decay" and "betas" in g:  # Co-teaching's β1
+                        b1 = adam_beta1(
+                            cfg.lr_schedule,
+                            sched_epoch,
+                            cfg.lr_decay_start,
+                            cfg.momentum,
+                            cfg.beta1_after_decay,
+                        )
+                        g["betas"] = (b1, g["betas"][1])
                 if device.type == "cuda" and batch.x.ndim == 4:
                     batch.x = batch.x.contiguous(memory_format=torch.channels_last)
                 with autocast_for(device):
@@ -242,6 +256,9 @@ def fit(
                     record.update({f"test_acc_{name}": v["acc"], f"test_loss_{name}": v["loss"]})
             else:
                 record.update(test_loss=None, test_error=None, test_acc=None)
+            if val is not None:  # noisy validation: the given labels, never the truth
+                ev = next(iter(evaluate(method, val).values()))
+                record.update(val_loss=ev["loss"], val_acc=ev["acc"])
             history.append(record)
             if tb is not None:
                 tb.write(record)
@@ -293,6 +310,8 @@ def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
         f"lr {r['lr']:.4g}",
         f"train loss {r['train_loss']:.4f}",
     ]
+    if r.get("val_acc") is not None:
+        parts.append(f"val acc (noisy) {r['val_acc']:.4f}")
     if r.get("test_acc") is not None:
         parts.append(f"test acc {r['test_acc']:.4f}")
     if r.get("label_precision") is not None:

@@ -19,6 +19,7 @@ def learning_rate(
     milestones: Sequence[float] = (0.5, 0.75),
     decay: float = 0.2,
     first_decay_steps: int = 500,
+    decay_start: int = 80,
     t_mul: float = 1.5,
     m_mul: float = 0.9,
     alpha: float = 0.0,
@@ -32,9 +33,14 @@ def learning_rate(
     global step ``epoch·steps_per_epoch + step``: the first cycle lasts ``first_decay_steps``
     steps (IEG's ``decay_steps``, 500), each next cycle ``t_mul`` (1.5) times longer and
     starting ``m_mul`` (0.9) times lower; ``alpha`` is the floor as a fraction of base_lr.
+    ``linear-decay``: the official Co-teaching plan (bhanML/Co-teaching main.py,
+    ``alpha_plan``): constant, then from ``decay_start`` a linear decay to 0; see
+    :func:`linear_decay_plan`.
     """
     if kind == "constant":
         return base_lr
+    if kind == "linear-decay":
+        return base_lr * linear_decay_plan(epoch, epochs, decay_start)
     if kind == "step":
         passed = sum(epoch >= round(m * epochs) for m in milestones)
         return base_lr * decay**passed
@@ -51,8 +57,31 @@ def learning_rate(
             alpha=alpha,
         )
     raise ConfigError(
-        f"unknown lr schedule {kind!r}; valid: step, cosine, cosine-restarts, constant"
+        f"unknown lr schedule {kind!r}; valid: step, cosine, cosine-restarts, constant, "
+        "linear-decay"
     )
+
+
+def linear_decay_plan(epoch: int, epochs: int, decay_start: int) -> float:
+    """The factor of the official Co-teaching plan for the 0-based engine ``epoch``.
+
+    The official loop trains plan indices i = 1 … n_epoch − 1 (``for epoch in range(1,
+    args.n_epoch)``, index 0 is the evaluation of the random weights), so the engine's epoch e
+    is i = e + 1 of a plan of n = ``epochs`` + 1 entries (the official 200 are 199 epochs
+    here): factor 1 for i < ``decay_start``, else (n − i)/(n − decay_start).
+    """
+    i, n = epoch + 1, epochs + 1
+    if i < decay_start or n <= decay_start:
+        return 1.0
+    return (n - i) / (n - decay_start)
+
+
+def adam_beta1(kind: str, epoch: int, decay_start: int, beta1: float, after: float | None):
+    """β1 of Adam at the 0-based ``epoch``: ``after`` (the official Co-teaching ``mom2`` 0.1)
+    from the decay start of the ``linear-decay`` schedule, else ``beta1``."""
+    if kind == "linear-decay" and after is not None and epoch + 1 >= decay_start:
+        return after
+    return beta1
 
 
 def cosine_decay_restarts(

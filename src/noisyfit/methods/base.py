@@ -99,6 +99,9 @@ class Context:
             cross-entropy on the training samples in ``mask`` (bool (N,)), with the run's
             optimizer and schedule unless changed; for multi-stage methods and estimates.
         config: the run's TrainConfig.
+        val: a loader over the noisy validation split (given labels, no augmentation, in
+            order), when the run holds one out (``--val-ratio``/``--val-file``); methods that
+            need a validation set (F-correction's estimate) use this one.
     """
 
     num_classes: int
@@ -115,6 +118,7 @@ class Context:
     train_model: Callable[..., nn.Module] | None = None
     config: Any = None
     extra: dict = field(default_factory=dict)
+    val: DeviceLoader | None = None
 
 
 class Method:
@@ -148,6 +152,17 @@ class Method:
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """Called after each epoch; returns extra scalars to log."""
+        return {}
+
+    def epoch_loader(self, loader: DeviceLoader) -> DeviceLoader:
+        """The loader the engine iterates each epoch, asked once after ``prepare()`` (and
+        after a resume); methods that train on a subset return ``loader.subset(mask)`` (INCV's
+        stage 2 runs over its selected set S). Default: the run's training loader."""
+        return loader
+
+    def artifacts(self) -> dict[str, Any]:
+        """Arrays the run folder keeps after training, ``{file name: array}`` (saved with
+        ``numpy.save``), e.g. F-correction's ``t_hat.npy``."""
         return {}
 
     def schedule_epoch(self, epoch: int, epochs: int) -> tuple[int, int]:

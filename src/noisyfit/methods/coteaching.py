@@ -18,8 +18,10 @@ with ``t_k=10``): the drop rate of epoch index i is ``linspace(0, τ^c, T_k)[i]`
 τ after, and training starts at index 1 — so our 0-based epoch e uses index e + 1: the first
 trained epoch drops τ^c/(T_k − 1), τ^c is reached at index T_k − 1 and then it jumps to τ (for
 c ≠ 1 this is not the paper's formula); kept = ⌊(1 − rate)·b⌋ (``int()``). Its Adam schedule
-(linear LR decay to 0 and β1 0.9 → 0.1 from ``epoch_decay_start``) is not reproduced: the
-engine's optimizer and schedule are used.
+(linear LR decay to 0 and β1 0.9 → 0.1 from ``epoch_decay_start`` 80, main.py
+``alpha_plan``/``beta1_plan``) is the engine's ``--lr-schedule linear-decay --lr-decay-start
+80`` with ``--optimizer adam`` (the ``coteaching-*`` presets; the official 200 epochs are 199
+trained epochs, index 0 being the evaluation of the random weights).
 
 The loss is averaged once: mean over net 2's picks of net 1's CE + mean over net 1's picks of
 net 2's CE (the official code divides a mean again by the number kept). One optimizer covers
@@ -27,9 +29,11 @@ both networks; with per-parameter updates that equals one optimizer per network.
 
 Departures from the SELFIE-repo code:
 
-* **One forward pass per network** gives both the ranking losses and the gradient (the code
-  runs a second forward pass on the selected samples, so dropout masks and BatchNorm batch
-  statistics differ between ranking and update).
+* **One forward pass per network** (``forward="one"``, the default) gives both the ranking
+  losses and the gradient; the SELFIE-repo code runs a second forward pass on the selected
+  samples, so dropout masks and BatchNorm batch statistics differ between ranking and update
+  — ``forward="two"`` does that (the ranking pass without gradient; the official bhanML code
+  uses one pass, as our default). Measured in docs/benchmarks.md.
 * **Logged training loss/error per network** (``train_loss_net1`` …, the columns of
   ``selfie-cli``'s 10-column log.csv) are averages over the epoch's batches (all samples,
   given labels, before each update); the code re-runs both networks over the training set in
@@ -41,6 +45,7 @@ Departures from the SELFIE-repo code:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -107,6 +112,8 @@ class CoTeaching(Method):
         """c, exponent of the ramp (T/T_k)^c."""
         schedule: Literal["selfie", "official"] = "selfie"
         """Epoch offset and rounding of the SELFIE repo (⌈⌉) or the official PyTorch code."""
+        forward: Literal["one", "two"] = "one"
+        """``two``: the SELFIE repo's second forward pass on each network's picks."""
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
@@ -145,12 +152,20 @@ class CoTeaching(Method):
 
     def training_step(self, batch, epoch):
         y = batch.labels
-        logits1 = self.models["net1"](batch.x)
-        logits2 = self.models["net2"](batch.x)
+        net1, net2 = self.models["net1"], self.models["net2"]
+        k = num_kept(self.keep_rate(epoch), len(y), self.config.schedule)
+        two = self.config.forward == "two" and k > 0
+        with torch.no_grad() if two else contextlib.nullcontext():
+            logits1 = net1(batch.x)
+            logits2 = net2(batch.x)
         ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
         ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
-        k = num_kept(self.keep_rate(epoch), len(y), self.config.schedule)
-        loss, _, pick2 = coteaching_loss(ce1, ce2, k)
+        loss, pick1, pick2 = coteaching_loss(ce1, ce2, k)
+        if two:  # the SELFIE repo: each network's loss from a forward pass on its picks
+            x = batch.x
+            loss = F.cross_entropy(net1(x[pick2]).float(), y[pick2]) + F.cross_entropy(
+                net2(x[pick1]).float(), y[pick1]
+            )
         with torch.no_grad():
             ce = torch.stack([ce1, ce2])
             self._loss_sums += ce.sum(1)

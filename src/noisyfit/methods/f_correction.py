@@ -1,9 +1,16 @@
 """``f-correction``: loss correction (Patrini, Rozza, Menon, Nock, Qu, CVPR 2017),
 ``giorgiop/loss-correction``.
 
-1. Train a network with plain cross-entropy on the noisy labels (``prepare()``, through
-   ``ctx.train_model``; ``estimate_epochs`` epochs).
-2. Estimate T̂ from its softmax p̂ over the training inputs: for each class i the anchor
+1. Train a network with plain cross-entropy on the noisy labels (``prepare()``;
+   ``estimate_epochs`` epochs) and keep the epoch of the lowest cross-entropy on a *noisy*
+   validation split (the official ``ModelCheckpoint(monitor='val_loss', save_best_only=True)``
+   then ``load_model``, models.py:97-98,133, with ``validation_split=0.1``, experiment.py:36):
+   the run's split (``--val-ratio``/``ctx.val``) when it has one, else ``holdout`` (10 %) of
+   the training samples, stratified on the given labels, held out of this network only.
+   ``stage1="last"`` keeps the last epoch instead (the behaviour before; on a network that
+   memorizes the noisy labels T̂ then tends to the identity).
+2. Estimate T̂ from its softmax p̂ over the training inputs (and the run's validation split:
+   the original predicts on all of ``X_train``): for each class i the anchor
    ("perfect example") x̄_i = argmax_x p̂(ỹ = i | x) among the points *below* the
    ``percentile``-th percentile (97, ``interpolation='higher'``) of p̂(ỹ = i | ·) — the
    original's outlier filter; ``percentile=100`` is the plain argmax (its CIFAR-100 setting);
@@ -15,16 +22,23 @@
    * backward: ℓ = −(e_ỹᵀ T̂⁻¹) · log p̂.
 
 A known T can be given instead (``t_file``: a (K, K) ``.npy``/``.csv``/``.txt``, rows = true
-class), which skips step 1-2.
+class), which skips step 1-2. The T̂ used is saved as ``t_hat.npy`` in the run folder (the
+report shows it beside the nominal and realized T).
 
 Departures from the original code:
 
 * The original zeroes the filtered entries through ``robust_eta = eta_corr[:, i]``, a NumPy
   *view*, so column i of the probabilities is zeroed in place and the rows estimated after it
   read those zeros; we filter a copy (every row sees the unmodified p̂).
-* The first network is the run's model/optimizer/schedule (``ctx.train_model``) and its
-  epochs are ``estimate_epochs`` (None: the run's); T̂ is estimated on the training set
-  without augmentation.
+* The first network is the run's model/optimizer/schedule and its epochs are
+  ``estimate_epochs`` (None: the run's); T̂ is estimated without augmentation. The original's
+  Keras ``validation_split`` takes the *last* 10 % of a seeded shuffle (the first 10 % with
+  augmentation), not a class-stratified draw.
+* The reported model: the run's selected epoch (best accuracy on the noisy validation split,
+  ``selected_test_acc`` in ``summary.json``, when the run has ``--val-ratio``), where the
+  original reloads the epoch of the lowest *corrected* validation loss; without a split the
+  run reports the last epoch. The corrected network trains on all training samples when the
+  run has no split (the original: on the 90 %).
 * No ``cliptozero``/``alpha`` post-processing of T̂ (both off in the original experiments).
 """
 
@@ -84,6 +98,54 @@ def load_transition(path: str, num_classes: int) -> np.ndarray:
     return matrix_from_file(num_classes, path=path)
 
 
+def train_best_val_loss(
+    ctx, holdout: float, *, epochs: int | None = None, describe: str = ""
+) -> tuple[torch.nn.Module, int, list[float]]:
+    """Train a cross-entropy network; return the epoch of the lowest cross-entropy on the
+    noisy validation split (ties: the earlier, as Keras' save-on-improvement), its 1-based
+    number, and the validation loss of every epoch.
+
+    The split is ``ctx.val`` when the run has one, else ``holdout`` of the training samples
+    (stratified on the given labels, seeded by the run's seed), left out of this training.
+    """
+    import copy
+
+    from ..analysis.incv import eval_loader
+    from ..api import stratified_subset
+    from ..engine.evaluate import evaluate
+    from ..engine.loop import fit
+    from .standard import Standard
+
+    mask = None
+    val = ctx.val
+    if val is None:
+        given = ctx.loader.labels.cpu().numpy()
+        hold = np.zeros(len(given), dtype=bool)
+        hold[stratified_subset(given, max(1, round(holdout * len(given))), ctx.seed + 17)] = True
+        mask = torch.as_tensor(~hold, device=ctx.device)
+        val = eval_loader(ctx.loader, torch.as_tensor(hold, device=ctx.device))
+
+    class _BestValLoss(Standard):
+        def __init__(self):
+            super().__init__(Standard.Config(), ctx)
+            self.best = (float("inf"), 0, None)
+            self.losses: list[float] = []
+
+        def on_epoch_end(self, epoch):
+            loss = next(iter(evaluate(self, val).values()))["loss"]
+            self.losses.append(loss)
+            if loss < self.best[0]:
+                self.best = (loss, epoch + 1, copy.deepcopy(self.models["net"].state_dict()))
+            return {"val_loss_noisy": loss}
+
+    cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False)
+    loader = ctx.loader if mask is None else ctx.loader.subset(mask)
+    net = _BestValLoss()
+    fit(net, loader, None, cfg, describe=describe)
+    net.models["net"].load_state_dict(net.best[2])
+    return net.models["net"], net.best[1], net.losses
+
+
 @METHODS.register("f-correction")
 class FCorrection(Method):
     """F-correction: forward (or backward) loss correction with T̂ from anchor points."""
@@ -96,16 +158,21 @@ class FCorrection(Method):
         t_file: str | None = None  # a known T (K×K .npy/.csv/.txt) instead of the estimate
         estimate_epochs: int | None = None  # epochs of the first (CE) run; None: the run's
         percentile: float = 97.0  # anchor filter: argmax below this percentile (100: off)
+        stage1: Literal["best-val-loss", "last"] = "best-val-loss"  # which epoch T̂ comes from
+        holdout: float = 0.1  # noisy validation share for stage 1 when the run has no split
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         if not 0 < config.percentile <= 100:
             raise ConfigError("f-correction: percentile must lie in (0, 100]")
+        if not 0 < config.holdout < 1:
+            raise ConfigError("f-correction: holdout must lie in (0, 1), e.g. 0.1")
         self.models = {"net": ctx.make_model()}
         k = ctx.num_classes
         self.T = torch.eye(k, device=ctx.device)  # identity until prepare(): plain CE
         self.T_inv = torch.eye(k, device=ctx.device)
         self.state_names = ("T", "T_inv")
+        self.stage1_epoch: int | None = None  # the epoch of the stage-1 network T̂ comes from
         if config.t_file is not None:
             self._set(torch.as_tensor(load_transition(config.t_file, k), dtype=torch.float32))
 
@@ -131,14 +198,29 @@ class FCorrection(Method):
                 "known T with t_file, or run it through noisyfit.train"
             )
         from ..analysis.incv import predict_on
+        from ..engine.evaluate import predict_probs
 
-        net = ctx.train_model(
-            None, epochs=self.config.estimate_epochs, describe="F-correction stage 1 (CE) "
-        )
-        t = estimate_transition(predict_on(ctx, net), self.config.percentile)
+        describe = "F-correction stage 1 (CE) "
+        if self.config.stage1 == "last":
+            net = ctx.train_model(None, epochs=self.config.estimate_epochs, describe=describe)
+            self.stage1_epoch = self.config.estimate_epochs or ctx.epochs
+        else:
+            net, self.stage1_epoch, _ = train_best_val_loss(
+                ctx, self.config.holdout, epochs=self.config.estimate_epochs, describe=describe
+            )
+        probs = predict_on(ctx, net)
+        if ctx.val is not None:  # the original predicts on all of X_train, its val part too
+            probs = torch.cat([probs, predict_probs(net, ctx.val)])
+        t = estimate_transition(probs, self.config.percentile)
         self._set(t)
         with np.printoptions(precision=3, suppress=True):
-            print(f"F-correction: estimated T̂ =\n{t.cpu().numpy()}")
+            print(
+                f"F-correction: estimated T̂ (stage-1 epoch {self.stage1_epoch}) =\n"
+                f"{t.cpu().numpy()}"
+            )
+
+    def artifacts(self) -> dict[str, np.ndarray]:
+        return {"t_hat.npy": self.T.cpu().numpy()}
 
     def training_step(self, batch, epoch):
         logits = self.models["net"](batch.x)
@@ -149,4 +231,7 @@ class FCorrection(Method):
         return StepOutput(loss=loss.mean(), logits=logits)
 
     def on_epoch_end(self, epoch):
-        return {"t_hat_diag_mean": float(self.T.diagonal().mean())}
+        out = {"t_hat_diag_mean": float(self.T.diagonal().mean())}
+        if self.stage1_epoch is not None:
+            out["t_hat_stage1_epoch"] = self.stage1_epoch
+        return out

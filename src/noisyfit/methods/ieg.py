@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import StrongAugment
+from ..data.loader import Batch
 from .base import METHODS, StepOutput
 from .l2r import ProbeMethod, meta_gradients, normalized_weights
 
@@ -129,6 +130,40 @@ def ieg_meta_step(
     return w, lam_star, g_omega.detach(), g_lam.detach()
 
 
+class InterleavedProbe:
+    """IEG's probe input (``set_input``): the probe set in class-interleaved order (c₀, c₁, …,
+    c_{K−1}, c₀, …), never shuffled, repeated and cut into batches of b with
+    ``drop_remainder`` (``probe_dataflow.repeat().batch(b)``): batch k holds the positions
+    k·b … k·b + b − 1 (mod P), so every batch is class balanced. ``step`` is all its state
+    (saved in checkpoints like :class:`~noisyfit.methods.l2r.ProbeStream`'s).
+    """
+
+    def __init__(self, loader, batch_size: int):
+        self.loader, self.batch_size, self.step = loader, int(batch_size), 0
+        idx = loader.indices
+        labels = loader.labels[idx]
+        k = int(labels.max()) + 1 if len(labels) else 1
+        rank = torch.zeros_like(labels)
+        for c in range(k):  # K iterations: the position of each sample within its class
+            members = labels == c
+            rank[members] = torch.arange(int(members.sum()), device=labels.device)
+        self.order = idx[torch.argsort(rank * k + labels, stable=True)]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def next(self) -> Batch:
+        from ..data.loader import epoch_generator
+
+        p, dev = len(self.order), self.order.device
+        pos = (self.step * self.batch_size + torch.arange(self.batch_size, device=dev)) % p
+        bi = self.order[pos]
+        g = epoch_generator(self.loader.seed, self.step, self.loader.device)
+        xb = self.loader.x[bi.to(self.loader.storage)].to(self.loader.device)
+        self.step += 1
+        return Batch(bi, self.loader.transform(xb, g), self.loader.labels[bi])
+
+
 @METHODS.register("ieg")
 class IEG(ProbeMethod):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
@@ -147,7 +182,9 @@ class IEG(ProbeMethod):
         aug_type: Literal["autoaug", "randaug", "default"] = "autoaug"  # strong view policy
         logit_norm: bool = True  # IEG's logit normalisation in guessing and MixUp CE
         meta_weight_decay: bool = True  # weight decay in look-ahead and meta loss (IEG code)
-        detach_guess: bool = True  # no gradient through g (IEG's code lets it flow)
+        detach_guess: bool = False  # True: no gradient through g (the code lets it flow)
+        probe_order: Literal["interleaved", "shuffled"] = "interleaved"  # set_input's probe
+        strong_from: Literal["weak", "raw"] = "weak"  # strong view from the crop/flip (code)
         threshold: float | None = None  # paper variant: B·ω* ≥ T joins the clean MixUp side
         ema_decay: float = 0.999  # EMA of the weights used for evaluation (0: off)
         rampup_steps: int = 0  # ramp p and k linearly from 0 over this many steps (0: code)
@@ -157,6 +194,31 @@ class IEG(ProbeMethod):
         size = tuple(ctx.input_shape[-2:]) if len(ctx.input_shape) == 3 else None
         self.augment = StrongAugment(config.aug_type, image_size=size)
         self.steps = 0  # training steps taken (for the ramp-up)
+        # the official probe order; a streaming loader (WebVision folders) keeps its shuffle
+        if config.probe_order == "interleaved" and hasattr(ctx.probe, "indices"):
+            self.probe = InterleavedProbe(ctx.probe, ctx.batch_size)
+
+    def strong_view(self, batch):
+        """The strong view: from the weak view's crop/flip (``strong_from="weak"``, as
+        ``autoaug_batch_process_map_fn`` augments the already crop/flipped batch), recovered as
+        uint8 by inverting the loader's channel normalization; else (per-image normalization,
+        or ``strong_from="raw"``) from the raw images."""
+        loader = self.ctx.loader
+        raw = None
+        if (
+            self.config.strong_from == "weak"
+            and loader is not None
+            and getattr(loader, "augment", False)
+            and getattr(loader, "is_image", False)
+            and loader.x.dtype == torch.uint8
+            and loader.normalize in ("channel", "none")
+            and not hasattr(loader, "strong_view")
+        ):
+            x = batch.x.float()
+            if loader.normalize == "channel":
+                x = (x - loader._add) / loader._mul
+            raw = x.round().clamp(0, 255).to(torch.uint8)
+        return self.augment(loader, batch, raw)
 
     def ramp(self) -> float:
         """Factor of p and k at this step: 1, or min(1, step/rampup_steps) with a ramp-up."""
@@ -171,7 +233,7 @@ class IEG(ProbeMethod):
             self.ema.catch_up(net)
         probe = self.probe.next()
         k = self.ctx.num_classes
-        x_strong = self.augment(self.ctx.loader, batch)
+        x_strong = self.strong_view(batch)
         logits = net(batch.x)
         aug_logits = net(x_strong)
 

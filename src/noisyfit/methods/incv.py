@@ -16,9 +16,19 @@ Two stages:
      — the estimated noise of S (1 − LP of the theory);
    * n_keep = round(m·(1 − ε_S·min(1, e/T_k))), T_k = 10, e the 0-based epoch, m the number
      of S samples in the batch;
-   * for e ≤ e_warm only S samples are eligible; afterwards C samples are mixed in, at most
-     ``c_ratio`` (½) of the S samples of the batch (the original: C-batch of
-     min(|C|·128/|S|, 64) beside an S-batch of 128). n_keep still counts S samples only.
+   * ``batches="s"`` (default, as INCV_main.py): an epoch is ⌈|S|/b⌉ steps over S-batches of
+     b (128) samples of S; for e ≤ e_warm a step sees its S-batch only, afterwards a C-batch
+     of min(⌊|C|·b/|S|⌋, ⌊c_ratio·b⌋) candidates (the next of a cycling, shuffled C
+     loader) is appended (the engine's batch is extended in place, so its C picks are scored
+     like the S ones). n_keep counts the S-batch only; all samples of the joined batch are
+     ranked. ``batches="all"``: the engine's loader over all N; each batch's S members (≈
+     b·|S|/N of them) and, after e_warm, C members kept with probability
+     min(1, c_ratio·|S|/|C|) — the behaviour before.
+   * ``rank="eval"`` (default, as the original's ``model.predict`` then ``train_on_batch``):
+     each network ranks the batch with an inference-mode forward (no gradient, BatchNorm
+     running statistics), then a training-mode forward on the partner's picks gives the loss
+     (BatchNorm statistics of the picks). ``rank="train"``: one training-mode forward gives
+     both the ranking and the loss (the behaviour before).
    * e_warm = 40, or 80 for asymmetric noise or ε̂ > 0.6, at the original's 200 epochs; by
      default here 20 % / 40 % of the run's epochs (the same at 200), or ``e_warm`` epochs.
 
@@ -27,14 +37,8 @@ trains on; the engine scores it against the truth (LP/LR) like every method's se
 
 Departures from the original code:
 
-* **Batches come from the engine's loader over all N samples**; the method uses the S (and,
-  after warm-up, C) members of each batch and ignores the removed ones. An epoch is still one
-  pass over S, but a batch holds ≈ b·|S|/N S samples instead of b (raise ``--batch-size`` by
-  N/|S| to match), and the C share follows |C|/|S| (capped at ``c_ratio``) instead of a
-  separate cycling C generator.
-* **One training-mode forward pass** per network gives both the ranking and the loss; the
-  original ranks with ``model.predict`` (inference-mode BatchNorm) and then runs
-  ``train_on_batch`` on the picks.
+* The cycling C loader restarts from its own seeded permutation after a resume (the S
+  batches are the engine's, reproduced exactly); Keras' ``datagen.flow`` reshuffles both.
 * **Learning rate**: the engine's schedule (the original: Adam 1e-3, ×0.1 at 80, 120, 160 and
   ×0.5 at 180 of 200 epochs, re-compiling — which resets Adam's moments — at each change); use
   ``--optimizer adam --lr 1e-3 --lr-milestones 0.4 0.6 0.8 --lr-decay 0.1`` for the nearest.
@@ -92,6 +96,8 @@ class INCV(Method):
         t_k: int = 10  # T_k, epochs over which the forget rate ramps up to ε_S
         e_warm: int | None = None  # e_warm epochs of S only (None: 20 % / 40 % of the epochs)
         c_ratio: float = 0.5  # C samples per S sample at most after e_warm (64/128)
+        batches: Literal["s", "all"] = "s"  # S-batches of b, |S|/b steps (official), or all N
+        rank: Literal["eval", "train"] = "eval"  # ranking forward: inference mode (official)
         split_seed: int | None = None  # seed of the random halves (None: the run's seed)
 
     def __init__(self, config, ctx):
@@ -129,9 +135,13 @@ class INCV(Method):
         )
         n_s = int(self.select.sum())
         n_c = int(self.candidate.sum())
-        # keep each C sample of a batch with this probability, so C ≤ c_ratio·S on average
+        # batches="all": keep each C sample of a batch with this probability (C ≤ c_ratio·S)
         self.c_prob = min(1.0, cfg.c_ratio * n_s / n_c) if n_c else 0.0
+        # batches="s": INCV_main.py's batch_size_val = min(int(|C|·b/|S|), int(0.5·b))
+        b = self.ctx.batch_size
+        self.c_batch = min(int(n_c * b / n_s), int(cfg.c_ratio * b)) if n_s and n_c else 0
         self.sizes = (n_s, n_c)
+        self._c_iter = None
 
     # -- stage 1 ------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -176,28 +186,75 @@ class INCV(Method):
         self._derive()
 
     # -- stage 2 ------------------------------------------------------------------------------
+    def epoch_loader(self, loader):
+        """``batches="s"``: the engine iterates S only (⌈|S|/b⌉ steps of b S samples)."""
+        if self.config.batches == "s" and bool(self.select.any()):
+            return loader.subset(self.select)
+        return loader
+
+    def _next_c_batch(self):
+        """The next C-batch of a cycling, shuffled loader over the candidates."""
+        if self._c_iter is None:
+            base = self.ctx.loader
+            self._c_loader = base.subset(self.candidate)
+            self._c_loader.batch_size = self.c_batch
+            self._c_loader.seed = base.seed + 3
+            self._c_epoch = 0
+            self._c_iter = self._c_loader.epoch(0)
+        try:
+            return next(self._c_iter)
+        except StopIteration:
+            self._c_epoch += 1
+            self._c_iter = self._c_loader.epoch(self._c_epoch)
+            return next(self._c_iter)
+
     def forget_rate(self, epoch: int) -> float:
         """ε_S·min(1, e/T_k)."""
         return self.eps_s * min(1.0, epoch / self.config.t_k) if self.config.t_k > 0 else self.eps_s
 
     def training_step(self, batch, epoch):
-        idx, y = batch.index, batch.labels
-        in_s = self.select[idx]
-        eligible = in_s
-        if epoch > self.e_warm and self.c_prob > 0:
-            in_c = self.candidate[idx]
-            if self.c_prob < 1:
-                in_c = in_c & (torch.rand(len(idx), device=idx.device) < self.c_prob)
-            eligible = in_s | in_c
-        n_keep = torch.round(in_s.sum() * (1.0 - self.forget_rate(epoch)))
-        logits1 = self.models["net1"](batch.x)
-        logits2 = self.models["net2"](batch.x)
-        ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
-        ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
-        keep1 = keep_smallest(ce1, eligible, n_keep)
-        keep2 = keep_smallest(ce2, eligible, n_keep)
+        if self.config.batches == "s":
+            n_s = len(batch)  # the engine's batch is an S-batch
+            if epoch > self.e_warm and self.c_batch > 0:
+                c = self._next_c_batch()  # extend the engine's batch: its C picks are scored
+                batch.index = torch.cat([batch.index, c.index])
+                batch.x = torch.cat([batch.x, c.x])
+                batch.labels = torch.cat([batch.labels, c.labels])
+            eligible = torch.ones(len(batch), dtype=torch.bool, device=batch.x.device)
+            n_keep = torch.tensor(float(round(n_s * (1.0 - self.forget_rate(epoch)))))
+            n_keep = n_keep.to(batch.x.device)
+        else:
+            idx = batch.index
+            in_s = self.select[idx]
+            eligible = in_s
+            if epoch > self.e_warm and self.c_prob > 0:
+                in_c = self.candidate[idx]
+                if self.c_prob < 1:
+                    in_c = in_c & (torch.rand(len(idx), device=idx.device) < self.c_prob)
+                eligible = in_s | in_c
+            n_keep = torch.round(in_s.sum() * (1.0 - self.forget_rate(epoch)))
+        x, y = batch.x, batch.labels
+        net1, net2 = self.models["net1"], self.models["net2"]
         den = n_keep.clamp_min(1)
-        loss = (ce1 * keep2).sum() / den + (ce2 * keep1).sum() / den
+        if self.config.rank == "eval":  # model.predict, then train_on_batch on the picks
+            with torch.no_grad():
+                self.eval()
+                logits1, logits2 = net1(x), net2(x)
+                self.train()
+            ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
+            ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
+            keep1 = keep_smallest(ce1, eligible, n_keep)
+            keep2 = keep_smallest(ce2, eligible, n_keep)
+            loss1 = F.cross_entropy(net1(x[keep2]).float(), y[keep2], reduction="sum")
+            loss2 = F.cross_entropy(net2(x[keep1]).float(), y[keep1], reduction="sum")
+            loss = loss1 / den + loss2 / den
+        else:
+            logits1, logits2 = net1(x), net2(x)
+            ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
+            ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
+            keep1 = keep_smallest(ce1, eligible, n_keep)
+            keep2 = keep_smallest(ce2, eligible, n_keep)
+            loss = (ce1 * keep2).sum() / den + (ce2 * keep1).sum() / den
         return StepOutput(loss=loss, logits=logits1, selected=keep2, score=-ce1.detach())
 
     def on_epoch_end(self, epoch):

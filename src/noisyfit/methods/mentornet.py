@@ -46,8 +46,12 @@ Departures from the original code:
   another CPU, and 3000 steps were too few to fit the last phase reliably); the default
   setting (γ 1, 10 000 steps, seed 0) is shipped as ``_mentor_pd_weights.py``, written by
   ``scripts/make_mentor_weights.py`` (about 50 s of one CPU), and not trained at run time.
-* The student's weight decay is the optimizer's; the original scales the ResNet's decay loss
-  by Σv/b.
+* Weight decay (``decay_scaling="v"``, the default, as cifar_train_mentornet.py:228
+  ``decay_loss * (reduce_sum(v) / batch_size)``): the run's ``weight_decay`` is taken out of
+  the optimizer and added to the loss as ½·wd·(Σv/b)·Σ‖w‖² (v after example dropout), over
+  every parameter the optimizer decayed (the original's ``resnet.decay()`` covers the conv
+  and fc weights only, not BatchNorm); ``decay_scaling="off"``: the optimizer's plain decay
+  (the behaviour before). The logged training loss includes the decay term.
 * λ's percentile uses ``torch.quantile(..., interpolation="nearest")`` (TF's
   ``percentile`` default).
 """
@@ -57,6 +61,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -219,6 +224,7 @@ class MentorNetPD(Method):
         gamma: float = 1.0  # γ of the SPCL-linear part of v*
         mentor_steps: int = 10000  # training steps of the mentor on the curriculum grid
         mentor_seed: int = 0  # seed of the mentor's grid, initialisation and batches
+        decay_scaling: Literal["v", "off"] = "v"  # weight decay × Σv/b (official) or plain
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
@@ -264,6 +270,13 @@ class MentorNetPD(Method):
             v, v_drop = self.weights(ce.detach(), epoch)
         self._v_sum += torch.stack([v_drop.sum(), v.new_full((), float(len(v)))])  # no H2D copy
         loss = (ce * v_drop).mean()
+        wd = float(getattr(self.ctx.config, "weight_decay", 0.0) or 0.0)
+        if self.config.decay_scaling == "v" and wd > 0:
+            if self.optimizer is not None:  # the decay is in the loss, scaled by Σv/b
+                for g in self.optimizer.param_groups:
+                    g["weight_decay"] = 0.0
+            sq = sum((p.float() ** 2).sum() for p in self.models["net"].parameters())
+            loss = loss + 0.5 * wd * (v_drop.sum() / len(v_drop)) * sq
         return StepOutput(loss=loss, logits=logits, weights=v_drop, selected=v >= 0.5, score=v)
 
     def on_epoch_end(self, epoch):

@@ -44,9 +44,11 @@ Departures from the official code (all deliberate):
   many times. The code's guard ``q > warm_up → exit`` is therefore unnecessary and dropped.
 * |C| = ⌈(1 − τ)·b⌉ is computed with a 1e-9 tolerance (0.7·10 → 7; the code's float
   ``np.ceil`` gives 8).
-* **One forward pass**: the loss that selects C and the predictions that enter the history come
-  from the same training-mode forward pass that is back-propagated (the code runs a second
-  forward pass on the selected samples only, so its BatchNorm statistics are over R ∪ C).
+* **One forward pass** (``forward="one"``, the default): the loss that selects C and the
+  predictions that enter the history come from the same training-mode forward pass that is
+  back-propagated; the code runs a second forward pass on the selected samples only, so its
+  BatchNorm statistics are over R ∪ C — ``forward="two"`` does that (the first pass then
+  has no gradient; see docs/benchmarks.md for the measurement).
 * **Batches** are a seeded permutation per epoch (every sample once per epoch), not ⌈N/b⌉
   independent draws with replacement across iterations.
 * **Logged training loss/error** (``selfie_train_loss``/``selfie_train_error``, the columns of
@@ -58,6 +60,7 @@ Departures from the official code (all deliberate):
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,6 +186,9 @@ class Selfie(Method):
         """Warm-up trains on stored refurbished labels (None: code on, paper off)."""
         update_tau: bool | None = None
         """τ ← min(τ, 1 − #ever-refurbished/N) after each round (None: code on, paper off)."""
+        forward: Literal["one", "two"] = "one"
+        """``two``: the code's second forward pass on the selected samples (BatchNorm
+        statistics over R ∪ C); ``one``: the ranking pass is back-propagated."""
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
@@ -308,7 +314,10 @@ class Selfie(Method):
     def training_step(self, batch, epoch):
         _, e = self.round_of(epoch)
         idx, y = batch.index, batch.labels
-        logits = self.models["net"](batch.x)
+        net = self.models["net"]
+        two = self.config.forward == "two" and e >= self.config.warm_up
+        with torch.no_grad() if two else contextlib.nullcontext():
+            logits = net(batch.x)
         logp = F.log_softmax(logits.float(), 1)
         loss_given = F.nll_loss(logp, y, reduction="none").detach()
         stored = self.corrected[idx]
@@ -330,7 +339,10 @@ class Selfie(Method):
                 stored_for_clean=self.stored_for_clean,
             )
             # mean over R ∪ C (Eq. 2): the others are ignored, the loss averaged once
-            loss = F.nll_loss(logp, torch.where(selected, train, -100), ignore_index=-100)
+            if two:  # the code: a second forward pass on R ∪ C only
+                loss = F.cross_entropy(net(batch.x[selected]).float(), train[selected])
+            else:
+                loss = F.nll_loss(logp, torch.where(selected, train, -100), ignore_index=-100)
         with torch.no_grad():
             pred = logits.argmax(1)
             # the code's training log: whole batch, refurbished labels where available (with
