@@ -18,7 +18,7 @@ from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
-from .engine.loop import FitResult, fit
+from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .methods.base import METHODS, Context, build_method, method_config
 from .models import build_model
@@ -222,6 +222,7 @@ def train(
 
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
+    check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work
     data = prepare_data(cfg)
     ds, true, noisy = data.dataset, data.true, data.noisy
     if method_cls.needs_probe and data.probe_index is None:
@@ -421,7 +422,9 @@ def subset_trainer(ctx: Context):
     ) -> torch.nn.Module:
         from .methods.standard import Standard
 
-        cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False, **changes)
+        cfg = ctx.config.replace(
+            epochs=epochs or ctx.config.epochs, checkpoint=False, ema=0.0, mixup=0.0, **changes
+        )  # the run's add-ons (--ema, --mixup) are for the method's own training only
         loader = ctx.loader if labels is None else ctx.loader.with_labels(labels)
         if mask is not None:
             loader = loader.subset(torch.as_tensor(mask, device=ctx.device))

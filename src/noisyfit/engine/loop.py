@@ -4,6 +4,10 @@ Per epoch: set the learning rate each step, ``method.training_step`` → backwar
 the method's selection against the truth, evaluate on the clean test set, write the logs and a
 checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
 steps, to stop early on a non-finite loss.
+
+Two add-ons work with any method: ``--mixup ALPHA`` mixes each batch before the step (methods
+with ``supports_mixup``; see ``methods.base.Mix``) and ``--ema DECAY`` keeps an EMA of every
+network (``engine.ema.WeightAverage``), evaluated instead of the live weights and checkpointed.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.loader import DeviceLoader
-from ..methods.base import Method
+from ..methods.base import ConfigError, Method, Mix
 from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
+from .ema import WeightAverage
 from .evaluate import autocast_for, evaluate
 from .run import RunLog
 from .schedule import learning_rate
@@ -68,6 +73,27 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+def check_addons(method: Method | type[Method], cfg: TrainConfig) -> None:
+    """Raise ConfigError if ``--mixup`` is asked of a method whose rule cannot take it."""
+    if cfg.mixup > 0 and not method.supports_mixup:
+        from ..methods.base import METHODS
+
+        ok = ", ".join(n for n in METHODS.names() if METHODS.get(n).supports_mixup)
+        raise ConfigError(
+            f"--mixup {cfg.mixup}: method {cfg.method!r} cannot train on mixed targets (its "
+            f"rule selects, weights or relabels single samples); methods that can: {ok}. "
+            "Drop --mixup (docs/methods/README.md lists the add-ons each method accepts)."
+        )
+
+
+def draw_mix(b: int, alpha: float, device: torch.device) -> Mix:
+    """One mixup draw for a batch of ``b``: λ ~ Beta(α, α) and a random pairing (global RNG,
+    which the checkpoint saves, so a resumed run draws the same)."""
+    a = torch.tensor(float(alpha), device=device)
+    lam = torch.distributions.Beta(a, a).sample()
+    return Mix(lam=lam, perm=torch.randperm(b, device=device))
+
+
 def fit(
     method: Method,
     train: DeviceLoader,
@@ -96,8 +122,10 @@ def fit(
         KeyboardInterrupt: re-raised after saying how to resume.
     """
     device = train.device
+    check_addons(method, cfg)
     opt = make_optimizer(method, cfg)
     method.optimizer = opt
+    averaged = WeightAverage(method, cfg.ema) if cfg.ema > 0 else None
     meter = SelectionMeter(true_labels, device)
     verdicts = SampleVerdicts(len(train.labels), train.labels, device)
     log = RunLog(run_dir) if run_dir is not None else None
@@ -106,6 +134,8 @@ def fit(
     if resume:
         state = load_checkpoint(run_dir / "checkpoint.pt", map_location=device)
         _restore(state, method, opt, verdicts)
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
         history = list(state["history"])
         start = int(state["epoch"]) + 1
     else:
@@ -148,11 +178,16 @@ def fit(
                     g["lr"] = lr
                 if device.type == "cuda" and batch.x.ndim == 4:
                     batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+                if cfg.mixup > 0:
+                    method.mix = draw_mix(len(batch), cfg.mixup, device)
+                    batch.x = method.mix.inputs(batch.x)
                 with autocast_for(device):
                     out = method.training_step(batch, epoch)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 opt.step()
+                if averaged is not None:
+                    averaged.update()
 
                 loss = out.loss.detach()
                 bad |= ~torch.isfinite(loss)
@@ -220,7 +255,13 @@ def fit(
             record.update(meter.compute())
             record.update(method.on_epoch_end(epoch))
             if test is not None:
-                ev = evaluate(method, test)
+                if averaged is not None:  # --ema: the averaged networks are the prediction
+                    live = evaluate(method, test)
+                    record["test_acc_live"] = next(iter(live.values()))["acc"]
+                    with averaged.swapped():
+                        ev = evaluate(method, test)
+                else:
+                    ev = evaluate(method, test)
                 first = next(iter(ev))
                 record.update(
                     test_loss=ev[first]["loss"],
@@ -236,10 +277,10 @@ def fit(
             if log is not None:
                 log.write(history)
                 if cfg.checkpoint:
-                    save_checkpoint(
-                        _state(epoch, method, opt, verdicts, history, cfg),
-                        run_dir / "checkpoint.pt",
-                    )
+                    state = _state(epoch, method, opt, verdicts, history, cfg)
+                    if averaged is not None:
+                        state["ema"] = averaged.state_dict()
+                    save_checkpoint(state, run_dir / "checkpoint.pt")
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
         if run_dir is not None:
@@ -249,7 +290,8 @@ def fit(
                 f"Resume with: noisyfit train --resume {run_dir}"
             )
         raise
-    return FitResult(history=history, verdicts=verdicts)
+    extra = {"ema": averaged} if averaged is not None else {}
+    return FitResult(history=history, verdicts=verdicts, extra=extra)
 
 
 def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
