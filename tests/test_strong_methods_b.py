@@ -282,3 +282,132 @@ def test_resume_equals_uninterrupted(name, tmp_path, monkeypatch):
         assert all(torch.equal(wa[p], wb[p]) for p in wa)
     for k in full.method.state_names:
         assert torch.equal(getattr(full.method, k), getattr(resumed.method, k))
+
+
+# ---------------------------------------------------------------------------- CIFAR-N
+
+from noisyfit import noise as noise_mod  # noqa: E402
+from noisyfit.noise import CIFAR_N, NoiseError, inject_noise  # noqa: E402
+
+
+def _cifar10n_file(folder, seed=0):
+    """A file in the released CIFAR-10N format: torch.save of a dict of numpy arrays."""
+    rng = np.random.default_rng(seed)
+    clean = rng.integers(0, 10, 50000)
+    d = {"clean_label": clean}
+    for key, rate in [
+        ("aggre_label", 0.09),
+        ("random_label1", 0.17),
+        ("random_label2", 0.18),
+        ("random_label3", 0.18),
+        ("worse_label", 0.40),
+    ]:
+        flip = rng.random(50000) < rate
+        d[key] = np.where(flip, (clean + rng.integers(1, 10, 50000)) % 10, clean)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(d, folder / "CIFAR-10_human.pt")
+    return d
+
+
+@pytest.mark.parametrize("kind", [k for k in CIFAR_N if k.startswith("cifar10n")])
+def test_cifar10n_sets_replay_the_released_arrays(kind, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(noise_mod, "_download", lambda *a: pytest.fail("must not download"))
+    d = _cifar10n_file(tmp_path)
+    key = CIFAR_N[kind][1]
+    out = inject_noise(d["clean_label"], kind, num_classes=10, data_dir=tmp_path)
+    assert np.array_equal(out.labels, d[key])
+    assert out.manifest.realized_rate == pytest.approx(float((d[key] != d["clean_label"]).mean()))
+    assert out.manifest.source_file == str(tmp_path / "CIFAR-10_human.pt")
+    assert "CC BY-NC 4.0" in capsys.readouterr().out
+    # a subset (--train-subset, a probe taken out) takes the rows of its source positions
+    idx = np.array([3, 17, 49999, 0])
+    sub = inject_noise(d["clean_label"][idx], kind, num_classes=10, data_dir=tmp_path,
+                       source_index=idx)  # fmt: skip
+    assert sub.labels.tolist() == d[key][idx].tolist()
+
+
+def test_cifar_n_in_a_run_maps_the_subset_rows(tmp_path, monkeypatch):
+    """Through prepare_data (a stand-in CIFAR-10 of 50 000 tiny images): the noisy labels of
+    the run are the file's worse_label at the rows of train_index, found via $NOISYFIT_DATA."""
+    from noisyfit import api
+    from noisyfit.config import TrainConfig
+    from noisyfit.data.base import Dataset
+
+    d = _cifar10n_file(tmp_path / "cifar-n", seed=3)
+    monkeypatch.setenv("NOISYFIT_DATA", str(tmp_path))
+    fake = Dataset(
+        name="cifar10",
+        x=np.zeros((50000, 1, 2, 2), np.uint8),
+        labels=d["clean_label"],
+        test_x=np.zeros((10, 1, 2, 2), np.uint8),
+        test_labels=np.arange(10),
+        class_names=[str(i) for i in range(10)],
+    )
+    monkeypatch.setattr(api, "load_dataset", lambda *a, **k: fake)
+    cfg = TrainConfig(dataset="cifar10", noise="cifar10n-worst", train_subset=1000)
+    data = api.prepare_data(cfg)
+    assert len(data.noisy.labels) == 1000
+    assert np.array_equal(data.noisy.labels, d["worse_label"][data.source_index])
+    assert np.array_equal(data.true, d["clean_label"][data.source_index])
+    assert api._nominal_tau(cfg, data) == pytest.approx(
+        float((d["worse_label"] != d["clean_label"])[data.source_index].mean())
+    )
+
+
+def test_cifar_n_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
+    def offline(url, dest):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(noise_mod, "_download", offline)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NOISYFIT_DATA", str(tmp_path / "data"))
+    clean = np.zeros(50000, np.int64)
+    with pytest.raises(NoiseError) as e:
+        inject_noise(clean, "cifar10n-aggre", num_classes=10)
+    msg = str(e.value)
+    assert "CIFAR-10_human.pt was not found" in msg and "network unreachable" in msg
+    assert "github.com/UCSC-REAL/cifar-10-100n/raw/main/data/CIFAR-10_human.pt" in msg
+    assert str(tmp_path / "data" / "cifar-n" / "CIFAR-10_human.pt") in msg
+    with pytest.raises(NoiseError, match="CIFAR-100 .K = 100."):
+        inject_noise(clean, "cifar100n", num_classes=10)
+    # the wrong image order: clean_label does not match the dataset's labels
+    d = _cifar10n_file(tmp_path / "f")
+    with pytest.raises(NoiseError, match="torchvision's CIFAR-10 training order"):
+        inject_noise(d["clean_label"][::-1].copy(), "cifar10n-aggre", num_classes=10,
+                     data_dir=tmp_path / "f")  # fmt: skip
+    # not a label file (a pickled object the safe loader refuses)
+    bad = tmp_path / "bad.pt"
+    torch.save({"clean_label": np.zeros(3), "obj": object()}, bad)
+    with pytest.raises(NoiseError, match="readable without arbitrary code"):
+        inject_noise(clean, "cifar10n-aggre", num_classes=10, noise_file=bad)
+
+
+def test_cifar100n_reads_noisy_label(tmp_path):
+    rng = np.random.default_rng(1)
+    clean = rng.integers(0, 100, 50000)
+    noisy = np.where(rng.random(50000) < 0.4, rng.integers(0, 100, 50000), clean)
+    torch.save({"noisy_label": noisy, "clean_label": clean}, tmp_path / "CIFAR-100_human.pt")
+    out = inject_noise(clean, "cifar100n", num_classes=100, data_dir=tmp_path)
+    assert np.array_equal(out.labels, noisy)
+
+
+def test_a_file_pickled_by_numpy_1_loads(tmp_path):
+    """The released files predate numpy 2: their pickle names numpy.core.multiarray."""
+    import zipfile
+
+    from noisyfit.noise import load_cifar_n
+
+    torch.save({"clean_label": np.arange(4), "aggre_label": np.arange(4)[::-1].copy()},
+               tmp_path / "new.pt")  # fmt: skip
+    with (
+        zipfile.ZipFile(tmp_path / "new.pt") as zin,
+        zipfile.ZipFile(tmp_path / "old.pt", "w") as zout,
+    ):
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(item, data)
+    d = load_cifar_n(tmp_path / "old.pt")
+    assert d["aggre_label"].tolist() == [3, 2, 1, 0]

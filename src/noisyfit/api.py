@@ -22,7 +22,7 @@ from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .methods.base import METHODS, Context, build_method, method_config
 from .models import build_model
-from .noise import NoiseManifest, expected_noise_rate, inject_noise
+from .noise import CIFAR_N, NoiseManifest, expected_noise_rate, inject_noise
 
 
 @dataclass
@@ -168,12 +168,15 @@ def prepare_data(cfg: TrainConfig) -> PreparedData:
         superclass=ds.superclass,
         noise_file=cfg.noise_file,
         given_labels=ds.labels,
+        source_index=source,
+        data_dir=cfg.data_dir,
     )
     return PreparedData(ds, true, noisy, probe, px, pl, source)
 
 
 def _run_name(cfg: TrainConfig) -> str:
-    rate = "" if cfg.noise in ("none", "labels", "matrix") else f"{cfg.noise_rate:g}"
+    measured = cfg.noise in ("none", "labels", "matrix") or cfg.noise in CIFAR_N
+    rate = "" if measured else f"{cfg.noise_rate:g}"
     return (
         f"{cfg.dataset}-{cfg.method}-{cfg.noise}{rate}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -374,7 +377,7 @@ def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
     """The expected wrong-label rate of the injected noise (None where unknown)."""
     if data.true is None:
         return None
-    if cfg.noise in ("labels", "matrix"):
+    if cfg.noise in ("labels", "matrix") or cfg.noise in CIFAR_N:
         return data.noisy.manifest.realized_rate
     ds = data.dataset
     return expected_noise_rate(
