@@ -411,3 +411,67 @@ def test_a_file_pickled_by_numpy_1_loads(tmp_path):
             zout.writestr(item, data)
     d = load_cifar_n(tmp_path / "old.pt")
     assert d["aggre_label"].tolist() == [3, 2, 1, 0]
+
+
+# ---------------------------------------------------------------------------- oracle
+
+
+def test_bench_oracle_trains_standard_on_exactly_the_clean_rows(tmp_path):
+    import csv
+
+    import yaml
+
+    from noisyfit import bench
+    from noisyfit.api import prepare_data
+
+    sweep = tmp_path / "s.yaml"
+    config = {"dataset": "synthetic", "model": "cnn-tiny", "epochs": 1, "batch_size": 64}
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "methods": ["standard"],
+                "noise": ["symmetric:0.5", "pair:0.3"],
+                "seeds": [0],
+                "report": False,
+                "oracle": True,
+                "in_process": True,
+                "config": config,
+            }
+        )
+    )
+    s = bench.load_sweep(sweep, tmp_path / "b")
+    res = bench.run_sweep(s, log=None)
+    assert set(res["status"].values()) == {"ran"}
+    rows = list(csv.DictReader(open(tmp_path / "b" / "results.csv")))
+    assert [(r["method"], r["noise"], r["noise_rate"]) for r in rows] == [
+        ("standard", "symmetric", "0.5"),
+        ("standard", "pair", "0.3"),
+        ("oracle", "symmetric", "0.5"),
+        ("oracle", "pair", "0.3"),
+    ]
+    for kind, rate in [("symmetric", 0.5), ("pair", 0.3)]:
+        # the reference: the noisy training set the method runs saw, and its clean rows
+        cfg = noisyfit.config.TrainConfig(**config, noise=kind, noise_rate=rate)
+        data = prepare_data(cfg)
+        clean = data.noisy.labels == data.true
+        run = tmp_path / "b" / "runs" / f"oracle-{kind}{rate:g}-s0"
+        trained = np.load(run / "noisy_labels.npy")  # the oracle run's training labels
+        assert len(trained) == int(clean.sum()) < len(clean)
+        assert np.array_equal(trained, data.true[clean])
+        saved = np.load(
+            tmp_path / "b" / "runs" / f"standard-{kind}{rate:g}-s0" / "noisy_labels.npy"
+        )
+        assert np.array_equal(saved, data.noisy.labels)
+    md = (tmp_path / "b" / "summary.md").read_text()
+    assert "| oracle | symmetric 0.5 | 1 |" in md and "× standard" in md
+
+
+def test_oracle_is_not_a_method_name(tmp_path):
+    import yaml
+
+    from noisyfit import bench
+
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({"methods": ["standard", "oracle"]}))
+    with pytest.raises(Exception, match="oracle: true"):
+        bench.load_sweep(sweep)

@@ -218,6 +218,8 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         for m, o in methods.items():
             opts.setdefault(m, o or {})
         methods = list(methods)
+    if ORACLE in methods:
+        raise ValueError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
     for m in methods:
         METHODS.get(m)  # unknown names fail with the valid ones
     name = d.get("name") or p.stem
@@ -235,8 +237,6 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         oracle=bool(d.get("oracle", False)),
         in_process=bool(d.get("in_process", False)),
     )
-    if ORACLE in s.methods:
-        raise ValueError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
     s.runs()  # validate every config now
     return s
 
