@@ -18,12 +18,12 @@ from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader
 from .engine.checkpoint import load_checkpoint
-from .engine.loop import FitResult, fit
+from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .errors import ConfigError, DataError, RunError, RunExistsError
 from .methods.base import METHODS, Context, build_method, method_config
 from .models import build_model
-from .noise import NoiseManifest, expected_noise_rate, inject_noise
+from .noise import CIFAR_N, NoiseManifest, expected_noise_rate, inject_noise
 
 
 @dataclass
@@ -190,6 +190,8 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset | None = None) -> PreparedDa
         superclass=ds.superclass,
         noise_file=cfg.noise_file,
         given_labels=ds.labels,
+        source_index=source,
+        data_dir=cfg.data_dir,
     )
     data = PreparedData(ds, true, noisy, probe, px, pl, source)
     val = choose_val(noisy.labels, source, cfg)
@@ -257,7 +259,8 @@ def _hold_out_val(data: PreparedData, val: np.ndarray) -> None:
 
 
 def _run_name(cfg: TrainConfig) -> str:
-    rate = "" if cfg.noise in ("none", "labels", "matrix") else f"{cfg.noise_rate:g}"
+    measured = cfg.noise in ("none", "labels", "matrix") or cfg.noise in CIFAR_N
+    rate = "" if measured else f"{cfg.noise_rate:g}"
     return (
         f"{cfg.dataset}-{cfg.method}-{cfg.noise}{rate}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -320,6 +323,7 @@ def train(
 
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
+    check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work
     data = prepare_data(cfg, dataset_obj)
     if method_cls.needs_probe and data.probe_index is None:
         raise ConfigError(
@@ -651,7 +655,7 @@ def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
     """The expected wrong-label rate of the injected noise (None where unknown)."""
     if data.true is None:
         return None
-    if cfg.noise in ("labels", "matrix"):
+    if cfg.noise in ("labels", "matrix") or cfg.noise in CIFAR_N:
         return data.noisy.manifest.realized_rate
     ds = data.dataset
     return expected_noise_rate(
@@ -699,7 +703,9 @@ def subset_trainer(ctx: Context):
     ) -> torch.nn.Module:
         from .methods.standard import Standard
 
-        cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False, **changes)
+        cfg = ctx.config.replace(
+            epochs=epochs or ctx.config.epochs, checkpoint=False, ema=0.0, mixup=0.0, **changes
+        )  # the run's add-ons (--ema, --mixup) are for the method's own training only
         loader = ctx.loader if labels is None else ctx.loader.with_labels(labels)
         if mask is not None:
             loader = loader.subset(torch.as_tensor(mask, device=ctx.device))

@@ -16,13 +16,31 @@ A sweep file (YAML)::
       epochs: 30
     report: true                        # optional: each run writes its HTML report
     jobs: 1                             # optional: runs at a time (one process each)
+    oracle: true                        # optional: add the clean-data reference row
+    in_process: false                   # optional: run in this process (small runs)
 
 Every combination becomes ``<out>/runs/<method>-<noise><rate>-s<seed>/`` trained by
 ``python -m noisyfit train --config <out>/configs/<run>.yaml`` in its own process. A run whose
 ``summary.json`` exists is skipped; one with a checkpoint but no summary is resumed
 (``--resume``). The aggregate over seeds (mean ± std of best and last clean test accuracy,
-last-epoch label precision/recall, seconds per epoch) goes to ``<out>/results.csv`` (one row
+last-epoch label precision/recall, seconds per epoch, CPU seconds per epoch and that CPU time
+as a multiple of ``standard``'s under the same noise) goes to ``<out>/results.csv`` (one row
 per run), ``<out>/summary.csv`` and ``<out>/summary.md``.
+
+**The oracle** (``oracle: true``): per noise setting and seed, a run
+``oracle-<noise><rate>-s<seed>`` trains ``standard`` at the same budget (the sweep's config) on
+the correctly labelled training samples only. The benchmark process, not a method, uses the
+truth: it builds the noisy training set exactly as the runs do (same subset, noise kind, rate
+and noise seed), keeps the rows whose noisy label equals the true one and writes them with the
+test split to ``<out>/oracle/<noise><rate>.npz``; the oracle run trains on that file as the
+``arrays`` dataset with ``--noise none``. No method ever sees it. Its label precision/recall are
+not measured (its labels are all correct by construction).
+
+**In process** (``in_process: true``): the runs are trained one after the other by
+:func:`noisyfit.train` in the bench process, each dataset loaded once, instead of one
+``python -m noisyfit train`` process per run — for sweeps of many small runs, where starting a
+process and loading the dataset take longer than training. Results are the same; ``jobs`` is
+then ignored.
 """
 
 from __future__ import annotations
@@ -60,9 +78,16 @@ class Sweep:
     report: bool = True
     method_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: int = 1
+    oracle: bool = False
+    in_process: bool = False
+
+    def oracle_file(self, kind: str, rate: float) -> Path:
+        """The clean-rows ``.npz`` of the oracle runs of noise ``kind`` at ``rate``."""
+        return self.out / "oracle" / f"{kind}{rate:g}.npz"
 
     def runs(self) -> list[tuple[str, TrainConfig]]:
-        """(run name, TrainConfig) of every combination, checked like a config file."""
+        """(run name, TrainConfig) of every combination, checked like a config file (the
+        oracle runs last)."""
         out = []
         for method in self.methods:
             for kind, rate in self.noise:
@@ -84,7 +109,72 @@ class Sweep:
                         "progress": False,
                     }
                     out.append((name, from_dict(d)))
+        if self.oracle:
+            for kind, rate in self.noise:
+                for seed in self.seeds:
+                    name = f"{ORACLE}-{kind}{rate:g}-s{seed}"
+                    d = {
+                        **self.config,
+                        "method": "standard",
+                        "method_options": {},
+                        "dataset": "arrays",
+                        "data_dir": str(self.oracle_file(kind, rate)),
+                        "train_subset": None,
+                        "test_subset": None,
+                        "noise": "none",
+                        "noise_rate": 0.0,
+                        "seed": seed,
+                        "out": str(self.out / "runs"),
+                        "name": name,
+                        "progress": False,
+                    }
+                    out.append((name, from_dict(d)))
         return out
+
+    def noisy_config(self, kind: str, rate: float) -> TrainConfig:
+        """The config whose training set the oracle of (kind, rate) cleans."""
+        return from_dict({**self.config, "noise": kind, "noise_rate": rate, "progress": False})
+
+
+#: The name of the clean-data reference row.
+ORACLE = "oracle"
+
+
+def oracle_data(sweep: Sweep, kind: str, rate: float) -> Path:
+    """Write (once) the oracle's training file: the correctly labelled rows of the noisy
+    training set of (kind, rate), and the test split (see the module docstring)."""
+    import numpy as np
+
+    from .api import prepare_data
+
+    path = sweep.oracle_file(kind, rate)
+    if path.is_file():
+        return path
+    data = prepare_data(sweep.noisy_config(kind, rate))
+    if data.true is None:
+        raise ValueError(
+            f"sweep {sweep.name}: the oracle needs true labels, but "
+            f"{sweep.config.get('dataset')}'s labels are not ground truth; remove `oracle: true`"
+        )
+    ds = data.dataset
+    clean = data.noisy.labels == data.true
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, x=ds.x[clean], y=ds.labels[clean], x_test=ds.test_x, y_test=ds.test_labels)
+    tmp.replace(path)
+    (path.with_suffix(".json")).write_text(
+        json.dumps(
+            {
+                "noise": kind,
+                "noise_rate": rate,
+                "train_samples": int(len(clean)),
+                "clean_samples": int(clean.sum()),
+                "noisy_labels_sha256": data.noisy.manifest.sha256,
+            },
+            indent=2,
+        )
+    )
+    return path
 
 
 def _noise(v: Any) -> tuple[str, float]:
@@ -140,6 +230,8 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         "report",
         "method_config",
         "jobs",
+        "oracle",
+        "in_process",
     }
     unknown = sorted(set(d) - known)
     if unknown:
@@ -152,6 +244,8 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         for m, o in methods.items():
             opts.setdefault(m, o or {})
         methods = list(methods)
+    if ORACLE in methods:
+        raise ValueError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
     for m in methods:
         METHODS.get(m)  # unknown names fail with the valid ones
     name = d.get("name") or p.stem
@@ -166,6 +260,8 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         report=bool(d.get("report", True)),
         method_config=d.get("method_config") or {},
         jobs=int(d.get("jobs", 1)),
+        oracle=bool(d.get("oracle", False)),
+        in_process=bool(d.get("in_process", False)),
     )
     s.runs()  # validate every config now
     return s
@@ -267,6 +363,10 @@ def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
         if log:
             log(f"  {name}: finished before, skipped")
         return "skipped"
+    if name.startswith(ORACLE + "-"):
+        oracle_data(sweep, *_oracle_noise(sweep, name))
+    if sweep.in_process:
+        return _run_in_process(name, cfg, sweep, log)
     cmd = [sys.executable, "-m", "noisyfit", "train"]
     if (run_dir / "checkpoint.pt").is_file():
         cmd += ["--resume", str(run_dir), "--no-progress"]
@@ -337,6 +437,66 @@ def watch_parent() -> None:
     threading.Thread(target=poll, name="noisyfit-parent-watch", daemon=True).start()
 
 
+def _oracle_noise(sweep: Sweep, name: str) -> tuple[str, float]:
+    """(kind, rate) of the oracle run ``name``."""
+    for kind, rate in sweep.noise:
+        if name.rsplit("-s", 1)[0] == f"{ORACLE}-{kind}{rate:g}":
+            return kind, rate
+    raise KeyError(name)
+
+
+class _SharedDatasets:
+    """While active, :func:`noisyfit.api.prepare_data` gets each dataset from one load (a
+    shallow copy per run: preparing a run rebinds the arrays, it never writes into them)."""
+
+    def __enter__(self):
+        import copy
+
+        from . import api
+
+        self._api, self._orig, cache = api, api.load_dataset, {}
+
+        def load(name, data_dir=None, **kw):
+            key = (name, str(data_dir), tuple(sorted(kw.items())))
+            if key not in cache:
+                cache[key] = self._orig(name, data_dir, **kw)
+            return copy.copy(cache[key])
+
+        api.load_dataset = load
+        return self
+
+    def __exit__(self, *exc):
+        self._api.load_dataset = self._orig
+
+
+def _run_in_process(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
+    import contextlib
+
+    from .api import train
+    from .config import save_config
+
+    run_dir = sweep.out / "runs" / name
+    (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
+    (sweep.out / "configs").mkdir(parents=True, exist_ok=True)
+    save_config(cfg, sweep.out / "configs" / f"{name}.yaml")
+    resume = (run_dir / "checkpoint.pt").is_file()
+    t0 = time.perf_counter()
+    status = "resumed" if resume else "ran"
+    with open(sweep.out / "logs" / f"{name}.log", "a") as f:
+        try:
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                if resume:
+                    train(resume=run_dir, report=sweep.report, progress=False)
+                else:
+                    train(cfg, report=sweep.report)
+        except Exception as e:  # noqa: BLE001  (one failed run does not stop the sweep)
+            f.write(f"\n{type(e).__name__}: {e}\n")
+            status = f"failed ({type(e).__name__}: {e}; see {sweep.out / 'logs' / (name + '.log')})"
+    if log:
+        log(f"  {name}: {status} in {time.perf_counter() - t0:.1f} s")
+    return status
+
+
 def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
     """Run every missing run of ``sweep`` (each in its own process), then aggregate."""
     runs = sweep.runs()
@@ -353,7 +513,10 @@ def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, on_term) if main else None
     try:
-        if sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
+        if sweep.in_process:
+            with _SharedDatasets():
+                status = {name: _run_one(name, cfg, sweep, log) for name, cfg in runs}
+        elif sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(sweep.jobs) as pool:
@@ -379,16 +542,19 @@ def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None
     if not p.is_file() or _changed_keys(run_dir, cfg):  # never another config's results
         return None
     s = json.loads(p.read_text())
-    times = []
+    recs = []
     m = run_dir / "metrics.jsonl"
     if m.is_file():
-        times = [json.loads(x).get("epoch_time_s") for x in m.read_text().splitlines() if x]
-    times = [t for t in times if t is not None]
+        recs = [json.loads(x) for x in m.read_text().splitlines() if x]
+    times = [r["epoch_time_s"] for r in recs if r.get("epoch_time_s") is not None]
+    cpu = [r["epoch_cpu_s"] for r in recs if r.get("epoch_cpu_s") is not None]
+    oracle = name.startswith(ORACLE + "-")
+    kind, rate = _oracle_noise(sweep, name) if oracle else (cfg.noise, cfg.noise_rate)
     return {
         "run": name,
-        "method": cfg.method,
-        "noise": cfg.noise,
-        "noise_rate": cfg.noise_rate,
+        "method": ORACLE if oracle else cfg.method,
+        "noise": kind,
+        "noise_rate": rate,
         "seed": cfg.seed,
         "selected_test_acc": s.get("selected_test_acc"),
         "selected_epoch": s.get("selected_epoch"),
@@ -397,6 +563,7 @@ def _run_row(sweep: Sweep, name: str, cfg: TrainConfig) -> dict[str, Any] | None
         "label_precision": s.get("last_label_precision"),
         "label_recall": s.get("last_label_recall"),
         "s_per_epoch": statistics.fmean(times) if times else None,
+        "cpu_s_per_epoch": statistics.fmean(cpu) if cpu else None,
         "realized_noise_rate": s.get("realized_noise_rate"),
         "config_sha256": config_hash(cfg),
         "run_dir": str(run_dir),
@@ -413,6 +580,7 @@ METRICS = (
     "label_precision",
     "label_recall",
     "s_per_epoch",
+    "cpu_s_per_epoch",
 )
 
 
@@ -452,9 +620,20 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         for k in METRICS:
             g[f"{k}_mean"], g[f"{k}_std"] = _mean_std([r[k] for r in rs])
         summary.append(g)
-    scols = ["method", "noise", "noise_rate", "n"] + [
-        f"{k}_{s}" for k in METRICS for s in ("mean", "std")
-    ]
+    for g in summary:  # CPU time per epoch as a multiple of standard's under the same noise
+        ref = [
+            h["cpu_s_per_epoch_mean"]
+            for h in summary
+            if h["method"] == "standard"
+            and (h["noise"], h["noise_rate"]) == (g["noise"], g["noise_rate"])
+        ]
+        mine = g["cpu_s_per_epoch_mean"]
+        g["cpu_x_standard"] = mine / ref[0] if ref and ref[0] and mine is not None else None
+    scols = (
+        ["method", "noise", "noise_rate", "n"]
+        + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")]
+        + ["cpu_x_standard"]
+    )
     with open(sweep.out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=scols)
         w.writeheader()
@@ -474,16 +653,18 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         "epoch's label precision/recall (%).",
         "",
         "| method | noise | n | selected acc | last acc | oracle: max test acc | LP | LR "
-        "| s/epoch |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| s/epoch | CPU s/epoch | × standard |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for g in summary:
+        x = g["cpu_x_standard"]
         lines.append(
             f"| {g['method']} | {g['noise']} {g['noise_rate']:g} | {g['n']} | "
             f"{pm(g, 'selected_test_acc')} | {pm(g, 'last_test_acc')} | "
             f"{pm(g, 'best_test_acc')} | "
             f"{pm(g, 'label_precision')} | {pm(g, 'label_recall')} | "
-            f"{pm(g, 's_per_epoch', 1.0, 3)} |"
+            f"{pm(g, 's_per_epoch', 1.0, 3)} | {pm(g, 'cpu_s_per_epoch', 1.0, 3)} | "
+            f"{'–' if x is None else f'{x:.2f}'} |"
         )
     (sweep.out / "summary.md").write_text("\n".join(lines) + "\n")
     return {"rows": rows, "summary": summary, "markdown": "\n".join(lines), "out": str(sweep.out)}

@@ -117,6 +117,14 @@ class TrainConfig:
     normalize: Literal["channel", "per-image", "none"] = "channel"
     """Input normalization: dataset channel statistics, or per-image standardization."""
 
+    # add-ons any method can switch on (engine/loop.py)
+    ema: float = 0.0
+    """Decay of an EMA of every network's weights, evaluated and saved instead of the live
+    weights (0: off; e.g. 0.999). The live networks are logged as ``test_acc_live``."""
+    mixup: float = 0.0
+    """α of mixup (λ ~ Beta(α, α); 0: off) for methods whose loss accepts mixed targets
+    (docs/methods/README.md lists them); other methods refuse it."""
+
     # run
     seed: int = 0
     """Training seed (weights, order of batches, augmentation, dropout)."""
@@ -182,6 +190,8 @@ class TrainConfig:
             "lr_milestones",
             "fractions of the epochs, each in (0, 1], e.g. 0.5 0.75",
         )
+        need(0 <= self.ema < 1, "ema", "must lie in [0, 1) (0: off; e.g. 0.999)")
+        need(self.mixup >= 0, "mixup", "must be 0 (off) or positive (e.g. 1.0)")
         need(self.probe_per_class >= 0, "probe_per_class", "must be 0 or positive")
         need(0 <= self.probe_ratio < 1, "probe_ratio", "must lie in [0, 1)")
         need(0 <= self.val_ratio < 1, "val_ratio", "must lie in [0, 1) (0.05: a 5% split)")

@@ -16,7 +16,19 @@ Kinds (``NOISE_KINDS``):
                (``ASYMMETRIC_MAPS``; CIFAR-100: next class within its superclass)
 ``matrix``     a user's (K, K) matrix from a ``.npy``/``.csv``/``.txt`` file; ``rate`` unused
 ``labels``     replay a file of noisy labels (e.g. human annotations), one per sample
+``cifar10n-*`` CIFAR-10N human labels: ``cifar10n-aggre``, ``-rand1`` … ``-rand3``, ``-worst``
+``cifar100n``  CIFAR-100N human labels (see "CIFAR-N" below)
 =============  ==============================================================================
+
+CIFAR-N (Wei et al., ICLR 2022; ``UCSC-REAL/cifar-10-100n``, licence CC BY-NC 4.0): the
+released ``data/CIFAR-10_human.pt`` / ``data/CIFAR-100_human.pt`` is a dictionary of (50 000,)
+label arrays in torchvision's CIFAR training order (``aggre_label``, ``random_label1..3``,
+``worse_label``, ``clean_label``; ``noisy_label``, ``clean_label``). It is looked up as
+``--noise-file PATH``, else in ``--data-dir``, ``$NOISYFIT_DATA`` and ``~/.cache/noisyfit`` (each
+also in a ``cifar-n`` sub-folder), else downloaded from the GitHub release path into
+``~/.cache/noisyfit/cifar-n/`` (``$NOISYFIT_DATA/cifar-n/`` when set); never shipped with the
+package. The licence is printed whenever a file is read; the file's ``clean_label`` must equal
+the dataset's labels (else the order or the dataset is wrong).
 
 Sampling modes: ``sample`` draws each label from its row of T independently (what the papers
 do; the realized rate varies around r), ``exact`` assigns, within every true class i, exactly
@@ -154,6 +166,169 @@ def matrix_from_file(num_classes: int, rate: float = 0.0, *, path=None, **_) -> 
 def _labels_kind(num_classes: int, rate: float = 0.0, **_) -> np.ndarray:
     """Replay a file of noisy labels (one per training sample); T is measured, not given."""
     return np.eye(num_classes)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10N / CIFAR-100N human labels
+
+#: noise kind → (released file, key of the noisy labels, number of classes)
+CIFAR_N: dict[str, tuple[str, str, int]] = {
+    "cifar10n-aggre": ("CIFAR-10_human.pt", "aggre_label", 10),
+    "cifar10n-rand1": ("CIFAR-10_human.pt", "random_label1", 10),
+    "cifar10n-rand2": ("CIFAR-10_human.pt", "random_label2", 10),
+    "cifar10n-rand3": ("CIFAR-10_human.pt", "random_label3", 10),
+    "cifar10n-worst": ("CIFAR-10_human.pt", "worse_label", 10),
+    "cifar100n": ("CIFAR-100_human.pt", "noisy_label", 100),
+}
+CIFAR_N_URL = "https://github.com/UCSC-REAL/cifar-10-100n/raw/main/data/{file}"
+CIFAR_N_LICENCE = (
+    "CIFAR-10N/CIFAR-100N human labels (Wei et al., ICLR 2022, github.com/UCSC-REAL/"
+    "cifar-10-100n) are licensed CC BY-NC 4.0: non-commercial use, with attribution "
+    "(https://creativecommons.org/licenses/by-nc/4.0/)."
+)
+CIFAR_N_SIZE = 50000
+
+
+def _cifar_n_kind(name: str, doc: str) -> None:
+    def matrix(num_classes: int, rate: float = 0.0, **_) -> np.ndarray:
+        return np.eye(num_classes)
+
+    NOISE_KINDS.register(name, help=doc)(matrix)
+
+
+for _kind, (_file, _key, _k) in CIFAR_N.items():
+    _cifar_n_kind(_kind, f"CIFAR-{_k}N human labels ({_key} of {_file}); T is measured")
+
+
+def _download(url: str, dest: Path) -> None:
+    """Fetch ``url`` into ``dest`` (through a temporary file)."""
+    import torch
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(dest), progress=False)
+
+
+def cifar_n_search_dirs(data_dir=None) -> list[Path]:
+    """Folders searched for a CIFAR-N file, in order."""
+    import os
+
+    from .data.base import DATA_ENV
+
+    roots = [Path(data_dir)] if data_dir else []
+    if os.environ.get(DATA_ENV):
+        roots.append(Path(os.environ[DATA_ENV]))
+    roots.append(Path.home() / ".cache" / "noisyfit")
+    return [d for r in roots for d in (r, r / "cifar-n")]
+
+
+def find_cifar_n_file(kind: str, data_dir=None, noise_file=None, download: bool = True) -> Path:
+    """The released label file of CIFAR-N noise ``kind``: ``noise_file``, else the first found
+    in :func:`cifar_n_search_dirs`, else downloaded into the cache.
+
+    Raises:
+        NoiseError: no such file and the download failed (the message says where to put it).
+    """
+    from .data.base import cache_dir
+
+    file = CIFAR_N[kind][0]
+    if noise_file is not None:
+        p = Path(noise_file)
+        if not p.is_file():
+            raise NoiseError(f"--noise-file {p} does not exist (expected the released {file})")
+        return p
+    dirs = cifar_n_search_dirs(data_dir)
+    for d in dirs:
+        if (d / file).is_file():
+            return d / file
+    dest = cache_dir() / "cifar-n" / file
+    url = CIFAR_N_URL.format(file=file)
+    if download:
+        try:
+            _download(url, dest)
+            return dest
+        except OSError as e:  # URLError, HTTPError and no network are OSErrors
+            why = f"the download from {url} failed ({e})"
+    else:
+        why = "downloads are off"
+    raise NoiseError(
+        f"{kind}: {file} was not found in {', '.join(map(str, dirs))} and {why}. Download it "
+        f"from {url} (licence CC BY-NC 4.0) into {dest}, or pass --noise-file PATH"
+    )
+
+
+def load_cifar_n(path: str | Path) -> dict[str, np.ndarray]:
+    """The dictionary of label arrays of a released CIFAR-N ``.pt`` file, read with torch's
+    ``weights_only`` loader (numpy arrays allowed, nothing else)."""
+    import torch
+
+    np_core = getattr(np, "_core", None) or np.core
+    rec = np_core.multiarray._reconstruct
+    allowed: list = [rec, (rec, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype]
+    allowed += [
+        getattr(np.dtypes, n) for n in dir(getattr(np, "dtypes", object)) if n.endswith("DType")
+    ]
+    p = Path(path)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (pickle errors have many types)
+        raise NoiseError(
+            f"{p}: not a CIFAR-N label file readable without arbitrary code ({e}); expected "
+            "the released .pt dictionary of label arrays"
+        ) from e
+    if not isinstance(d, dict):
+        raise NoiseError(f"{p}: expected a dictionary of label arrays, got {type(d).__name__}")
+    return {str(k): np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in d.items()}
+
+
+def cifar_n_labels(
+    kind: str,
+    *,
+    num_classes: int,
+    true_labels: np.ndarray | None,
+    source_index: np.ndarray | None,
+    data_dir=None,
+    noise_file=None,
+    log=print,
+) -> tuple[np.ndarray, Path]:
+    """(noisy labels of the training rows ``source_index``, the file read) for CIFAR-N
+    noise ``kind``; the licence is printed; the file's ``clean_label`` is checked against
+    ``true_labels``."""
+    file, key, k = CIFAR_N[kind]
+    if num_classes != k:
+        raise NoiseError(
+            f"--noise {kind} is for CIFAR-{k} (K = {k}); this dataset has K = {num_classes}"
+        )
+    path = find_cifar_n_file(kind, data_dir, noise_file)
+    d = load_cifar_n(path)
+    for need in (key, "clean_label"):
+        if need not in d:
+            raise NoiseError(f"{path}: no array {need!r} (has {', '.join(sorted(d))})")
+    noisy_all = d[key].astype(np.int64).reshape(-1)
+    clean_all = d["clean_label"].astype(np.int64).reshape(-1)
+    if len(noisy_all) != CIFAR_N_SIZE or len(clean_all) != CIFAR_N_SIZE:
+        raise NoiseError(
+            f"{path}: {key} has {len(noisy_all)} labels; CIFAR-N has {CIFAR_N_SIZE} (one per "
+            "CIFAR training image)"
+        )
+    if noisy_all.min() < 0 or noisy_all.max() >= k:
+        raise NoiseError(f"{path}: {key} must lie in [0, {k - 1}]")
+    idx = np.arange(CIFAR_N_SIZE) if source_index is None else np.asarray(source_index)
+    if true_labels is not None:
+        if idx.max(initial=-1) >= CIFAR_N_SIZE or len(idx) != len(true_labels):
+            raise NoiseError(
+                f"--noise {kind} needs the CIFAR-{k} training split ({CIFAR_N_SIZE} images)"
+            )
+        if not np.array_equal(clean_all[idx], np.asarray(true_labels)):
+            bad = int((clean_all[idx] != np.asarray(true_labels)).sum())
+            raise NoiseError(
+                f"{path}: clean_label differs from the dataset's labels on {bad} images: the "
+                f"file is not in torchvision's CIFAR-{k} training order, or the dataset is not "
+                f"CIFAR-{k}"
+            )
+    if log:
+        log(CIFAR_N_LICENCE)
+    return noisy_all[idx], path
 
 
 def transition_matrix(kind: str, num_classes: int, rate: float = 0.0, **kw) -> np.ndarray:
@@ -325,6 +500,8 @@ def inject_noise(
     superclass: np.ndarray | None = None,
     noise_file: str | Path | None = None,
     given_labels: np.ndarray | None = None,
+    source_index: np.ndarray | None = None,
+    data_dir: str | Path | None = None,
 ) -> NoisyLabels:
     """Corrupt ``true_labels`` with noise ``kind`` at ``rate``; return labels and manifest.
 
@@ -340,6 +517,9 @@ def inject_noise(
         superclass: (K,) coarse class per class, for ``asymmetric`` on CIFAR-100.
         noise_file: the matrix (``matrix``) or the noisy labels (``labels``).
         given_labels: the labels a real-noise dataset ships with (used when true_labels is None).
+        source_index: (N,) position of each training sample in the dataset's full training
+            split (CIFAR-N kinds: the rows of the released file to take; None: all).
+        data_dir: searched first for a CIFAR-N file.
 
     Returns:
         NoisyLabels with ``labels`` (N,) int64 and a ``manifest``.
@@ -349,7 +529,7 @@ def inject_noise(
     k = num_classes
     NOISE_KINDS.get(kind)  # unknown kind → error listing the valid kinds
     if true_labels is None:
-        if kind not in ("none", "labels"):
+        if kind not in ("none", "labels") and kind not in CIFAR_N:
             raise NoiseError(
                 f"this dataset's labels are not ground truth (real noise), so synthetic noise "
                 f"{kind!r} cannot be measured against a truth; use --noise none (or labels)."
@@ -362,7 +542,17 @@ def inject_noise(
     t = transition_matrix(kind, k, rate, dataset=dataset, superclass=superclass, path=noise_file)
     notes = check_learnable(t, kind, rate)
     rng = np.random.default_rng(seed)
-    if kind == "labels":
+    if kind in CIFAR_N:
+        noisy, path = cifar_n_labels(
+            kind,
+            num_classes=k,
+            true_labels=true_labels,
+            source_index=source_index,
+            data_dir=data_dir,
+            noise_file=noise_file,
+        )
+        noise_file = path
+    elif kind == "labels":
         if noise_file is None:
             raise NoiseError("--noise labels needs --noise-file PATH with one label per sample")
         noisy = read_label_file(noise_file, "noisy labels")

@@ -1,5 +1,6 @@
 """Exponential moving average (EMA) of a network's weights, used for evaluation (IEG, L2R and
-IEG's ``supervised`` baseline).
+IEG's ``supervised`` baseline), and the engine's ``--ema`` add-on for any method
+(:class:`WeightAverage`, at the end of this file).
 
 TensorFlow semantics, as ``tf.train.ExponentialMovingAverage(0.999, global_step)`` in the IEG
 code: after the n-th optimizer step (n = 1, 2, ...) every parameter's shadow moves as
@@ -22,6 +23,7 @@ DDP the parameters are identical on every rank after a step, so are the EMAs (di
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -155,3 +157,52 @@ class EMAMethod(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.inner.load_state_dict(state["inner"])
         self.ema.load_state_dict(state["ema"])
+
+
+class WeightAverage:
+    """The engine's ``--ema DECAY`` add-on: an EMA of every network of any method.
+
+    One :class:`torch.optim.swa_utils.AveragedModel` per entry of ``method.models``, with the
+    EMA average ``w̄ ← d·w̄ + (1 − d)·w`` (``get_ema_multi_avg_fn``; the first update copies)
+    over parameters and buffers (BatchNorm statistics), updated by the engine after every
+    optimizer step. :meth:`swapped` puts the averaged networks in place of the live ones, so the
+    method's own ``eval_logits`` (an ensemble, say) is evaluated on the averaged weights. The
+    state rides in the checkpoint (``state["ema"]``), so a resumed run continues it exactly.
+    """
+
+    def __init__(self, method: Method, decay: float):
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema: the decay must lie in (0, 1), e.g. 0.999; got {decay}")
+        self.method = method
+        self.decay = float(decay)
+        self.averaged = {
+            k: AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
+            for k, m in method.models.items()
+        }
+        for a in self.averaged.values():
+            a.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Average the live networks in (call after each optimizer step)."""
+        for k, m in self.method.models.items():
+            self.averaged[k].update_parameters(m)
+
+    @contextlib.contextmanager
+    def swapped(self):
+        """Within the block, ``method.models`` holds the averaged networks."""
+        live = self.method.models
+        self.method.models = {k: a.module for k, a in self.averaged.items()}
+        try:
+            yield
+        finally:
+            self.method.models = live
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: a.state_dict() for k, a in self.averaged.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, a in self.averaged.items():
+            a.load_state_dict(state[k])

@@ -5,6 +5,10 @@ the method's selection against the truth, evaluate on the clean test set (every
 ``cfg.eval_every`` epochs and the last; the others log ``test_acc`` None), write the logs and a
 checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
 steps, to stop early on a non-finite loss.
+
+Two add-ons work with any method: ``--mixup ALPHA`` mixes each batch before the step (methods
+with ``supports_mixup``; see ``methods.base.Mix``) and ``--ema DECAY`` keeps an EMA of every
+network (``engine.ema.WeightAverage``), evaluated instead of the live weights and checkpointed.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from tqdm.auto import tqdm
 
 from ..config import TrainConfig
 from ..data.loader import DeviceLoader
-from ..errors import CheckpointError, NoisyfitError
-from ..methods.base import Method
+from ..errors import CheckpointError, ConfigError, NoisyfitError
+from ..methods.base import Method, Mix
 from .checkpoint import load_checkpoint, save_checkpoint
 from .diagnostics import SampleVerdicts, SelectionMeter
+from .ema import WeightAverage
 from .evaluate import autocast_for, evaluate
 from .run import RunLog
 from .schedule import adam_beta1, learning_rate
@@ -70,6 +75,27 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
+def check_addons(method: Method | type[Method], cfg: TrainConfig) -> None:
+    """Raise ConfigError if ``--mixup`` is asked of a method whose rule cannot take it."""
+    if cfg.mixup > 0 and not method.supports_mixup:
+        from ..methods.base import METHODS
+
+        ok = ", ".join(n for n in METHODS.names() if METHODS.get(n).supports_mixup)
+        raise ConfigError(
+            f"--mixup {cfg.mixup}: method {cfg.method!r} cannot train on mixed targets (its "
+            f"rule selects, weights or relabels single samples); methods that can: {ok}. "
+            "Drop --mixup (docs/methods/README.md lists the add-ons each method accepts)."
+        )
+
+
+def draw_mix(b: int, alpha: float, device: torch.device) -> Mix:
+    """One mixup draw for a batch of ``b``: λ ~ Beta(α, α) and a random pairing (global RNG,
+    which the checkpoint saves, so a resumed run draws the same)."""
+    a = torch.tensor(float(alpha), device=device)
+    lam = torch.distributions.Beta(a, a).sample()
+    return Mix(lam=lam, perm=torch.randperm(b, device=device))
+
+
 def fit(
     method: Method,
     train: DeviceLoader,
@@ -101,8 +127,10 @@ def fit(
         KeyboardInterrupt: re-raised after saying how to resume.
     """
     device = train.device
+    check_addons(method, cfg)
     opt = make_optimizer(method, cfg)
     method.optimizer = opt
+    averaged = WeightAverage(method, cfg.ema) if cfg.ema > 0 else None
     meter = SelectionMeter(true_labels, device)
     verdicts = SampleVerdicts(len(train.labels), train.labels, device)
     log = RunLog(run_dir) if run_dir is not None else None
@@ -117,6 +145,8 @@ def fit(
     if resume:
         state = load_checkpoint(run_dir / "checkpoint.pt", map_location=device)
         _restore(state, method, opt, verdicts, run_dir / "checkpoint.pt")
+        if averaged is not None:
+            averaged.load_state_dict(state["ema"])
         history = list(state["history"])
         start = saved = int(state["epoch"]) + 1
     else:
@@ -170,11 +200,16 @@ def fit(
                         g["betas"] = (b1, g["betas"][1])
                 if device.type == "cuda" and batch.x.ndim == 4:
                     batch.x = batch.x.contiguous(memory_format=torch.channels_last)
+                if cfg.mixup > 0:
+                    method.mix = draw_mix(len(batch), cfg.mixup, device)
+                    batch.x = method.mix.inputs(batch.x)
                 with autocast_for(device):
                     out = method.training_step(batch, epoch)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 opt.step()
+                if averaged is not None:
+                    averaged.update()
 
                 loss = out.loss.detach()
                 bad |= ~torch.isfinite(loss)
@@ -244,7 +279,13 @@ def fit(
             # every eval_every epochs and always the last (the test set may be large)
             due = (epoch + 1) % cfg.eval_every == 0 or epoch == cfg.epochs - 1
             if test is not None and due:
-                ev = evaluate(method, test)
+                if averaged is not None:  # --ema: the averaged networks are the prediction
+                    live = evaluate(method, test)
+                    record["test_acc_live"] = next(iter(live.values()))["acc"]
+                    with averaged.swapped():
+                        ev = evaluate(method, test)
+                else:
+                    ev = evaluate(method, test)
                 first = next(iter(ev))
                 record.update(
                     test_loss=ev[first]["loss"],
@@ -257,7 +298,11 @@ def fit(
             else:
                 record.update(test_loss=None, test_error=None, test_acc=None)
             if val is not None:  # noisy validation: the given labels, never the truth
-                ev = next(iter(evaluate(method, val).values()))
+                if averaged is not None:
+                    with averaged.swapped():
+                        ev = next(iter(evaluate(method, val).values()))
+                else:
+                    ev = next(iter(evaluate(method, val).values()))
                 record.update(val_loss=ev["loss"], val_acc=ev["acc"])
             history.append(record)
             if tb is not None:
@@ -265,10 +310,10 @@ def fit(
             if log is not None:
                 log.write(history)
                 if cfg.checkpoint:
-                    save_checkpoint(
-                        _state(epoch, method, opt, verdicts, history, cfg),
-                        run_dir / "checkpoint.pt",
-                    )
+                    state = _state(epoch, method, opt, verdicts, history, cfg)
+                    if averaged is not None:
+                        state["ema"] = averaged.state_dict()
+                    save_checkpoint(state, run_dir / "checkpoint.pt")
                     saved = epoch + 1
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
@@ -278,7 +323,8 @@ def fit(
     finally:
         if tb is not None:
             tb.close()
-    return FitResult(history=history, verdicts=verdicts)
+    extra = {"ema": averaged} if averaged is not None else {}
+    return FitResult(history=history, verdicts=verdicts, extra=extra)
 
 
 def interrupt_message(run_dir: Path, epoch: int, saved: int, checkpoint: bool) -> str:

@@ -39,6 +39,14 @@ Escape hatches, for methods that are more than a per-batch loss:
     extra scalars for ``metrics.jsonl``.
   * ``self.optimizer``: set by the engine before training, for meta steps that need it (IEG).
   * ``needs_probe``: the method receives a clean probe loader as ``ctx.probe``.
+
+Add-ons the engine runs for any method (``TrainConfig.ema``, ``TrainConfig.mixup``):
+  * ``--ema DECAY``: the engine keeps an EMA of every network in ``self.models`` and evaluates
+    (and checkpoints) it; nothing to do in the method.
+  * ``--mixup ALPHA``: only for methods with ``supports_mixup = True``. The engine mixes
+    ``batch.x`` before the step and sets ``self.mix`` (a :class:`Mix`); the method computes its
+    loss against the mixed targets with ``self.mix.ce(logits, labels)`` (and ``mix.targets`` for
+    per-sample target tensors). Other methods refuse the option with a clear error.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..data.loader import Batch, DeviceLoader
@@ -80,6 +89,37 @@ class StepOutput:
     weights: torch.Tensor | None = None
     new_labels: torch.Tensor | None = None
     score: torch.Tensor | None = None
+
+
+@dataclass
+class Mix:
+    """One mixup draw (Zhang et al., ICLR 2018) of a batch: ``x̃ = λ·x + (1 − λ)·x[perm]``.
+
+    Attributes:
+        lam: λ, a 0-d float tensor on the device (λ ~ Beta(α, α)).
+        perm: (b,) int64 the partner of each sample in the batch.
+    """
+
+    lam: torch.Tensor
+    perm: torch.Tensor
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, ...) mixed inputs λ·x + (1 − λ)·x[perm]."""
+        return x * self.lam + x[self.perm] * (1 - self.lam)
+
+    def targets(self, t: torch.Tensor) -> torch.Tensor:
+        """(b, ...) mixed per-sample tensors (one-hot or soft targets) λ·t + (1 − λ)·t[perm]."""
+        return t * self.lam + t[self.perm] * (1 - self.lam)
+
+    def ce(
+        self, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+    ) -> torch.Tensor:
+        """(b,) cross-entropy of ``logits`` (b, K) against the mixed labels:
+        λ·CE(logits, y) + (1 − λ)·CE(logits, y[perm]) (equal to CE against the mixed one-hot)."""
+        kw = dict(reduction="none", label_smoothing=label_smoothing)
+        ce_a = F.cross_entropy(logits.float(), labels, **kw)
+        ce_b = F.cross_entropy(logits.float(), labels[self.perm], **kw)
+        return ce_a * self.lam + ce_b * (1 - self.lam)
 
 
 @dataclass
@@ -131,6 +171,8 @@ class Method:
     name: ClassVar[str] = ""
     needs_probe: ClassVar[bool] = False
     needs_noise_rate: ClassVar[bool] = False
+    #: the method's loss accepts mixed inputs and targets (the engine's ``--mixup``)
+    supports_mixup: ClassVar[bool] = False
 
     def __init__(self, config: Any, ctx: Context):
         self.config = config
@@ -138,6 +180,7 @@ class Method:
         self.models: dict[str, nn.Module] = {}
         self.state_names: tuple[str, ...] = ()
         self.optimizer: torch.optim.Optimizer | None = None
+        self.mix: Mix | None = None  # set by the engine before each step under --mixup
 
     # -- the step ---------------------------------------------------------------------------
     def training_step(self, batch: Batch, epoch: int) -> StepOutput:

@@ -14,6 +14,7 @@ class Standard(Method):
     """Plain cross-entropy on the given (noisy) labels (SELFIE's "Default", IEG's "supervised")."""
 
     name = "standard"
+    supports_mixup = True
 
     @dataclass
     class Config:
@@ -25,5 +26,9 @@ class Standard(Method):
 
     def training_step(self, batch, epoch):
         logits = self.models["net"](batch.x)
-        loss = F.cross_entropy(logits, batch.labels, label_smoothing=self.config.label_smoothing)
+        eps = self.config.label_smoothing
+        if self.mix is not None:  # --mixup: CE against the mixed labels
+            loss = self.mix.ce(logits, batch.labels, label_smoothing=eps).mean()
+        else:
+            loss = F.cross_entropy(logits, batch.labels, label_smoothing=eps)
         return StepOutput(loss=loss, logits=logits)

@@ -1,0 +1,72 @@
+"""``sop-plus``: SOP+ (Liu et al., ICML 2022): SOP with consistency and class balance.
+
+SOP's loss (``methods/sop.py``, same u, v and their own SGD) plus, on the network and u,
+
+    λ_c · mean_i KL(sg(softmax f(x_i)) ‖ softmax f(x̃_i))      (consistency, x̃ a strong view)
+    λ_b · (−Σ_k (1/K) log clamp(mean_i p̂_ik, 1e-4))           (class balance vs the uniform
+                                                               prior, on the corrected p̂)
+
+with λ_c = 0.9 (``ratio_consistency``) and λ_b = 0.1 (``ratio_balance``), the code's
+``config_cifar100.json`` values. The strong view x̃ is ``noisyfit.augment.StrongAugment``
+(``aug_type``: AutoAugment's CIFAR-10 policy, flip, pad-crop and Cutout by default; the code
+uses AutoAugment + Cutout 16 for the second view); the network's forward on x̃ is a second
+pass, and only the first view's outputs enter the SOP terms, as in the code (which
+concatenates the two views into one forward pass, so BatchNorm sees both — here each view's
+batch statistics are its own).
+
+Departures from ``shengliu66/SOP``: as SOP's; the code's first view is itself augmented by
+its data loader (here: the loader's ``--augment`` setting); mixup is off (the code's config has
+``mixup.alpha = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..augment import StrongAugment
+from .base import METHODS, ConfigError
+from .sop import EPS, SOP
+
+
+@METHODS.register("sop-plus")
+class SOPPlus(SOP):
+    """SOP+ (ICML 2022): SOP with a consistency term on a strong view and class balance."""
+
+    name = "sop-plus"
+
+    @dataclass
+    class Config(SOP.Config):
+        ratio_consistency: float = 0.9
+        """λ_c, weight of the KL consistency to the strong view (code 0.9)."""
+        ratio_balance: float = 0.1
+        """λ_b, weight of the class-balance term (code 0.1)."""
+        aug_type: Literal["autoaug", "randaug", "default"] = "autoaug"
+        """Strong view: AutoAugment / RandAugment + flip, crop, Cutout; default: flip, crop."""
+
+    def __init__(self, config, ctx):
+        super().__init__(config, ctx)
+        if config.ratio_consistency < 0 or config.ratio_balance < 0:
+            raise ConfigError(
+                f"sop-plus: need ratio_consistency ≥ 0 and ratio_balance ≥ 0; got "
+                f"{config.ratio_consistency}, {config.ratio_balance}"
+            )
+        self.augment = StrongAugment(config.aug_type)
+
+    def extra_loss(self, batch, logits, pred):
+        c = self.config
+        k = logits.shape[1]
+        loss = torch.zeros((), device=logits.device)
+        if c.ratio_balance > 0:
+            avg = pred.mean(0).clamp(EPS, 1.0)
+            loss = loss + c.ratio_balance * (-(avg.log() / k).sum())
+        if c.ratio_consistency > 0:
+            x2 = self.augment(self.ctx.loader, batch)
+            logits2 = self.models["net"](x2).float()
+            target = torch.softmax(logits.float(), 1).detach()
+            kl = F.kl_div(F.log_softmax(logits2, 1), target, reduction="none").sum(1)
+            loss = loss + c.ratio_consistency * kl.mean()
+        return loss
