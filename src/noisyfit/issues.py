@@ -189,7 +189,9 @@ def confident_learning_mask(
     with C the calibrated :func:`confident_joint`, for each given class k and other class j,
     flag the C[k, j] samples labelled k with the largest margin p_j − p_k (each class keeps at
     least ``min_examples_per_class``, its off-diagonal counts reduced evenly to make room);
-    finally a sample whose given label is its top prediction is never flagged.
+    finally a sample whose given label is its top prediction is never flagged. The dtypes,
+    memory layouts and sorts follow cleanlab's code, so the mask equals cleanlab 2.9's
+    bit for bit (tests/test_own_data.py checks 40 varied cases).
     """
     labels = np.asarray(labels, dtype=np.int64)
     pred_probs = _floats(pred_probs)
