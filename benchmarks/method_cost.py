@@ -266,13 +266,10 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         "",
         f"Made by `benchmarks/method_cost.py` on {a.device}: Fashion-MNIST, {a.train_subset} "
         f"training images ({cell['standard']['steps']} steps of 128), {a.test_subset} test "
-        f"images, cnn-small, SGD; {a.rounds} rounds of {a.epochs} epochs per method "
+        f"images, cnn-small, SGD; {a.epochs} epochs per method and round, {a.rounds} round(s) "
         f"(the first epoch a warm-up), methods interleaved, each run in its own process; "
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "(
-            f"{wall / 60:.0f} min wall in all."
-            if wall == wall
-            else "(table rendered from saved runs)."
-        ),
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        + (f"{wall / 60:.0f} min wall in all." if wall == wall else "rendered from saved runs."),
         "",
         "**The machine was shared with ~6 other engineers' jobs while this ran: wall times are "
         "contended and not shown as results; the times below are the CPU time of the "

@@ -404,3 +404,35 @@ def test_forward_mode_meta_gradients_equal_double_backward(weight_decay):
     torch.testing.assert_close(b_w, a_w, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(b_l, a_l, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(b_m, a_m)
+
+
+def test_l2r_meta_gradient_at_zero_weights_needs_no_lookahead_backward(monkeypatch):
+    """L2R at ε₀ = 0: the shortcut (virtual step = weight decay + momentum, no backward)
+    gives the double-backward meta-gradient."""
+    import torch.nn.functional as F
+
+    from noisyfit.methods.l2r import meta_gradients
+    from noisyfit.models import build_model
+
+    torch.manual_seed(1)
+    net = build_model("cnn-tiny", 4, (1, 8, 8))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    px, py = torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,))
+    F.cross_entropy(net(x), y).backward()
+    opt.step()
+    opt.zero_grad()
+    out = []
+    for kw in ({}, {"zero_at_coeffs": True}):
+        logits = net(x)
+        ce = F.cross_entropy(logits, y, reduction="none")
+        eps = torch.zeros(16, requires_grad=True)
+        if kw:
+            kw = dict(kw, train_x=x, train_logits=logits)
+        (g,), _, _ = meta_gradients(
+            net, lambda e, ce=ce: (e * ce).sum(), (eps,), px, py, step_size=0.1, momentum=0.9,
+            optimizer=opt, **kw,
+        )  # fmt: skip
+        out.append(g)
+    assert out[0].abs().max() > 1e-5
+    torch.testing.assert_close(out[1], out[0], rtol=1e-4, atol=1e-7)

@@ -153,6 +153,7 @@ def meta_gradients(
     weight_decay: bool | float = True,
     train_x: torch.Tensor | None = None,
     train_logits: torch.Tensor | None = None,
+    zero_at_coeffs: bool = False,
 ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
     """∂L_probe(θ')/∂c for each coefficient tensor c in ``coeffs``, θ' one virtual SGD step away.
 
@@ -179,6 +180,9 @@ def meta_gradients(
             the optimizer's λ (IEG's code); False: none; a float: that λ.
         train_x: (B, ...) the training batch ``net`` ran on (for the forward-mode path).
         train_logits: (B, K) that forward's output, on which ``lookahead_loss`` is built.
+        zero_at_coeffs: the look-ahead loss has zero gradient at the given coefficients (L2R's
+            ε₀ = 0: Σ_i ε_i ℓ_i), so the virtual step is weight decay and momentum only and
+            needs no backward through the training forward (forward-mode path).
 
     Returns:
         (gradients w.r.t. each coefficient, the probe loss at θ' (detached), probe logits at θ'
@@ -202,6 +206,7 @@ def meta_gradients(
         return _meta_gradients_jvp(
             net, cache, look, coeffs, probe_x, probe_y, train_x, train_logits,
             step_size=step_size, momentum=momentum, info=info, decay=decay,
+            zero_at_coeffs=zero_at_coeffs,
         )  # fmt: skip
     grads = torch.autograd.grad(look, params, create_graph=True, allow_unused=True)
     lookahead: dict[str, torch.Tensor] = {}
@@ -231,15 +236,17 @@ def _has_active_dropout(net: nn.Module) -> bool:
 
 def _meta_gradients_jvp(
     net, cache, look, coeffs, probe_x, probe_y, train_x, train_logits, *, step_size, momentum,
-    info, decay,
+    info, decay, zero_at_coeffs=False,
 ):  # fmt: skip
     """The forward-mode path of :func:`meta_gradients` (see its docstring)."""
     named, params = cache.named, cache.params
     names = [n for n, _ in named]
     # ∂L_look/∂z, differentiable in the coefficients (through the loss head only)
     (dz,) = torch.autograd.grad(look, [train_logits], create_graph=True, retain_graph=True)
-    # ∇_θ L_look, first order (the engine back-propagates the same forward later)
-    grads = torch.autograd.grad(look, params, retain_graph=True, allow_unused=True)
+    if zero_at_coeffs:  # ∇_θ L_look = ∇_θ ½λ‖θ‖² = λθ
+        grads = [wd * p.detach() if wd else None for p, (wd, _) in zip(params, info)]
+    else:  # ∇_θ L_look, first order (the engine back-propagates the same forward later)
+        grads = torch.autograd.grad(look, params, retain_graph=True, allow_unused=True)
     lookahead = {}
     for name, p, g, (_, buf) in zip(names, params, grads, info):
         step = torch.zeros_like(p) if g is None else g.detach()
@@ -345,6 +352,7 @@ class L2R(ProbeMethod):
             weight_decay=self.config.meta_weight_decay,
             train_x=batch.x,
             train_logits=logits,
+            zero_at_coeffs=self.config.init_weight == 0,
         )
         w = normalized_weights(g_eps).detach()
         loss = (w * ce).sum()
