@@ -55,8 +55,8 @@ WHY = {
         "What was fixable is fixed: AutoAugment runs on whole batches (one torchvision call "
         "per op group: 14 ms instead of 67 ms per batch of 128 on 28×28, no host read), the "
         "meta-gradient is taken in forward mode instead of by a double backward (exact; "
-        "−20–25% CPU of an L2R step on cnn-small), the meta step reuses its parameter lists, optimizer info "
-        "and buffer copies, the EMA update is one fused call."
+        "−20–25% CPU of an L2R step on cnn-small), the meta step reuses its parameter lists, "
+        "optimizer info and buffer copies, the EMA update is one fused call."
     ),
     "l2r": (
         "L2R's meta step costs a probe forward + backward and a forward-mode pass over the "
