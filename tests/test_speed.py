@@ -358,3 +358,81 @@ def test_host_memory_gather_gives_the_same_batches():
         assert torch.equal(ba.index, bb.index) and torch.equal(ba.x, bb.x)
         assert torch.equal(ba.labels, bb.labels)
     assert calls == [16, 16, 16, 2]
+
+
+# ---------------------------------------------------------------------------- meta step
+
+
+@pytest.mark.parametrize("weight_decay", [True, False])
+def test_forward_mode_meta_gradients_equal_double_backward(weight_decay):
+    """The forward-mode meta-gradient (no double backward) equals the double-backward one for
+    IEG's two coefficients (ω, λ) and L2R's ε, with BatchNorm, momentum and weight decay."""
+    import torch.nn.functional as F
+
+    from noisyfit.methods.l2r import meta_gradients
+    from noisyfit.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("cnn-tiny", 4, (1, 8, 8))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    px, py = torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,))
+    F.cross_entropy(net(x), y).backward()
+    opt.step()  # momentum buffers exist
+    opt.zero_grad()
+    guess = torch.softmax(torch.randn(16, 4), 1)
+    onehot = F.one_hot(y, 4).float()
+    results = []
+    for fast in (False, True):
+        logits = net(x)
+        log_p = logits.log_softmax(1)
+        omega = torch.full((16,), 1 / 16, requires_grad=True)
+        lam = torch.full((16,), 0.9, requires_grad=True)
+
+        def look(w, l, log_p=log_p):
+            target = l[:, None] * onehot + (1 - l[:, None]) * guess
+            return (w * -(target * log_p).sum(1)).sum()
+
+        kw = dict(train_x=x, train_logits=logits) if fast else {}
+        (g_w, g_l), meta, _ = meta_gradients(
+            net, look, (omega, lam), px, py, step_size=0.1, momentum=0.9, optimizer=opt,
+            weight_decay=weight_decay, **kw,
+        )  # fmt: skip
+        results.append((g_w, g_l, meta))
+    (a_w, a_l, a_m), (b_w, b_l, b_m) = results
+    assert a_w.abs().max() > 1e-4 and a_l.abs().max() > 1e-4  # not trivially zero
+    torch.testing.assert_close(b_w, a_w, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b_l, a_l, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(b_m, a_m)
+
+
+def test_l2r_meta_gradient_at_zero_weights_needs_no_lookahead_backward(monkeypatch):
+    """L2R at ε₀ = 0: the shortcut (virtual step = weight decay + momentum, no backward)
+    gives the double-backward meta-gradient."""
+    import torch.nn.functional as F
+
+    from noisyfit.methods.l2r import meta_gradients
+    from noisyfit.models import build_model
+
+    torch.manual_seed(1)
+    net = build_model("cnn-tiny", 4, (1, 8, 8))
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-3)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,))
+    px, py = torch.randn(8, 1, 8, 8), torch.randint(0, 4, (8,))
+    F.cross_entropy(net(x), y).backward()
+    opt.step()
+    opt.zero_grad()
+    out = []
+    for kw in ({}, {"zero_at_coeffs": True}):
+        logits = net(x)
+        ce = F.cross_entropy(logits, y, reduction="none")
+        eps = torch.zeros(16, requires_grad=True)
+        if kw:
+            kw = dict(kw, train_x=x, train_logits=logits)
+        (g,), _, _ = meta_gradients(
+            net, lambda e, ce=ce: (e * ce).sum(), (eps,), px, py, step_size=0.1, momentum=0.9,
+            optimizer=opt, **kw,
+        )  # fmt: skip
+        out.append(g)
+    assert out[0].abs().max() > 1e-5
+    torch.testing.assert_close(out[1], out[0], rtol=1e-4, atol=1e-7)

@@ -92,6 +92,7 @@ def ieg_meta_step(
     momentum=0.9,
     optimizer=None,
     weight_decay=True,
+    x=None,
 ):
     """IEG's ``meta_optimize``: example weights ω* and label choices λ* for one batch.
 
@@ -101,6 +102,8 @@ def ieg_meta_step(
         probe_x, probe_y: the clean probe batch.
         lam0: λ₀, the initial label coefficient; ω starts at 1/B.
         step_size, momentum, optimizer, weight_decay: the virtual step (see ``meta_gradients``).
+        x: the batch ``logits`` came from (given: the forward-mode meta-gradient, no double
+            backward; ``meta_gradients``).
 
     Returns:
         (ω* (B,), λ* (B,) in {0, 1}, ∂L/∂ω (B,), ∂L/∂λ (B,)), all detached.
@@ -124,6 +127,8 @@ def ieg_meta_step(
         momentum=momentum,
         optimizer=optimizer,
         weight_decay=weight_decay,
+        train_x=x,
+        train_logits=logits if x is not None else None,
     )
     w = normalized_weights(g_omega).detach()
     lam_star = (g_lam < 0).float().detach()
@@ -256,6 +261,7 @@ class IEG(ProbeMethod):
             momentum=cfg.meta_momentum,
             optimizer=self.optimizer,
             weight_decay=cfg.meta_weight_decay,
+            x=batch.x,
         )
 
         # 5. supervised loss with the new weights and label choices
