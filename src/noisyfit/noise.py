@@ -501,6 +501,12 @@ def inject_noise(
     t = transition_matrix(kind, k, rate, dataset=dataset, superclass=superclass, path=noise_file)
     rng = np.random.default_rng(seed)
     if kind in CIFAR_N:
+        want = f"cifar{CIFAR_N[kind][2]}"
+        if dataset is not None and dataset != want:
+            raise NoiseError(
+                f"--noise {kind} holds human labels of {want}'s training images; this run's "
+                f"dataset is {dataset}. Use --dataset {want}"
+            )
         noisy, path = cifar_n_labels(
             kind,
             num_classes=k,
