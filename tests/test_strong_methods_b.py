@@ -368,6 +368,8 @@ def test_cifar_n_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
     assert "CIFAR-10_human.pt was not found" in msg and "network unreachable" in msg
     assert "github.com/UCSC-REAL/cifar-10-100n/raw/main/data/CIFAR-10_human.pt" in msg
     assert str(tmp_path / "data" / "cifar-n" / "CIFAR-10_human.pt") in msg
+    with pytest.raises(NoiseError, match="Use --dataset cifar10"):
+        inject_noise(clean[:10], "cifar10n-aggre", num_classes=10, dataset="fashion-mnist")
     with pytest.raises(NoiseError, match="CIFAR-100 .K = 100."):
         inject_noise(clean, "cifar100n", num_classes=10)
     # the wrong image order: clean_label does not match the dataset's labels

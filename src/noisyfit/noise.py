@@ -543,6 +543,12 @@ def inject_noise(
     notes = check_learnable(t, kind, rate)
     rng = np.random.default_rng(seed)
     if kind in CIFAR_N:
+        want = f"cifar{CIFAR_N[kind][2]}"
+        if dataset is not None and dataset != want:
+            raise NoiseError(
+                f"--noise {kind} holds human labels of {want}'s training images; this run's "
+                f"dataset is {dataset}. Use --dataset {want}"
+            )
         noisy, path = cifar_n_labels(
             kind,
             num_classes=k,
