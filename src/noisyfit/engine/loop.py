@@ -110,12 +110,12 @@ def fit(
         _restore(state, method, opt, verdicts, run_dir / "checkpoint.pt")
         history = list(state["history"])
         start = saved = int(state["epoch"]) + 1
-    else:
-        method.prepare()
     steps = len(train)
     epoch = start
     warned = False  # one collapse warning per run
     try:
+        if not resume:
+            method.prepare()  # multi-stage methods' first stages (INCV's selection)
         for epoch in range(start, cfg.epochs):
             method.on_epoch_start(epoch)
             method.train()
