@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import noisyfit
@@ -426,7 +426,11 @@ def test_ctrl_c_during_start_up_is_one_line(capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(c, "_load_commands", interrupted)
-    assert main(["train"]) == 130
+    try:
+        rc = main(["train"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during start-up escaped main() (a traceback)")
+    assert rc == 130
     err = capsys.readouterr().err
     assert err.strip() == "noisyfit: interrupted" and "Traceback" not in err
 
@@ -627,8 +631,13 @@ _FAST = settings(
 )
 
 
+_FLOATS = "\n".join(["1.63"] + [str(i % 4) for i in range(511)]).encode()
+
+
 @_FAST
 @given(f=_label_file(), noise=st.sampled_from(["labels", "matrix"]))
+@example(f=(".txt", _FLOATS), noise="labels")  # 1.63 was read as 1
+@example(f=(".npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'"), noise="labels")  # cut .npy
 def test_random_label_files_and_matrices_give_a_clean_run_or_a_clear_error(
     tmp_path_factory, capsys, f, noise
 ):
@@ -641,6 +650,11 @@ def test_random_label_files_and_matrices_give_a_clean_run_or_a_clear_error(
     if rc == 0:
         y = np.load(tmp / "o" / "noisy_labels.npy")
         assert y.shape == (512,) and y.dtype == np.int64 and 0 <= y.min() and y.max() < 4
+        if noise == "labels":  # exactly the file's values: nothing truncated or flattened
+            sep = "," if path.suffix == ".csv" else None
+            a = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=sep, ndmin=1)
+            assert a.size == 512 and a.shape in ((512,), (512, 1))
+            assert np.array_equal(a.reshape(-1), y)
     else:
         assert not (tmp / "o").exists()
 
