@@ -345,13 +345,20 @@ def test_parallel_sweep_runs_share_the_cores(tmp_path, monkeypatch, jobs):
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 4)
     seen = []
-    monkeypatch.setattr(
-        bench.subprocess,
-        "run",
-        lambda cmd, **kw: (
-            seen.append(kw["env"]["OMP_NUM_THREADS"]) or subprocess.CompletedProcess(cmd, 0)
-        ),
-    )
+
+    class FakeCell:  # the cell's process (bench starts it in its own process group)
+        def __init__(self, cmd, **kw):
+            assert kw["start_new_session"]
+            seen.append(kw["env"]["OMP_NUM_THREADS"])
+            self.pid = -1
+
+        def wait(self, timeout=None):
+            return 0
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(bench.subprocess, "Popen", FakeCell)
     bench.run_sweep(bench.load_sweep(sweep, tmp_path / "b"), log=None)
     assert seen == (["7", "7"] if jobs == 1 else ["2", "2"])
 

@@ -492,7 +492,9 @@ def test_ctrl_c_before_any_checkpoint_offers_no_resume(tmp_path, monkeypatch, ca
     said = out.err + out.out
     assert "nothing to resume" in said and "Resume with" not in said
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
-    noisyfit.train(**TINY, out=str(tmp_path), name="r")  # the stopped start does not block
+    monkeypatch.undo()
+    r = noisyfit.train(**TINY, out=str(tmp_path), name="r")  # the stopped start does not block
+    assert (r.run_dir / "summary.json").is_file()
 
 
 def _fake_cv(calls: list, stop_at: int | None = None):
