@@ -229,8 +229,6 @@ def test_find_issues_on_user_arrays_without_truth(tmp_path):
         "is_label_issue",
         "label_quality",
         "dataset_index",
-        "given_class",
-        "suggested_class",
     ]
 
 
@@ -348,8 +346,9 @@ def test_parallel_sweep_runs_share_the_cores(tmp_path, monkeypatch, jobs):
     monkeypatch.setattr(bench.os, "cpu_count", lambda: 4)
     seen = []
 
-    class FakeCell:  # a cell's process that ends at once with status 0
+    class FakeCell:  # the cell's process (bench starts it in its own process group)
         def __init__(self, cmd, **kw):
+            assert kw["start_new_session"]
             seen.append(kw["env"]["OMP_NUM_THREADS"])
             self.pid = -1
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import noisyfit
@@ -186,6 +186,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for t in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(x) for x in t.read_text().split()]
+    return out
+
+
 def test_kill_9_of_bench_ends_its_training_child(tmp_path):
     f = _sweep(tmp_path, 100000, train_subset=16, test_subset=16)  # trains for hours
     bench = cli("bench", str(f))
@@ -194,6 +201,7 @@ def test_kill_9_of_bench_ends_its_training_child(tmp_path):
     while time.monotonic() < deadline and not (lock.is_file() and lock.read_text().strip()):
         time.sleep(0.2)
     holder = lock.read_text().split() if lock.is_file() else []
+    kids = _children(bench.pid)
     try:
         assert holder[:1] == ["pid"], "the cell never took its run folder's lock"
         child = int(holder[1])
@@ -207,9 +215,9 @@ def test_kill_9_of_bench_ends_its_training_child(tmp_path):
     finally:
         if bench.poll() is None:
             bench.kill()
-        for pid in holder[1:2]:
-            if _alive(int(pid)):
-                os.kill(int(pid), signal.SIGKILL)
+        for pid in {*kids, *map(int, holder[1:2])}:  # never leave a training orphan behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_bench_leaves_a_folder_in_use_alone(tmp_path, capsys):
@@ -418,7 +426,11 @@ def test_ctrl_c_during_start_up_is_one_line(capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(c, "_load_commands", interrupted)
-    assert main(["train"]) == 130
+    try:
+        rc = main(["train"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C during start-up escaped main() (a traceback)")
+    assert rc == 130
     err = capsys.readouterr().err
     assert err.strip() == "noisyfit: interrupted" and "Traceback" not in err
 
@@ -480,7 +492,9 @@ def test_ctrl_c_before_any_checkpoint_offers_no_resume(tmp_path, monkeypatch, ca
     said = out.err + out.out
     assert "nothing to resume" in said and "Resume with" not in said
     assert not (tmp_path / "r" / "checkpoint.pt").exists()
-    noisyfit.train(**TINY, out=str(tmp_path), name="r")  # the stopped start does not block
+    monkeypatch.undo()
+    r = noisyfit.train(**TINY, out=str(tmp_path), name="r")  # the stopped start does not block
+    assert (r.run_dir / "summary.json").is_file()
 
 
 def _fake_cv(calls: list, stop_at: int | None = None):
@@ -536,7 +550,7 @@ def test_the_cifar_reader_refuses_pickled_code(tmp_path):
     for f in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
               "test_batch", "batches.meta"):  # fmt: skip
         (d / f).write_bytes(pickle.dumps({"data": _Evil()}, protocol=2))
-    with pytest.raises(MalformedDataError, match="builtins.exec is not part of the CIFAR"):
+    with pytest.raises(MalformedDataError, match="exec is not part of the CIFAR python format"):
         load_dataset("cifar10", tmp_path, download=False)
     assert not _Evil.target.exists()
 
@@ -603,11 +617,8 @@ def _label_file(draw):
             raw = raw[: draw(st.integers(0, len(raw)))]
         return ".npy", raw
     sep = "," if kind == "csv" else " "
-    text = (
-        "\n".join(sep.join(str(v) for v in np.atleast_1d(row)) for row in a.reshape(len(a), -1))
-        if a.ndim > 1
-        else "\n".join(str(v) for v in a)
-    )  # noqa: E501
+    rows = a.reshape(a.shape[0], -1) if a.ndim > 1 and a.size else a.reshape(-1, 1)
+    text = "\n".join(sep.join(str(v) for v in row) for row in rows)
     return f".{kind}", text.encode()
 
 
@@ -622,8 +633,13 @@ _FAST = settings(
 )
 
 
+_FLOATS = "\n".join(["1.63"] + [str(i % 4) for i in range(511)]).encode()
+
+
 @_FAST
 @given(f=_label_file(), noise=st.sampled_from(["labels", "matrix"]))
+@example(f=(".txt", _FLOATS), noise="labels")  # 1.63 was read as 1
+@example(f=(".npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<i8'"), noise="labels")  # cut .npy
 def test_random_label_files_and_matrices_give_a_clean_run_or_a_clear_error(
     tmp_path_factory, capsys, f, noise
 ):
@@ -636,6 +652,11 @@ def test_random_label_files_and_matrices_give_a_clean_run_or_a_clear_error(
     if rc == 0:
         y = np.load(tmp / "o" / "noisy_labels.npy")
         assert y.shape == (512,) and y.dtype == np.int64 and 0 <= y.min() and y.max() < 4
+        if noise == "labels":  # exactly the file's values: nothing truncated or flattened
+            sep = "," if path.suffix == ".csv" else None
+            a = np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter=sep, ndmin=1)
+            assert a.size == 512 and a.shape in ((512,), (512, 1))
+            assert np.array_equal(a.reshape(-1), y)
     else:
         assert not (tmp / "o").exists()
 
@@ -714,3 +735,33 @@ def test_random_configs_give_a_clean_run_or_a_clear_error(tmp_path_factory, caps
         assert (tmp / "r" / "summary.json").is_file()
     else:
         check_new_run_dir(tmp / "r")  # a failed start leaves nothing that blocks a new run
+
+
+def test_incv_run_stopped_in_its_selection_resumes_there(tmp_path, monkeypatch, capsys):
+    from noisyfit.analysis import incv
+
+    real, calls = incv.make_cv_trainer, []
+
+    def counting(*a, stop_at=None, **k):
+        train_fn, predict_fn = real(*a, **k)
+
+        def train(*args):
+            calls.append(1)
+            if len(calls) == stop_at:
+                raise KeyboardInterrupt
+            return train_fn(*args)
+
+        return train, predict_fn
+
+    kw = dict(**TINY, method="incv", method_options={"iterations": "2", "cv_epochs": "1"})
+    monkeypatch.setattr(incv, "make_cv_trainer", lambda *a, **k: counting(*a, stop_at=3, **k))
+    with pytest.raises(KeyboardInterrupt):  # in iteration 2 of 2
+        noisyfit.train(**kw, out=str(tmp_path), name="r")
+    said = "".join(capsys.readouterr())
+    assert "INCV's selection resumes" in said and "--resume" in said
+    assert torch.load(tmp_path / "r" / "incv_stage1.pt", weights_only=True)["epoch"] == 1
+    calls.clear()
+    monkeypatch.setattr(incv, "make_cv_trainer", lambda *a, **k: counting(*a, **k))
+    r = noisyfit.train(resume=tmp_path / "r")
+    assert len(calls) == 2 and len(r.method.selection_log) == 2  # only iteration 2 trained
+    assert (r.run_dir / "summary.json").is_file()

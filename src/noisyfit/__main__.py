@@ -2,6 +2,10 @@
 
 import sys
 
-from noisyfit.cli import main
+try:
+    from noisyfit.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the command starts up
+    print("noisyfit: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

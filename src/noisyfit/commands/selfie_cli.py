@@ -199,7 +199,8 @@ def selfie_cli(argv: Sequence[str]) -> int:
                 "or choose another LOG_DIR"
             )
         result = train(build_config(a))
-    write_original_logs(log_dir, result)
+    if result.method is not None:  # None: a finished run, left as it is (its logs included)
+        write_original_logs(log_dir, result)
     s = result.summary
     best = s["best_test_acc"]
     print(

@@ -149,13 +149,13 @@ def fit(
             averaged.load_state_dict(state["ema"])
         history = list(state["history"])
         start = saved = int(state["epoch"]) + 1
-    else:
-        method.prepare()
-    train = method.epoch_loader(train)  # a subset for methods that train on one (INCV's S)
-    steps = len(train)
     epoch = start
     warned = False  # one collapse warning per run
     try:
+        if not resume:
+            method.prepare()  # multi-stage methods' first stages (INCV's selection)
+        train = method.epoch_loader(train)  # a subset for methods that train on one (INCV's S)
+        steps = len(train)
         for epoch in range(start, cfg.epochs):
             method.on_epoch_start(epoch)
             method.train()

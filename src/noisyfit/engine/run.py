@@ -119,8 +119,10 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise RunLockedError naming the holder's pid."""
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): no lock, as before
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
