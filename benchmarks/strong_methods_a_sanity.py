@@ -1,6 +1,7 @@
 """Sanity runs of dividemix, elr, elr-plus and the --ema / --mixup add-ons (issue 14, part A).
 
-Fashion-MNIST, a stratified 5 000-image training subset, ``mlp``, symmetric noise 0.5, seed 0,
+Fashion-MNIST, a stratified 5 000-image training subset, ``mlp``, symmetric noise 0.5 (or
+``--noise-rate``), seed 0,
 the engine's default optimizer (SGD lr 0.1, step schedule), all 10 000 test images. One seed:
 a check that the methods learn, not the benchmark (that is ``benchmarks/sweeps/``).
 
@@ -35,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--warm-up", type=int, default=3, help="DivideMix warm-up epochs")
+    ap.add_argument("--noise-rate", type=float, default=0.5, help="symmetric noise rate")
     ap.add_argument("--out", default="strong_methods_a_sanity.jsonl")
     ap.add_argument("--runs-dir", default="/tmp/strong_methods_a_runs")
     args = ap.parse_args()
@@ -44,7 +46,7 @@ def main() -> None:
         train_subset=5000,
         model="mlp",
         noise="symmetric",
-        noise_rate=0.5,
+        noise_rate=args.noise_rate,
         epochs=args.epochs,
         seed=0,
         progress=False,
@@ -64,6 +66,7 @@ def main() -> None:
                 run=tag,
                 options=opts,
                 epochs=args.epochs,
+                noise_rate=args.noise_rate,
                 last_acc=h[-1]["test_acc"],
                 best_acc=max(x["test_acc"] for x in h),
                 label_precision=h[-1].get("label_precision"),
