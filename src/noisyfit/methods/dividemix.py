@@ -61,6 +61,8 @@ Departures from the official code:
 * The GMM is initialized deterministically (a few 1-D k-means steps from the extremes) instead
   of sklearn's k-means with a random seed, so a resumed run reproduces it.
 * The warm-up loss uses the engine's batch size (the code doubles it for warm-up).
+* Splitting a batch needs the size of its labelled part on the host: one device sync per step
+  past warm-up (the variable-size MixMatch batch).
 """
 
 from __future__ import annotations
@@ -198,7 +200,9 @@ class DivideMix(Method):
         c = config
         cfg = ctx.config
         noise = getattr(cfg, "noise", None)
-        rate = getattr(cfg, "noise_rate", None) if cfg is not None else ctx.noise_rate
+        # the paper's rows are keyed by the nominal rate; label files / no noise: the realized one
+        nominal = noise in ("symmetric", "uniform", *ASYMMETRIC_KINDS)
+        rate = cfg.noise_rate if nominal else ctx.noise_rate
         lam_u, p_thr = preset_for(ctx.num_classes, noise, rate)
         self.lambda_u = lam_u if c.lambda_u is None else float(c.lambda_u)
         self.p_threshold = p_thr if c.p_threshold is None else float(c.p_threshold)
