@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--warm-up", type=int, default=3, help="DivideMix warm-up epochs")
     ap.add_argument("--noise-rate", type=float, default=0.5, help="symmetric noise rate")
+    ap.add_argument("--lr", type=float, default=0.1, help="initial learning rate")
     ap.add_argument("--out", default="strong_methods_a_sanity.jsonl")
     ap.add_argument("--runs-dir", default="/tmp/strong_methods_a_runs")
     args = ap.parse_args()
@@ -48,6 +49,7 @@ def main() -> None:
         noise="symmetric",
         noise_rate=args.noise_rate,
         epochs=args.epochs,
+        lr=args.lr,
         seed=0,
         progress=False,
         report=False,
@@ -67,6 +69,7 @@ def main() -> None:
                 options=opts,
                 epochs=args.epochs,
                 noise_rate=args.noise_rate,
+                lr=args.lr,
                 last_acc=h[-1]["test_acc"],
                 best_acc=max(x["test_acc"] for x in h),
                 label_precision=h[-1].get("label_precision"),
