@@ -229,6 +229,8 @@ def test_find_issues_on_user_arrays_without_truth(tmp_path):
         "is_label_issue",
         "label_quality",
         "dataset_index",
+        "given_class",
+        "suggested_class",
     ]
 
 
