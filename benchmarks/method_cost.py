@@ -287,6 +287,8 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
             "peak": max(r.get("peak_mb", float("nan")) for r in rs),
             "wall": min(_best(r.get("train_wall", [float("nan")]), True) for r in rs),
         }
+    counts = ", ".join(f"{n} {len(rs)}" for n, rs in runs.items() if rs and len(rs) != 1) or "1"
+    counts = counts if counts == "1" else f"1 ({counts})"
     std = cell["standard"]
     per_step_std = std["train"] / std["steps"]
     mem = "peak GPU memory (MB)" if a.device.startswith("cuda") else "peak RSS above start (MB)"
@@ -295,7 +297,7 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         "",
         f"Made by `benchmarks/method_cost.py` on {a.device}: Fashion-MNIST, {a.train_subset} "
         f"training images ({cell['standard']['steps']} steps of 128), {a.test_subset} test "
-        f"images, cnn-small, SGD; {a.epochs} epochs per method and round, {a.rounds} round(s) "
+        f"images, cnn-small, SGD; {a.epochs} epochs per run, runs per method: {counts} "
         f"(the first epoch a warm-up), methods interleaved, each run in its own process; "
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         + (f"{wall / 60:.0f} min wall in all." if wall == wall else "rendered from saved runs."),
@@ -304,7 +306,9 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         "contended and not shown as results; the times below are the CPU time of the "
         "1-thread process** (`epoch_cpu_s`, minimum over epochs and rounds). Peak memory is "
         "that of the whole process above its RSS when training starts (the same data for "
-        "every method).",
+        "every method). One contended round per method leaves about ±25% noise on each "
+        "cell: methods that do at least a standard step's work (Active Bias, SELFIE, "
+        "MentorNet, F-correction) then show ratios below 1; read the ratios with that margin.",
         "",
         f"| method | train CPU s / epoch | ms / step | × standard | target | eval CPU s | {mem} |",
         "|---|---:|---:|---:|---|---:|---:|",
