@@ -298,3 +298,47 @@ def test_ieg_lets_the_gradient_flow_through_the_guessed_label_by_default():
     from noisyfit.methods.base import method_config
 
     assert method_config(METHODS.get("ieg")).detach_guess is False
+
+
+# --------------------------------------------------------------------------------------------
+# forward="two": the SELFIE repo's second forward pass on the selected samples
+
+
+def _small_ctx(noise_rate=0.4):
+    return Context(
+        num_classes=4,
+        num_samples=32,
+        input_shape=(1, 8, 8),
+        epochs=10,
+        batch_size=16,
+        device=torch.device("cpu"),
+        noise_rate=noise_rate,
+        make_model=lambda: build_model("cnn-tiny", 4, (1, 8, 8)),
+    )
+
+
+def test_coteaching_second_forward_pass_trains_on_a_pass_over_the_picks():
+    from noisyfit.data.loader import Batch
+
+    torch.manual_seed(0)
+    m = build_method("coteaching", _small_ctx(), {"forward": "two", "t_k": "1"})
+    ref1, ref2 = copy.deepcopy(m.models["net1"]), copy.deepcopy(m.models["net2"])
+    g = torch.Generator().manual_seed(1)
+    batch = Batch(torch.arange(16), torch.randn(16, 1, 8, 8, generator=g), torch.arange(16) % 4)
+    m.train()
+    out = m.training_step(batch, 3)
+    # the port: rank by each network's CE of a first pass, keep ⌈(1 − τ)·b⌉, then each network
+    # runs again on the partner's picks only (BatchNorm statistics of the picks)
+    k = math.ceil(0.6 * 16 - 1e-9)
+    with torch.no_grad():
+        ce1 = F.cross_entropy(ref1(batch.x), batch.labels, reduction="none")
+        ce2 = F.cross_entropy(ref2(batch.x), batch.labels, reduction="none")
+    i1 = torch.argsort(ce1, stable=True)[:k]
+    i2 = torch.argsort(ce2, stable=True)[:k]
+    loss = F.cross_entropy(ref1(batch.x[i2]), batch.labels[i2]) + F.cross_entropy(
+        ref2(batch.x[i1]), batch.labels[i1]
+    )
+    assert out.loss.item() == pytest.approx(loss.item(), rel=1e-5)
+    assert sorted(torch.nonzero(out.selected).flatten().tolist()) == sorted(i2.tolist())
+    for a, b in zip(m.models["net1"].buffers(), ref1.buffers()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6)
