@@ -341,3 +341,15 @@ def small_loss_mask(loss: torch.Tensor, num_keep: int | torch.Tensor) -> torch.T
     if k:
         mask[torch.topk(loss.detach(), k, largest=False, sorted=False).indices] = True
     return mask
+
+
+def keep_smallest(
+    loss: torch.Tensor, eligible: torch.Tensor, num_keep: torch.Tensor | int
+) -> torch.Tensor:
+    """(b,) bool: the ``num_keep`` (an int or a 0-dim tensor) smallest ``loss`` (b,) entries
+    among the ``eligible`` (b,) bool ones; ties by position. Rank-based, so a count that is a
+    device value needs no host sync (INCV, Co-teaching+)."""
+    masked = loss.detach().float().masked_fill(~eligible, float("inf"))
+    rank = torch.empty_like(masked, dtype=torch.long)
+    rank[masked.argsort(stable=True)] = torch.arange(len(masked), device=loss.device)
+    return eligible & (rank < num_keep)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, keep_smallest
 from .coteaching import coteaching_loss, keep_rate, num_kept
 
 
@@ -56,25 +56,26 @@ def coteaching_plus_loss(
     Returns:
         ``(loss, selected)``: the scalar loss and the (b,) bool mask net 1 trained on.
     """
-    b = len(labels)
     disagree = logits1.detach().argmax(1) != logits2.detach().argmax(1)
     in1 = torch.softmax(logits1.float(), 1) if softmax_twice else logits1.float()
     in2 = torch.softmax(logits2.float(), 1) if softmax_twice else logits2.float()
-    d_idx = disagree.nonzero().squeeze(1)
-    d = len(d_idx)  # one host sync per step: the pick size depends on it
-    if d == 0:
-        on = step < all_until_step
-        ce = F.cross_entropy(in1, labels) + F.cross_entropy(in2, labels)
-        sel = torch.full((b,), on, dtype=torch.bool, device=labels.device)
-        return ce * float(on), sel
-    ce1 = F.cross_entropy(in1[d_idx], labels[d_idx], reduction="none")
-    ce2 = F.cross_entropy(in2[d_idx], labels[d_idx], reduction="none")
-    k = num_kept(rate, d, "official")
-    if k == 0:  # the code then keeps all disagreeing samples
-        k = d
-    loss, _, pick2 = coteaching_loss(ce1, ce2, k)
-    sel = torch.zeros(b, dtype=torch.bool, device=labels.device)
-    sel[d_idx[pick2]] = True
+    # masks and device counts throughout: the number of disagreeing samples d, and so the
+    # pick size, is never read back to the host
+    d = disagree.sum()
+    ce1 = F.cross_entropy(in1, labels, reduction="none")
+    ce2 = F.cross_entropy(in2, labels, reduction="none")
+    k = (d.double() * rate).floor().long()  # the code's int(R·d)
+    k = torch.where(k == 0, d, k)  # the code then keeps all disagreeing samples
+    pick1 = keep_smallest(ce1, disagree, k)
+    pick2 = keep_smallest(ce2, disagree, k)
+    kk = k.clamp_min(1)
+    loss_d = (ce1 * pick2).sum() / kk + (ce2 * pick1).sum() / kk
+    # nothing disagrees: the whole batch while step < all_until_step, else nothing
+    on = step < all_until_step
+    loss_all = (ce1.mean() + ce2.mean()) * float(on)
+    none = d == 0
+    loss = torch.where(none, loss_all, loss_d)
+    sel = torch.where(none, torch.full_like(disagree, on), pick2)
     return loss, sel
 
 

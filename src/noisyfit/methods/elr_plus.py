@@ -62,10 +62,12 @@ def sigmoid_rampup(current: float, length: float) -> float:
     return float(math.exp(-5.0 * phase * phase))
 
 
-def beta_lam(alpha: float, device: torch.device) -> torch.Tensor:
-    """λ ~ Beta(α, α), then max(λ, 1 − λ), as a 0-d tensor on ``device`` (no host sync)."""
-    a = torch.tensor(float(alpha), device=device)
-    lam = torch.distributions.Beta(a, a).sample()
+def beta_lam(alpha: float | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """λ ~ Beta(α, α), then max(λ, 1 − λ), as a 0-d tensor on ``device``. With ``alpha`` a 0-d
+    tensor on the device (as the method keeps it) nothing is copied or read back: no host
+    sync (the distribution's argument validation, which reads values, is off)."""
+    a = alpha if torch.is_tensor(alpha) else torch.tensor(float(alpha), device=device)
+    lam = torch.distributions.Beta(a, a, validate_args=False).sample()
     return torch.maximum(lam, 1 - lam)
 
 
@@ -104,6 +106,7 @@ class ELRPlus(Method):
         if c.ema_step < 0 or c.coef_step < 0:
             raise ConfigError("elr-plus: ema_step and coef_step must be 0 or positive")
         self.models = {"net1": ctx.make_model(), "net2": ctx.make_model()}
+        self._alpha = torch.tensor(float(c.alpha), device=ctx.device)  # mixup α, once
         self.emas = {k: copy.deepcopy(m) for k, m in self.models.items()}
         for m in self.emas.values():
             for p in m.parameters():
@@ -145,7 +148,7 @@ class ELRPlus(Method):
         x, y, idx = batch.x, batch.labels, batch.index
         onehot = F.one_hot(y, self.ctx.num_classes).float()
         if c.alpha > 0:
-            lam = beta_lam(c.alpha, x.device)
+            lam = beta_lam(self._alpha, x.device)
             perm = torch.randperm(len(y), device=x.device)
             x_mix = x * lam + x[perm] * (1 - lam)
             y_mix = onehot * lam + onehot[perm] * (1 - lam)

@@ -58,7 +58,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, keep_smallest
 
 
 def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> float:
@@ -66,17 +66,6 @@ def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> fl
     k = (num_classes - 1) if symmetric else 1
     den = eps_hat**2 + k * (1.0 - eps_hat) ** 2
     return eps_hat**2 / den if den > 0 else 0.0
-
-
-def keep_smallest(
-    loss: torch.Tensor, eligible: torch.Tensor, num_keep: torch.Tensor
-) -> torch.Tensor:
-    """(b,) bool: the ``num_keep`` (a 0-dim tensor) smallest ``loss`` entries among the
-    ``eligible`` ones. Rank-based, so a per-batch count needs no host sync."""
-    masked = loss.detach().float().masked_fill(~eligible, float("inf"))
-    rank = torch.empty_like(masked, dtype=torch.long)
-    rank[masked.argsort(stable=True)] = torch.arange(len(masked), device=loss.device)
-    return eligible & (rank < num_keep)
 
 
 @METHODS.register("incv")
@@ -221,8 +210,7 @@ class INCV(Method):
                 batch.x = torch.cat([batch.x, c.x])
                 batch.labels = torch.cat([batch.labels, c.labels])
             eligible = torch.ones(len(batch), dtype=torch.bool, device=batch.x.device)
-            n_keep = torch.tensor(float(round(n_s * (1.0 - self.forget_rate(epoch)))))
-            n_keep = n_keep.to(batch.x.device)
+            n_keep = int(round(n_s * (1.0 - self.forget_rate(epoch))))  # known on the host
         else:
             idx = batch.index
             in_s = self.select[idx]
@@ -235,7 +223,7 @@ class INCV(Method):
             n_keep = torch.round(in_s.sum() * (1.0 - self.forget_rate(epoch)))
         x, y = batch.x, batch.labels
         net1, net2 = self.models["net1"], self.models["net2"]
-        den = n_keep.clamp_min(1)
+        den = max(n_keep, 1) if isinstance(n_keep, int) else n_keep.clamp_min(1)
         if self.config.rank == "eval":  # model.predict, then train_on_batch on the picks
             with torch.no_grad():
                 self.eval()
@@ -245,8 +233,13 @@ class INCV(Method):
             ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
             keep1 = keep_smallest(ce1, eligible, n_keep)
             keep2 = keep_smallest(ce2, eligible, n_keep)
-            loss1 = F.cross_entropy(net1(x[keep2]).float(), y[keep2], reduction="sum")
-            loss2 = F.cross_entropy(net2(x[keep1]).float(), y[keep1], reduction="sum")
+            if isinstance(n_keep, int):  # S-batches: the picks by index (a known count, no sync)
+                pick1 = ce1.detach().argsort(stable=True)[:n_keep]
+                pick2 = ce2.detach().argsort(stable=True)[:n_keep]
+            else:  # batches over all N: the count is a device value, the picks a mask
+                pick1, pick2 = keep1, keep2
+            loss1 = F.cross_entropy(net1(x[pick2]).float(), y[pick2], reduction="sum")
+            loss2 = F.cross_entropy(net2(x[pick1]).float(), y[pick1], reduction="sum")
             loss = loss1 / den + loss2 / den
         else:
             logits1, logits2 = net1(x), net2(x)

@@ -54,7 +54,17 @@ class SOPPlus(SOP):
                 f"sop-plus: need ratio_consistency ≥ 0 and ratio_balance ≥ 0; got "
                 f"{config.ratio_consistency}, {config.ratio_balance}"
             )
-        self.augment = StrongAugment(config.aug_type)
+        size = tuple(ctx.input_shape[-2:]) if len(ctx.input_shape) == 3 else None
+        # the op magnitude tables are built here, not in the step (no host reads there)
+        self.augment = StrongAugment(config.aug_type, image_size=size)
+
+    def state_dict(self):
+        return {**super().state_dict(), "augment": self.augment.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "augment" in state:  # the strong view's host random draws
+            self.augment.load_state_dict(state["augment"])
 
     def extra_loss(self, batch, logits, pred):
         c = self.config
