@@ -202,7 +202,7 @@ def test_sop_u_v_step_equals_full_size_parameters_with_their_own_sgd():
     assert torch.equal(out.selected, u2 < 0.5) and torch.allclose(out.score, 1 - u2)
 
 
-def test_sop_learns_large_u_on_wrong_labels():
+def test_sop_learns_large_u_on_wrong_labels(tmp_path):
     """Past warm-up (here from the first epoch) u² grows where the network cannot fit the given
     label: on a separable toy set with 25 % of the labels flipped, mean u² of the wrong labels
     ends far above that of the right ones, and the clean-label estimate selects the right ones."""
@@ -215,8 +215,8 @@ def test_sop_learns_large_u_on_wrong_labels():
         noise="symmetric",
         noise_rate=0.25,
         checkpoint=False,
-        out="/tmp/noisyfit-test-sop",
-        name=f"sop-{np.random.randint(1 << 30)}",
+        out=str(tmp_path),
+        name="sop",
     )
     m = res.method
     noisy = np.load(res.run_dir / "noisy_labels.npy")

@@ -216,14 +216,14 @@ def choose_val(noisy_labels: np.ndarray, source: np.ndarray, cfg: TrainConfig) -
         pos = {int(r): i for i, r in enumerate(source)}
         missing = [int(r) for r in rows if int(r) not in pos]
         if missing or len(rows) == 0:
-            raise ValueError(
+            raise DataError(
                 f"{p}: {len(missing) or 'no'} validation row(s) "
                 f"{'(e.g. ' + str(missing[:3]) + ') ' if missing else ''}are not training "
                 "samples of this run (rows of the dataset's training split, after "
                 "--train-subset and the probe); write them as a run's val_index.npy"
             )
         if len(rows) >= len(source):
-            raise ValueError(f"{p}: the validation split would leave no training sample")
+            raise DataError(f"{p}: the validation split would leave no training sample")
         return np.sort(np.array([pos[int(r)] for r in rows], dtype=np.int64))
     n = int(round(cfg.val_ratio * len(noisy_labels)))
     if n <= 0:

@@ -152,7 +152,7 @@ def oracle_data(sweep: Sweep, kind: str, rate: float) -> Path:
         return path
     data = prepare_data(sweep.noisy_config(kind, rate))
     if data.true is None:
-        raise ValueError(
+        raise ConfigError(
             f"sweep {sweep.name}: the oracle needs true labels, but "
             f"{sweep.config.get('dataset')}'s labels are not ground truth; remove `oracle: true`"
         )
@@ -245,7 +245,7 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
             opts.setdefault(m, o or {})
         methods = list(methods)
     if ORACLE in methods:
-        raise ValueError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
+        raise ConfigError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
     for m in methods:
         METHODS.get(m)  # unknown names fail with the valid ones
     name = d.get("name") or p.stem

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 
 def predict_inputs(
     model: torch.nn.Module,
@@ -40,7 +42,7 @@ def predict_inputs(
     from .engine.evaluate import predict_probs
 
     if len(x) == 0:
-        raise ValueError("no inputs to predict")
+        raise ConfigError("no inputs to predict")
     loader = DeviceLoader(
         x,
         np.zeros(len(x), dtype=np.int64),
@@ -125,7 +127,7 @@ class RobustClassifier:
 
     def _check(self):
         if not hasattr(self, "model_"):
-            raise RuntimeError("this RobustClassifier is not fitted yet; call fit(X, y) first")
+            raise ConfigError("this RobustClassifier is not fitted yet; call fit(X, y) first")
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, K) class probabilities of the trained network (columns: ``classes_``)."""
@@ -134,7 +136,7 @@ class RobustClassifier:
         self._check()
         x = from_arrays(X, np.zeros(len(X), dtype=np.int64), num_classes=len(self.classes_)).x
         if tuple(x.shape[1:]) != tuple(self.input_shape_):
-            raise ValueError(
+            raise ConfigError(
                 f"inputs have shape {tuple(x.shape[1:])} per row; the classifier was fitted on "
                 f"{tuple(self.input_shape_)}"
             )

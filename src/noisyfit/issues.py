@@ -280,18 +280,18 @@ def label_issue_mask(
     labels = np.asarray(labels, dtype=np.int64)
     pred_probs = _floats(pred_probs)
     if pred_probs.ndim != 2 or len(pred_probs) != len(labels):
-        raise ValueError(
+        raise ConfigError(
             f"pred_probs must be (N, K) with N = len(labels) = {len(labels)}; got shape "
             f"{pred_probs.shape}"
         )
     if len(labels) and (labels.min() < 0 or labels.max() >= pred_probs.shape[1]):
-        raise ValueError(
+        raise ConfigError(
             f"labels must lie in [0, {pred_probs.shape[1] - 1}] (pred_probs has "
             f"{pred_probs.shape[1]} columns); found {labels.min()}..{labels.max()}"
         )
     cl = _cleanlab() if backend in ("auto", "cleanlab") else None
     if backend == "cleanlab" and cl is None:
-        raise ValueError("backend='cleanlab' needs cleanlab: pip install 'noisyfit[cleanlab]'")
+        raise ConfigError("backend='cleanlab' needs cleanlab: pip install 'noisyfit[cleanlab]'")
     if cl is not None:
         cleanlab_options.setdefault("n_jobs", 1)
         return cl.find_label_issues(
@@ -306,7 +306,7 @@ def label_issue_mask(
         "verbose",
         "min_examples_per_class",
     }:
-        raise ValueError(
+        raise ConfigError(
             f"without cleanlab only filter_by='prune_by_noise_rate' and min_examples_per_class "
             f"are supported (got filter_by={filter_by!r}, {sorted(cleanlab_options)}); "
             "pip install 'noisyfit[cleanlab]' for the rest"
@@ -317,7 +317,7 @@ def label_issue_mask(
     if return_indices_ranked_by is None:
         return mask
     if return_indices_ranked_by != "self_confidence":
-        raise ValueError(
+        raise ConfigError(
             f"without cleanlab only return_indices_ranked_by='self_confidence' is supported, "
             f"got {return_indices_ranked_by!r}"
         )
@@ -579,9 +579,9 @@ def find_issues(
             f"{', '.join([*BUILTIN, *METHODS.names()])}"
         )
     if holdout and method != "cv":
-        raise ValueError(f"--holdout applies to --method cv; {method} examines every row as is")
+        raise ConfigError(f"--holdout applies to --method cv; {method} examines every row as is")
     if not 0 <= holdout < 1:
-        raise ValueError(f"--holdout must lie in [0, 1), got {holdout}")
+        raise ConfigError(f"--holdout must lie in [0, 1), got {holdout}")
     t0 = time.perf_counter()
     info: dict[str, Any] = {
         "method": method,

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import command
+from ..errors import ConfigError
 
 
 def read_issues(folder: Path) -> tuple[list[dict], dict]:
@@ -57,7 +58,7 @@ def export(folder: Path, out: Path, action: str = "drop", data_dir: str | None =
     dataset = meta.get("dataset")
     src = data_dir or meta.get("data_dir")
     if dataset not in ("arrays", "imagefolder") or src is None:
-        raise ValueError(
+        raise ConfigError(
             f"{folder}: export needs find-issues on --dataset arrays or imagefolder (this is "
             f"{dataset!r}{'' if src else ', no data_dir recorded'}); for other data use "
             "label_issues.csv directly"

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..cli import command
+from ..errors import ConfigError
 
 
 def load_run_network(run: Path, device: str = "cpu"):
@@ -45,7 +46,7 @@ def load_run_network(run: Path, device: str = "cpu"):
         )
     cfg = load_config(run / "config.yaml")
     if cfg.model == "custom" or cfg.dataset == "in-memory":
-        raise ValueError(
+        raise ConfigError(
             f"{run} was trained on in-memory data or a custom model; predict from Python "
             "(noisyfit.RobustClassifier.predict_proba)"
         )
@@ -60,7 +61,7 @@ def load_run_network(run: Path, device: str = "cpu"):
     states = ck["models"]
     state = states.get("net") or next(iter(states.values()))
     if cfg.model.startswith("torchvision:"):
-        raise ValueError(f"{run}: torchvision models predict from Python (RobustClassifier)")
+        raise ConfigError(f"{run}: torchvision models predict from Python (RobustClassifier)")
     net = build_model(cfg.model, ds.num_classes, ds.input_shape)
     net.load_state_dict(state)
     return net.to(torch.device(device)).eval(), cfg, ds

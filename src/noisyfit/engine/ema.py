@@ -174,7 +174,7 @@ class WeightAverage:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"--ema: the decay must lie in (0, 1), e.g. 0.999; got {decay}")
+            raise ConfigError(f"--ema: the decay must lie in (0, 1), e.g. 0.999; got {decay}")
         self.method = method
         self.decay = float(decay)
         self.averaged = {

@@ -181,8 +181,22 @@ class INCV(Method):
             return loader.subset(self.select)
         return loader
 
+    def on_epoch_start(self, epoch):
+        if self.config.batches == "s" and epoch > self.e_warm and self.c_batch > 0:
+            self._c_batches()  # built here: a subset's indices are a host read (not in the step)
+
     def _next_c_batch(self):
         """The next C-batch of a cycling, shuffled loader over the candidates."""
+        self._c_batches()
+        try:
+            return next(self._c_iter)
+        except StopIteration:
+            self._c_epoch += 1
+            self._c_iter = self._c_loader.epoch(self._c_epoch)
+            return next(self._c_iter)
+
+    def _c_batches(self) -> None:
+        """The cycling, shuffled loader over the candidates C (built once)."""
         if self._c_iter is None:
             base = self.ctx.loader
             self._c_loader = base.subset(self.candidate)
@@ -190,12 +204,6 @@ class INCV(Method):
             self._c_loader.seed = base.seed + 3
             self._c_epoch = 0
             self._c_iter = self._c_loader.epoch(0)
-        try:
-            return next(self._c_iter)
-        except StopIteration:
-            self._c_epoch += 1
-            self._c_iter = self._c_loader.epoch(self._c_epoch)
-            return next(self._c_iter)
 
     def forget_rate(self, epoch: int) -> float:
         """ε_S·min(1, e/T_k)."""

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
 #: The prefix naming a torchvision model, e.g. ``torchvision:resnet18``.
 TORCHVISION = "torchvision:"
 
@@ -36,7 +38,7 @@ def _replace_head(m: nn.Module, num_classes: int, name: str) -> nn.Module:
                 if isinstance(head[i], nn.Linear):
                     head[i] = nn.Linear(head[i].in_features, num_classes)
                     return m
-    raise ValueError(
+    raise ConfigError(
         f"torchvision model {name!r}: no final nn.Linear found in fc/classifier/heads; "
         "pass your own factory (num_classes, input_shape) -> nn.Module instead"
     )
@@ -64,7 +66,7 @@ def torchvision_model(name: str, weights: str | Path | None = None) -> ModelFact
     import torchvision
 
     if name not in torchvision.models.list_models():
-        raise ValueError(
+        raise ConfigError(
             f"unknown torchvision model {name!r}; choose from torchvision.models.list_models(), "
             "e.g. resnet18, mobilenet_v3_small"
         )
@@ -76,7 +78,7 @@ def torchvision_model(name: str, weights: str | Path | None = None) -> ModelFact
 
     def build(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
         if len(input_shape) != 3:
-            raise ValueError(
+            raise ConfigError(
                 f"torchvision model {name!r} needs images (C, H, W); the data has "
                 f"feature vectors of shape {tuple(input_shape)}: use model='mlp'"
             )
@@ -87,7 +89,7 @@ def torchvision_model(name: str, weights: str | Path | None = None) -> ModelFact
             try:
                 m.load_state_dict(state)
             except RuntimeError as e:
-                raise ValueError(
+                raise ConfigError(
                     f"{weights}: not a state_dict of torchvision's {name} ({str(e)[:200]})"
                 ) from e
         m = _replace_head(m, num_classes, name)
@@ -108,7 +110,7 @@ def as_model_factory(model: Any, weights: str | Path | None = None) -> ModelFact
         if model.startswith(TORCHVISION):
             return torchvision_model(model[len(TORCHVISION) :], weights)
         if weights is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"weights={weights!s} applies to model='torchvision:NAME', not {model!r}"
             )
         return None
@@ -121,7 +123,7 @@ def as_model_factory(model: Any, weights: str | Path | None = None) -> ModelFact
         return copy_of
     if callable(model):
         return model
-    raise ValueError(
+    raise ConfigError(
         f"model must be a registered name, 'torchvision:NAME', an nn.Module or a factory "
         f"(num_classes, input_shape) -> nn.Module; got {type(model).__name__}"
     )
