@@ -6,9 +6,41 @@ Set before torch is first imported.
 """
 
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Runs in tests skip the HTML report at the end of `train` unless a test turns it on
 # (tests/test_product.py does, where the report is what is tested).
 os.environ.setdefault("NOISYFIT_REPORT", "0")
+
+
+@pytest.fixture
+def interrupted(monkeypatch):
+    """``interrupted(method, epoch, **train_kw)``: train until Ctrl-C lands at the end of epoch
+    ``epoch`` (0-based, after its checkpoint is due but before it is written: the checkpoint on
+    disk then holds epochs 0 … epoch-1) and return the run folder, as a user stopping a run
+    would leave it. The method is left unpatched afterwards."""
+    import noisyfit
+    from noisyfit.methods import METHODS, _builtin  # noqa: F401  (registers the built-ins)
+
+    def run(method: str, epoch: int, **kw):
+        cls = METHODS.get(method)
+        original = cls.on_epoch_end
+
+        def stop(self, e):
+            if e == epoch:
+                raise KeyboardInterrupt
+            return original(self, e)
+
+        monkeypatch.setattr(cls, "on_epoch_end", stop)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                noisyfit.train(method=method, **kw)
+        finally:
+            monkeypatch.setattr(cls, "on_epoch_end", original)
+        return Path(kw["out"]) / kw["name"]
+
+    return run

@@ -176,22 +176,11 @@ class _Stop(Exception):
     pass
 
 
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch):
+def test_resume_equals_uninterrupted(tmp_path, interrupted):
     kw = dict(**TINY, epochs=4, out=str(tmp_path), deterministic=True, augment=True, noise_rate=0.3)
     full = noisyfit.train(**kw, name="full")
-
-    original = METHODS.get("standard").on_epoch_end
-
-    def interrupt(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(METHODS.get("standard"), "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        noisyfit.train(**kw, name="cut")
+    interrupted("standard", 2, **kw, name="cut")
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 1
-    monkeypatch.setattr(METHODS.get("standard"), "on_epoch_end", original)
     resumed = noisyfit.train(resume=tmp_path / "cut")
     assert len(resumed.history) == 4
     for a, b in zip(full.history, resumed.history):

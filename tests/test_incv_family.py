@@ -489,7 +489,7 @@ def test_multi_stage_methods_train_end_to_end(tmp_path, method, opts):
         assert r.method.select.sum() < len(r.method.select)
 
 
-def test_incv_resume_keeps_the_selection(tmp_path, monkeypatch):
+def test_incv_resume_keeps_the_selection(tmp_path, monkeypatch, interrupted):
     from noisyfit.engine.checkpoint import load_checkpoint
     from noisyfit.methods import METHODS
 
@@ -506,19 +506,9 @@ def test_incv_resume_keeps_the_selection(tmp_path, monkeypatch):
         out=str(tmp_path),
         name="r",
     )
-    original = cls.on_epoch_end
-
-    def stop(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(cls, "on_epoch_end", stop)
-    with pytest.raises(KeyboardInterrupt):
-        noisyfit.train(**kw)
+    interrupted("incv", 1, **{k: v for k, v in kw.items() if k != "method"})
     saved = load_checkpoint(tmp_path / "r" / "checkpoint.pt")["method"]
     assert 0 < int(saved["select"].sum()) < 512
-    monkeypatch.setattr(cls, "on_epoch_end", original)
     monkeypatch.setattr(cls, "prepare", lambda self: pytest.fail("selection re-run on resume"))
     r = noisyfit.train(resume=tmp_path / "r")
     assert len(r.history) == 3

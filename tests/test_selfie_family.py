@@ -18,7 +18,6 @@ from noisyfit.data.binary import write_binary_dataset
 from noisyfit.data.loader import Batch
 from noisyfit.engine.checkpoint import load_checkpoint
 from noisyfit.methods import (
-    METHODS,
     ConfigError,
     Context,
     _builtin,  # noqa: F401
@@ -253,7 +252,7 @@ def test_selfie_restart_reinitializes_and_keeps_refurbished_labels():
         build_method("selfie", hand_ctx(tau=None))
 
 
-def test_selfie_restarts_in_a_run_and_resume_restores_histories(tmp_path, monkeypatch):
+def test_selfie_restarts_in_a_run_and_resume_restores_histories(tmp_path, interrupted):
     kw = dict(
         **TINY,
         method="selfie",
@@ -271,21 +270,10 @@ def test_selfie_restarts_in_a_run_and_resume_restores_histories(tmp_path, monkey
     assert refurb[2] > 0 and refurb == sorted(refurb)  # kept across the restart
     assert full.history[-1]["correction_accuracy"] is not None
 
-    cls = METHODS.get("selfie")
-    original = cls.on_epoch_end
-
-    def interrupt(self, epoch):
-        if epoch == 4:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(cls, "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        noisyfit.train(**kw, name="cut")
+    interrupted("selfie", 4, **{k: v for k, v in kw.items() if k != "method"}, name="cut")
     state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert state["epoch"] == 3  # saved mid-round 2, after one epoch of fresh histories
     assert state["method"]["fill"].tolist() == [1] * 256
-    monkeypatch.setattr(cls, "on_epoch_end", original)
     resumed = noisyfit.train(resume=tmp_path / "cut")
     for a, b in zip(full.history, resumed.history, strict=True):
         for key in (

@@ -348,7 +348,7 @@ class _Stop(Exception):
         ("dividemix", {"ema": 0.9}),
     ],
 )
-def test_resume_equals_uninterrupted(tmp_path, monkeypatch, name, extra):
+def test_resume_equals_uninterrupted(tmp_path, interrupted, name, extra):
     kw = dict(
         **TINY,
         epochs=3,
@@ -356,23 +356,11 @@ def test_resume_equals_uninterrupted(tmp_path, monkeypatch, name, extra):
         deterministic=True,
         augment=True,
         noise_rate=0.4,
-        method=name,
         method_options=NEW.get(name, {}),
         **extra,
     )
-    full = noisyfit.train(**kw, name="full")
-    cls = METHODS.get(name)
-    original = cls.on_epoch_end
-
-    def interrupt(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(cls, "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        noisyfit.train(**kw, name="cut")
-    monkeypatch.setattr(cls, "on_epoch_end", original)
+    full = noisyfit.train(**kw, method=name, name="full")
+    interrupted(name, 1, **kw, name="cut")
     resumed = noisyfit.train(resume=tmp_path / "cut", report=False)
     assert len(resumed.history) == 3
     for a, b in zip(full.history, resumed.history):

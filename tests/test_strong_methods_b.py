@@ -256,23 +256,12 @@ def test_state_round_trip_into_a_fresh_instance(name):
 
 
 @pytest.mark.parametrize("name", ["sop", "jocor", "coteaching-plus"])
-def test_resume_equals_uninterrupted(name, tmp_path, monkeypatch):
-    kw = dict(**TINY, method=name, epochs=3, out=str(tmp_path), deterministic=True)
+def test_resume_equals_uninterrupted(name, tmp_path, interrupted):
+    kw = dict(**TINY, epochs=3, out=str(tmp_path), deterministic=True)
     kw.update(noise_rate=0.3, augment=True, lr=0.03)
-    full = noisyfit.train(**kw, name="full")
-    cls = METHODS.get(name)
-    original = cls.on_epoch_end
-
-    def interrupt(self, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return original(self, epoch)
-
-    monkeypatch.setattr(cls, "on_epoch_end", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        noisyfit.train(**kw, name="cut")
+    full = noisyfit.train(**kw, method=name, name="full")
+    interrupted(name, 1, **kw, name="cut")
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["epoch"] == 0
-    monkeypatch.setattr(cls, "on_epoch_end", original)
     resumed = noisyfit.train(resume=tmp_path / "cut")
     for a, b in zip(full.history, resumed.history, strict=True):
         for key in ("train_loss", "test_acc", "label_precision", "label_recall"):
