@@ -116,23 +116,7 @@ PHASES = {
 }
 
 
-#: Methods with a known, documented host read in the step (strict xfail: fixing it turns the
-#: test red until the entry is removed).
-KNOWN_SYNCS = {
-    "dividemix": "splits each batch into its labelled and unlabelled parts by their sizes on the "
-    "host (docs/methods/dividemix.md, departures)",
-}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_SYNCS[n], strict=True))
-        if n in KNOWN_SYNCS
-        else n
-        for n in METHOD_NAMES
-    ],
-)
+@pytest.mark.parametrize("name", METHOD_NAMES)
 def test_training_step_has_no_host_sync(name, tmp_path, monkeypatch):
     """Every ``training_step`` of a short real run (all phases of 4 epochs: warm-up, selection,
     correction, meta steps) reads nothing back to the host; the engine's NaN check is outside

@@ -183,6 +183,10 @@ def test_sharpen_and_mixmatch_loss_by_hand():
     z = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     t = torch.tensor([[1.0, 0.0], [0.3, 0.7], [0.0, 1.0]])
     lx, lu, pen = mixmatch_loss(z, t, 2)
+    order = [0, 2, 1]  # the labelled rows marked anywhere give the same losses
+    mask = torch.tensor([True, False, True])
+    for a, b in zip(mixmatch_loss(z[order], t[order], mask), (lx, lu, pen)):
+        torch.testing.assert_close(a, b)
     logp = z.log_softmax(1)
     assert lx.item() == pytest.approx(
         -(logp[0, 0] + 0.3 * logp[1, 0] + 0.7 * logp[1, 1]).item() / 2
@@ -240,20 +244,20 @@ def test_dividemix_semi_loss_equals_a_per_sample_reference():
         p_own, p_oth = net(x).softmax(1), other(x).softmax(1)
     torch.manual_seed(7)
     got = m._semi_loss(net, x, x, y, w, lab, p_own, p_oth, 25.0)
-    # reference in the official code's order: targets per sample, then λ, then the permutation
-    rows_x, rows_t = [], []
-    for part in ("x", "u"):
-        for _view in range(2):
-            for i in range(len(y)):
-                if (part == "x") != bool(lab[i]):
-                    continue
-                if part == "x":
-                    r = [w[i] * (c == y[i]) + (1 - w[i]) * p_own[i, c] for c in range(3)]
-                else:
-                    r = [(p_own[i, c] + p_oth[i, c]) / 2 for c in range(3)]
-                r = [v**2 for v in r]  # 1/T = 2
-                rows_t.append(torch.stack([torch.as_tensor(v) / sum(r) for v in r]).float())
-                rows_x.append(x[i])
+    # reference per sample: both views of every sample in batch order (the official code puts
+    # the labelled part first; the rows and the mixing with a random partner are the same, the
+    # labelled rows marked instead of gathered), then λ, then the permutation
+    rows_x, rows_t, rows_lab = [], [], []
+    for _view in range(2):
+        for i in range(len(y)):
+            if lab[i]:
+                r = [w[i] * (c == y[i]) + (1 - w[i]) * p_own[i, c] for c in range(3)]
+            else:
+                r = [(p_own[i, c] + p_oth[i, c]) / 2 for c in range(3)]
+            r = [v**2 for v in r]  # 1/T = 2
+            rows_t.append(torch.stack([torch.as_tensor(v) / sum(r) for v in r]).float())
+            rows_x.append(x[i])
+            rows_lab.append(bool(lab[i]))
     torch.manual_seed(7)
     a = torch.tensor(4.0)
     lam = torch.distributions.Beta(a, a).sample()
@@ -262,10 +266,11 @@ def test_dividemix_semi_loss_equals_a_per_sample_reference():
     perm = torch.randperm(len(inputs))
     logits = net(lam * inputs + (1 - lam) * inputs[perm])
     tm = lam * targets + (1 - lam) * targets[perm]
-    nx = 2 * int(lab.sum())
+    is_x = torch.tensor(rows_lab)
+    assert 0 < int(is_x.sum()) < len(is_x)  # both parts present
     logp = logits.log_softmax(1)
-    lx = -(tm[:nx] * logp[:nx]).sum(1).mean()
-    lu = ((logp[nx:].exp() - tm[nx:]) ** 2).mean()
+    lx = -(tm[is_x] * logp[is_x]).sum(1).mean()
+    lu = ((logp[~is_x].exp() - tm[~is_x]) ** 2).mean()
     pbar = logp.exp().mean(0)
     pen = ((1 / 3) * ((1 / 3) / pbar).log()).sum()
     assert got.item() == pytest.approx((lx + 25.0 * lu + pen).item(), rel=1e-5)

@@ -61,8 +61,10 @@ Departures from the official code:
 * The GMM is initialized deterministically (a few 1-D k-means steps from the extremes) instead
   of sklearn's k-means with a random seed, so a resumed run reproduces it.
 * The warm-up loss uses the engine's batch size (the code doubles it for warm-up).
-* Splitting a batch needs the size of its labelled part on the host: one device sync per step
-  past warm-up (the variable-size MixMatch batch).
+* The MixMatch batch is both views of every sample of the engine's batch, the labelled rows
+  marked by a mask (the code concatenates the labelled and the unlabelled parts in that
+  order): the same rows and the same mixing with a random partner row, without reading the
+  parts' sizes back to the host.
 """
 
 from __future__ import annotations
@@ -147,17 +149,22 @@ def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
 
 
 def mixmatch_loss(
-    logits: torch.Tensor, targets: torch.Tensor, num_labelled: int
+    logits: torch.Tensor, targets: torch.Tensor, labelled: torch.Tensor | int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(L_X, L_U, R) of DivideMix's SemiLoss on mixed logits/targets (n, K); the first
-    ``num_labelled`` rows are the labelled part. Empty parts give 0."""
+    """(L_X, L_U, R) of DivideMix's SemiLoss on mixed logits/targets (n, K).
+
+    ``labelled``: (n,) bool, the rows of the labelled part (or an int: the first that many
+    rows, as the code's ``logits_x = logits[:batch_size*2]``). Masks and device counts only,
+    so the split needs no host sync; empty parts give 0."""
     logp = logits.float().log_softmax(1)
     probs = logp.exp()
-    nx = num_labelled
-    lx = -(targets[:nx] * logp[:nx]).sum(1).sum() / max(nx, 1)
-    nu_el = (len(logits) - nx) * logits.shape[1]
-    lu = ((probs[nx:] - targets[nx:]) ** 2).sum() / max(nu_el, 1)
-    k = logits.shape[1]
+    n, k = logits.shape
+    if not torch.is_tensor(labelled):
+        labelled = torch.arange(n, device=logits.device) < labelled
+    m = labelled.float()
+    nx = m.sum()
+    lx = -((targets * logp).sum(1) * m).sum() / nx.clamp_min(1)
+    lu = (((probs - targets) ** 2).sum(1) * (1 - m)).sum() / ((n - nx) * k).clamp_min(1)
     prior = torch.full((k,), 1.0 / k, device=logits.device)
     penalty = (prior * (prior / probs.mean(0)).log()).sum()
     return lx, lu, penalty
@@ -221,6 +228,7 @@ class DivideMix(Method):
                 f"rampup_epochs ≥ 1; got {window}, {self.lambda_u}, {c.rampup_epochs}"
             )
         self.models = {"net1": ctx.make_model(), "net2": ctx.make_model()}
+        self._alpha = torch.tensor(float(config.alpha), device=ctx.device)  # MixMatch α
         n, dev = ctx.num_samples, ctx.device
         self.prob = torch.ones(2, n, device=dev)  # clean probability by network 1, 2
         self.loss_hist = torch.zeros(2, self.WINDOW, n, device=dev)  # normalized losses
@@ -321,16 +329,18 @@ class DivideMix(Method):
             wx = w[:, None]
             tx = sharpen(wx * onehot + (1 - wx) * p_own, c.temperature)  # co-refinement
             tu = sharpen((p_own + p_other) / 2, c.temperature)  # co-guessing
-            lab_i, unl_i = lab.nonzero().flatten(), (~lab).nonzero().flatten()
-            inputs = torch.cat([x1[lab_i], x2[lab_i], x1[unl_i], x2[unl_i]])
-            targets = torch.cat([tx[lab_i], tx[lab_i], tu[unl_i], tu[unl_i]])
-            a = torch.tensor(c.alpha, device=x1.device)
-            mix = torch.distributions.Beta(a, a).sample()
+            # both views of every sample, each row with its part's target: the labelled rows
+            # are marked, not gathered, so no count is read back to the host
+            inputs = torch.cat([x1, x2])
+            t = torch.where(lab[:, None], tx, tu)
+            targets = torch.cat([t, t])
+            is_lab = torch.cat([lab, lab])
+            mix = torch.distributions.Beta(self._alpha, self._alpha, validate_args=False).sample()
             mix = torch.maximum(mix, 1 - mix)
             perm = torch.randperm(len(inputs), device=x1.device)
             x_mix = inputs * mix + inputs[perm] * (1 - mix)
             t_mix = targets * mix + targets[perm] * (1 - mix)
-        lx, lu, pen = mixmatch_loss(net(x_mix), t_mix, 2 * len(lab_i))
+        lx, lu, pen = mixmatch_loss(net(x_mix), t_mix, is_lab)
         return lx + lam_u * lu + pen
 
     def eval_logits(self, x):
