@@ -137,6 +137,25 @@ IEG_BASE = dict(
 )
 IEG_SRC = "IEG paper abstract (CVPR 2020), spec/methods.md §9.6"
 
+#: The official Co-teaching code's CIFAR-10 setting (bhanML/Co-teaching main.py), shared by its
+#: presets: 9-layer CNN, Adam 1e-3 with linear decay to 0 from epoch 80 and β1 0.9 → 0.1.
+COTEACHING_OFFICIAL = dict(
+    dataset="cifar10",
+    model="cnn9",
+    method="coteaching",
+    method_options={"t_k": "10", "schedule": "official"},
+    epochs=199,  # the official loop trains epochs 1 … 199 of n_epoch 200
+    batch_size=128,
+    optimizer="adam",
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=0.0,
+    lr_schedule="linear-decay",  # to 0 from epoch_decay_start 80, β1 0.9 → 0.1
+    lr_decay_start=80,
+    augment=False,
+)
+
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -205,24 +224,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "coteaching-cifar10-sym-0.5",
-            dict(
-                dataset="cifar10",
-                model="cnn9",
-                method="coteaching",
-                noise="symmetric",
-                noise_rate=0.5,
-                tau=0.5,
-                method_options={"t_k": "10", "schedule": "official"},
-                epochs=199,  # the official loop trains epochs 1 … 199 of n_epoch 200
-                batch_size=128,
-                optimizer="adam",
-                lr=1e-3,
-                momentum=0.9,
-                weight_decay=0.0,
-                lr_schedule="linear-decay",  # to 0 from epoch_decay_start 80, β1 0.9 → 0.1
-                lr_decay_start=80,
-                augment=False,
-            ),
+            dict(COTEACHING_OFFICIAL, noise="symmetric", noise_rate=0.5, tau=0.5),
             "last_test_acc",
             0.7449,
             0.02,
@@ -233,24 +235,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "coteaching-cifar10-pair-0.45",
-            dict(
-                dataset="cifar10",
-                model="cnn9",
-                method="coteaching",
-                noise="pair",
-                noise_rate=0.45,
-                tau=0.45,
-                method_options={"t_k": "10", "schedule": "official"},
-                epochs=199,  # the official loop trains epochs 1 … 199 of n_epoch 200
-                batch_size=128,
-                optimizer="adam",
-                lr=1e-3,
-                momentum=0.9,
-                weight_decay=0.0,
-                lr_schedule="linear-decay",  # to 0 from epoch_decay_start 80, β1 0.9 → 0.1
-                lr_decay_start=80,
-                augment=False,
-            ),
+            dict(COTEACHING_OFFICIAL, noise="pair", noise_rate=0.45, tau=0.45),
             "last_test_acc",
             0.7285,
             0.02,
