@@ -219,6 +219,14 @@ class FCorrection(Method):
                 f"{t.cpu().numpy()}"
             )
 
+    def state_dict(self) -> dict:
+        # the stage-1 epoch too, so a resumed run keeps logging t_hat_stage1_epoch
+        return {**super().state_dict(), "stage1_epoch": self.stage1_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.stage1_epoch = state.get("stage1_epoch")  # older checkpoints: None
+
     def artifacts(self) -> dict[str, np.ndarray]:
         return {"t_hat.npy": self.T.cpu().numpy()}
 

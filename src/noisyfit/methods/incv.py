@@ -37,8 +37,8 @@ trains on; the engine scores it against the truth (LP/LR) like every method's se
 
 Departures from the original code:
 
-* The cycling C loader restarts from its own seeded permutation after a resume (the S
-  batches are the engine's, reproduced exactly); Keras' ``datagen.flow`` reshuffles both.
+* The C loader cycles through its own seeded permutations (its position is saved in
+  checkpoints, so a resumed run continues it); Keras' ``datagen.flow`` reshuffles both.
 * **Learning rate**: the engine's schedule (the original: Adam 1e-3, ×0.1 at 80, 120, 160 and
   ×0.5 at 180 of 200 epochs, re-compiling — which resets Adam's moments — at each change); use
   ``--optimizer adam --lr 1e-3 --lr-milestones 0.4 0.6 0.8 --lr-decay 0.1`` for the nearest.
@@ -103,6 +103,8 @@ class INCV(Method):
         self.eps_hat = float(config.eps if config.eps is not None else (ctx.noise_rate or 0.0))
         self.selection_log: list = []
         self.state_names = ("select", "candidate", "eps_hat", "selection_log")
+        self._c_epoch = 0  # the cycling C loader's epoch and batches drawn in it (saved)
+        self._c_pos = 0
         self._derive()
 
     # -- settings derived from S, C and ε̂ ------------------------------------------------
@@ -170,9 +172,14 @@ class INCV(Method):
             f"e_warm = {self.e_warm}"
         )
 
+    def state_dict(self):
+        return {**super().state_dict(), "c_epoch": self._c_epoch, "c_pos": self._c_pos}
+
     def load_state_dict(self, state) -> None:
         super().load_state_dict(state)
         self._derive()
+        self._c_epoch = int(state.get("c_epoch", 0))  # older checkpoints: from its start
+        self._c_pos = int(state.get("c_pos", 0))
 
     # -- stage 2 ------------------------------------------------------------------------------
     def epoch_loader(self, loader):
@@ -189,21 +196,26 @@ class INCV(Method):
         """The next C-batch of a cycling, shuffled loader over the candidates."""
         self._c_batches()
         try:
-            return next(self._c_iter)
+            batch = next(self._c_iter)
         except StopIteration:
             self._c_epoch += 1
+            self._c_pos = 0
             self._c_iter = self._c_loader.epoch(self._c_epoch)
-            return next(self._c_iter)
+            batch = next(self._c_iter)
+        self._c_pos += 1
+        return batch
 
     def _c_batches(self) -> None:
-        """The cycling, shuffled loader over the candidates C (built once)."""
+        """The cycling, shuffled loader over the candidates C (built once; after a resume at
+        the saved position)."""
         if self._c_iter is None:
             base = self.ctx.loader
             self._c_loader = base.subset(self.candidate)
             self._c_loader.batch_size = self.c_batch
             self._c_loader.seed = base.seed + 3
-            self._c_epoch = 0
-            self._c_iter = self._c_loader.epoch(0)
+            self._c_iter = self._c_loader.epoch(self._c_epoch)
+            for _ in range(self._c_pos):
+                next(self._c_iter, None)
 
     def forget_rate(self, epoch: int) -> float:
         """ε_S·min(1, e/T_k)."""
