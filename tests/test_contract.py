@@ -74,8 +74,14 @@ SPEC: dict[str, dict[str, Any]] = {
     "incv": {"options": {"iterations": "1", "cv_epochs": "2", "e_warm": "0", "t_k": "1"}},
     "jocor": {"options": {"t_k": "2"}},
     # one round: epoch 0 warm-up, epoch 1 the small-loss set only (histories not yet full),
-    # epoch 2 refurbishment from full q = 2 histories
-    "selfie": {"options": {"warm_up": "1", "restart": "0", "round_epochs": "3", "q": "2"}},
+    # epochs 2 and 3 refurbishment from full q = 2 histories
+    # epoch 3 (the checkpoint of the resume test holds refurbished labels)
+    "selfie": {
+        "options": {"warm_up": "1", "restart": "0", "round_epochs": "4", "q": "2"},
+        "epochs": 4,
+    },
+    # every sample for the first 9 steps: past the resume test's checkpoint (8 steps)
+    "decoupling": {"options": {"init_iter": "9"}},
 }
 TIMING = {"images_per_s", "epoch_time_s", "epoch_cpu_s"}
 
@@ -248,13 +254,15 @@ def rule_standard(run: Recorded) -> None:
 
 
 def rule_sce(run: Recorded) -> None:
-    from noisyfit.methods.sce import sce_loss
-
     c = run.method.config
     for s in run.steps:
-        want = sce_loss(s.logits(), s.labels, c.alpha, c.beta, c.log_zero).mean()
+        z = s.logits().float()
+        p = z.softmax(1)
+        p_y = p.gather(1, s.labels[:, None])[:, 0]
+        # RCE = −Σ_k p_k log q_k with log q = 0 at ỹ and A elsewhere (p clamped to 1e-7)
+        rce = -c.log_zero * (p.clamp(1e-7, 1).sum(1) - p_y.clamp(1e-7, 1))
+        want = (c.alpha * F.cross_entropy(z, s.labels, reduction="none") + c.beta * rce).mean()
         assert _close(s.out.loss, want)
-        p_y = s.logits().float().softmax(1).gather(1, s.labels[:, None])[:, 0]
         assert _close(s.out.score, p_y)
 
 
@@ -289,45 +297,55 @@ def rule_active_bias(run: Recorded) -> None:
         for i, x in zip(s.index.tolist(), p):
             seen.setdefault(i, []).append(x)
     stats = run.state["stats"]  # Welford's (n, mean, M2): every sample once per epoch
-    assert torch.equal(stats[:, 0], torch.full_like(stats[:, 0], BASE["epochs"]))
+    assert torch.equal(stats[:, 0], torch.full_like(stats[:, 0], len(run.result.history)))
     assert (stats[:, 2] > 0).all()
 
 
-def _rule_small_loss_pairs(run: Recorded, count) -> None:
-    """Co-teaching / JoCoR: each step keeps exactly ``count(step)`` samples, the top of the
-    reported score, a strict subset of the batch once the drop rate is positive."""
-    strict = 0
-    for s in run.steps:
-        k = count(s)
-        assert int(s.out.selected.sum()) == k, (s.epoch, int(s.out.selected.sum()), k)
-        assert _ranked_by_score(s)
-        strict += k < len(s.index)
-    assert strict == len(run.steps)  # R < 1 from the first epoch (T_k = 2)
+def _ce(s: Step, net: str) -> torch.Tensor:
+    return F.cross_entropy(s.logits(net).float(), s.labels, reduction="none")
+
+
+def _smallest(loss: torch.Tensor, k: int) -> torch.Tensor:
+    """(b,) bool: the k smallest entries (ties by position)."""
+    mask = torch.zeros(len(loss), dtype=torch.bool)
+    mask[loss.argsort(stable=True)[:k]] = True
+    return mask
 
 
 def rule_coteaching(run: Recorded) -> None:
-    from noisyfit.methods.coteaching import num_kept
-
     m = run.method
-    assert m.keep_rate(1) == pytest.approx(1 - m.tau)  # the full rate from epoch 1 (T_k = 2)
-    _rule_small_loss_pairs(run, lambda s: num_kept(m.keep_rate(s.epoch), len(s.index)))
-    for s in run.steps:  # the exchange: net 1 trains on net 2's smallest losses
-        ce2 = F.cross_entropy(s.logits("net2").float(), s.labels, reduction="none")
+    tau, t_k = m.tau, m.config.t_k
+    assert tau > 0
+    for s in run.steps:
+        b = len(s.index)
+        rate = 1 - tau * min((s.epoch + 1) / t_k, 1.0)  # R(T), T the 1-based epoch
+        k = math.ceil(rate * b - 1e-9)
+        assert k < b  # a positive drop rate from the first epoch
+        ce1, ce2 = _ce(s, "net1"), _ce(s, "net2")
+        pick1, pick2 = _smallest(ce1, k), _smallest(ce2, k)
+        # the exchange: net 1 on net 2's k smallest losses, net 2 on net 1's
+        assert torch.equal(s.out.selected, pick2) and int(s.out.selected.sum()) == k
+        assert _close(s.out.loss, ce1[pick2].mean() + ce2[pick1].mean())
         assert _close(s.out.score, -ce2)
+    assert m.keep_rate(1) == pytest.approx(1 - tau)  # the full rate τ from epoch 2 (T_k = 2)
 
 
 def rule_jocor(run: Recorded) -> None:
-    from noisyfit.methods.coteaching import num_kept
-    from noisyfit.methods.jocor import jocor_loss
-
     m = run.method
-    _rule_small_loss_pairs(run, lambda s: num_kept(m.keep_rate(s.epoch), len(s.index), "official"))
+    tau, t_k, lam = m.tau, m.config.t_k, m.config.co_lambda
     for s in run.steps:
-        k = num_kept(m.keep_rate(s.epoch), len(s.index), "official")
-        loss, keep, _ = jocor_loss(
-            s.logits("net1"), s.logits("net2"), s.labels, k, m.config.co_lambda
-        )
-        assert _close(s.out.loss, loss) and torch.equal(keep, s.out.selected)
+        b = len(s.index)
+        i = s.epoch + 1  # the official ramp: linspace(0, τ, T_k)[i], then τ
+        rate = 1 - (tau * i / (t_k - 1) if i < t_k else tau)
+        k = int(rate * b)
+        assert k < b
+        z1, z2 = s.logits("net1").float(), s.logits("net2").float()
+        lp1, lp2 = z1.log_softmax(1), z2.log_softmax(1)
+        kl = (lp2.exp() * (lp2 - lp1)).sum(1) + (lp1.exp() * (lp1 - lp2)).sum(1)
+        joint = (1 - lam) * (_ce(s, "net1") + _ce(s, "net2")) + lam * kl
+        keep = _smallest(joint, k)
+        assert torch.equal(s.out.selected, keep) and int(keep.sum()) == k
+        assert _close(s.out.loss, joint[keep].mean())  # both networks on the same picks
 
 
 def rule_coteaching_plus(run: Recorded) -> None:
@@ -340,35 +358,39 @@ def rule_coteaching_plus(run: Recorded) -> None:
         if d == 0:  # nothing disagrees: the whole batch (step < all_until_step)
             assert sel.all()
             continue
-        k = int(d * m.keep_rate(s.epoch)) or d
-        assert int(sel.sum()) == k and not (sel & ~disagree).any(), (s.epoch, d, k)
+        k = int(d * m.keep_rate(s.epoch)) or d  # int(R·d); 0 keeps all disagreeing ones
+        # the code's CE of softmax outputs, ranked among the disagreeing samples only
+        ce1, ce2 = (
+            F.cross_entropy(s.logits(n).float().softmax(1), s.labels, reduction="none")
+            for n in ("net1", "net2")
+        )
+        big = torch.tensor(float("inf"))
+        pick1 = _smallest(torch.where(disagree, ce1, big), k)
+        pick2 = _smallest(torch.where(disagree, ce2, big), k)
+        assert torch.equal(sel, pick2) and not (sel & ~disagree).any(), (s.epoch, d, k)
+        assert _close(s.out.loss, ce1[pick2].mean() + ce2[pick1].mean())
         strict += k < len(sel)
     assert strict > 0, "the disagreement phase never selected a strict subset"
 
 
 def rule_decoupling(run: Recorded) -> None:
-    from noisyfit.methods.decoupling import decoupled_loss
-
     m = run.method
     strict = 0
-    for s in run.steps:
+    for n, s in enumerate(run.steps):
         l1, l2 = s.logits("net1"), s.logits("net2")
         update = l1.argmax(1) != l2.argmax(1)
+        if n < m.config.init_iter:  # the first init_iter steps use every sample
+            update = torch.ones_like(update)
         assert torch.equal(s.out.selected, update)
-        mb = m.config.min_batch_size
-        want = sum(
-            decoupled_loss(F.cross_entropy(z.float(), s.labels, reduction="none"), update, mb)
-            for z in (l1, l2)
-        )
+        den = max(len(update) * m.config.min_batch_size, float(update.sum()))
+        want = (_ce(s, "net1")[update].sum() + _ce(s, "net2")[update].sum()) / den
         assert _close(s.out.loss, want)
         strict += 0 < int(update.sum()) < len(update)
-    assert strict > 0
+    assert strict > 0 and run.steps[m.config.init_iter - 1].out.selected.all()
     assert run.state["step"] == len(run.steps)
 
 
 def rule_d2l(run: Recorded) -> None:
-    from noisyfit.methods.d2l import bootstrapped_loss
-
     hist = run.result.history
     turning = run.state["turning_epoch"]
     assert turning >= 0, f"no turning point in {len(hist)} epochs (LIDs {run.state['lids']})"
@@ -380,7 +402,11 @@ def rule_d2l(run: Recorded) -> None:
             assert _close(s.out.loss, F.cross_entropy(s.logits().float(), s.labels))
         else:
             switched += 1
-            assert _close(s.out.loss, bootstrapped_loss(s.logits(), s.labels, alpha).mean())
+            p = s.logits().float().softmax(1)
+            k = p.shape[1]
+            target = alpha * F.one_hot(s.labels, k) + (1 - alpha) * F.one_hot(p.argmax(1), k)
+            want = -(target * p.clamp(1e-7, 1 - 1e-7).log()).sum(1).mean()
+            assert _close(s.out.loss, want)  # bootstrapping towards the prediction
     assert switched > 0 and 0 < hist[-1]["d2l_alpha"] < 1
 
 
@@ -388,25 +414,37 @@ def rule_dividemix(run: Recorded) -> None:
     m = run.method
     warm = m.config.warm_up
     prob = run.state["prob"]
-    assert run.state["num_hist"] == BASE["epochs"] - warm
+    assert run.state["num_hist"] == len(run.result.history) - warm
     assert ((prob >= 0) & (prob <= 1)).all() and not torch.equal(prob, torch.ones_like(prob))
     sel_all = torch.cat([s.out.selected for s in run.past(warm)])
+    last = len(run.result.history) - 1
     for s in run.past(warm):
         assert torch.equal(s.out.selected, s.out.weights > m.p_threshold)
-        assert torch.isfinite(s.out.loss)
+        if s.epoch == last:  # network 1 trains on network 2's division of this epoch
+            assert torch.equal(s.out.weights, prob[1, s.index])
     assert 0 < int(sel_all.sum()) < len(sel_all)  # the GMM division splits the samples
     for s in run.steps[: len(run.steps) - len(run.past(warm))]:
-        assert s.out.selected is None  # warm-up: every sample
+        assert s.out.selected is None  # warm-up: cross-entropy of both networks
+        assert _close(
+            s.out.loss,
+            F.cross_entropy(s.logits("net1").float(), s.labels)
+            + F.cross_entropy(s.logits("net2").float(), s.labels),
+        )
 
 
 def rule_elr(run: Recorded) -> None:
-    beta = run.method.config.beta
+    c = run.method.config
     t = run.state["targets"]  # every sample updated once per epoch: Σ_k t = 1 − β^epochs
-    assert _close(t.sum(1), torch.full((len(t),), 1 - beta ** BASE["epochs"]))
+    assert _close(t.sum(1), torch.full((len(t),), 1 - c.beta ** len(run.result.history)))
+    replay = torch.zeros_like(t)  # the targets replayed from the recorded logits
     for s in run.steps:
-        assert torch.isfinite(s.out.loss)
-        ce = F.cross_entropy(s.logits().float(), s.labels)
-        assert float(s.out.loss) < float(ce)  # λ·log(1 − ⟨t, p⟩) < 0 is added
+        p = s.logits().float().softmax(1).clamp(1e-4, 1 - 1e-4)
+        ti = c.beta * replay[s.index] + (1 - c.beta) * p / p.sum(1, keepdim=True)
+        replay[s.index] = ti
+        reg = (1 - (ti * p).sum(1)).log().mean()
+        assert _close(s.out.loss, F.cross_entropy(s.logits().float(), s.labels) + c.lam * reg)
+        assert torch.equal(s.out.selected, ti.argmax(1) == s.labels)
+    assert _close(replay, t)
     sel = torch.cat([s.out.selected for s in run.past(1)])
     assert 0 < int(sel.sum()) < len(sel)  # the targets disagree with some given labels
 
@@ -415,7 +453,7 @@ def rule_elr_plus(run: Recorded) -> None:
     m = run.method
     beta = m.config.beta
     t = run.state["targets"]
-    assert _close(t.sum(2), torch.full(t.shape[:2], 1 - beta ** BASE["epochs"]))
+    assert _close(t.sum(2), torch.full(t.shape[:2], 1 - beta ** len(run.result.history)))
     assert run.state["steps"] == len(run.steps)  # every optimizer step reached the EMAs
     for k, net in m.models.items():
         live, ema = net.state_dict(), run.state["emas"][k]
@@ -425,15 +463,15 @@ def rule_elr_plus(run: Recorded) -> None:
 
 
 def rule_f_correction(run: Recorded) -> None:
-    from noisyfit.methods.f_correction import forward_corrected_loss
-
     t = run.state["T"]
     k = t.shape[0]
     assert _close(t.sum(1), torch.ones(k)) and (t >= 0).all()
     assert not torch.equal(t, torch.eye(k))  # estimated in prepare(), before epoch 0
     assert _close(t @ run.state["T_inv"], torch.eye(k), 1e-3)
     for s in run.steps:
-        assert _close(s.out.loss, forward_corrected_loss(s.logits(), s.labels, t).mean())
+        p = s.logits().float().softmax(1).clamp(1e-7, 1 - 1e-7)
+        want = -(p @ t).gather(1, s.labels[:, None]).log().mean()  # −log (p̂ᵀ T̂)_ỹ
+        assert _close(s.out.loss, want)
 
 
 def rule_incv(run: Recorded) -> None:
@@ -525,7 +563,8 @@ def rule_selfie(run: Recorded) -> None:
         if s.epoch < warm:
             assert s.out.selected is None
             continue
-        n_clean = math.ceil((1 - m.tau) * b - 1e-9)
+        tau = run.result.history[s.epoch]["tau"]  # τ of the round (updated at its end)
+        n_clean = math.ceil((1 - tau) * b - 1e-9)
         sel, new = s.out.selected, s.out.new_labels
         changed = new != s.labels
         if s.epoch == warm:  # histories hold one prediction of q = 2: the small-loss set only
