@@ -248,3 +248,102 @@ def test_real_fashion_mnist_standard_far_above_chance(tmp_path):
     assert r.summary["realized_noise_rate"] == pytest.approx(0.4, abs=0.03)
     assert r.test_acc > 0.6  # chance is 0.1
     assert Path(r.run_dir, "samples.csv").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# one way to read options: tyro for every command, one converter for every plain value
+
+
+def test_no_command_parses_with_argparse():
+    src = Path(noisyfit.__file__).parent
+    users = [str(p.relative_to(src)) for p in src.rglob("*.py") if "argparse" in p.read_text()]
+    assert users == []
+
+
+def test_unknown_yaml_key_names_the_key_and_the_valid_ones(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("dataset: synthetic\nepoch: 3\n")
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "unknown config key 'epoch'" in err
+    assert "valid:" in err and "epochs" in err and "Traceback" not in err
+    bad.write_text("dataset: synthetic\nepochs: many\n")
+    assert main(["find-issues", "--config", str(bad), "--out", str(tmp_path)]) == 2
+    assert "config key 'epochs': 'many' is not an integer" in capsys.readouterr().err
+
+
+def test_method_options_are_typed_by_the_methods_config(tmp_path, capsys):
+    from noisyfit.config import from_dict
+    from noisyfit.methods import METHODS
+    from noisyfit.methods.base import method_config
+
+    run = ["train", *TINY, "--out", str(tmp_path), "--method", "coteaching"]
+    assert main([*run, "--method-options", "t_k=soon"]) == 2
+    err = capsys.readouterr().err
+    assert "option 't_k' of method 'coteaching': 'soon' is not an integer" in err
+    assert main([*run, "--method-options", "schedule=weekly"]) == 2
+    assert "'weekly' is not one of 'selfie', 'official'" in capsys.readouterr().err
+    assert main([*run, "--method-options", "tk", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown option 'tk' of method 'coteaching'" in err and "valid: exponent" in err
+    # the CLI's strings, YAML's values and k v pairs give one typed Config
+    cls = METHODS.get("coteaching")
+    from_yaml = from_dict({"method": "coteaching", "method_options": {"t_k": 3, "exponent": 1}})
+    c = method_config(cls, from_yaml.method_options)
+    assert (c.t_k, c.exponent) == (3, 1.0) and isinstance(c.t_k, int)
+    from noisyfit.config import key_values
+
+    assert key_values(["t_k=3", "exponent", "1"]) == {"t_k": "3", "exponent": "1"}
+    assert method_config(cls, key_values(["t_k=3", "exponent", "1"])) == c
+
+
+def test_converter_reads_cli_strings_and_yaml_values_alike():
+    from noisyfit.config import convert, from_dict
+    from noisyfit.errors import ConfigError
+
+    text = {"epochs": "3", "lr": "1e-3", "tau": "auto", "lr_milestones": "0.5,0.75"}
+    plain = {"epochs": 3, "lr": 0.001, "tau": "auto", "lr_milestones": [0.5, 0.75]}
+    assert from_dict(text) == from_dict(plain)
+    assert from_dict({"train_subset": "null", "augment": "true"}).train_subset is None
+    assert convert("none", int | None) is None and convert("2", float) == 2.0
+    for key, value, says in [
+        ("epochs", 2.5, "is not an integer"),
+        ("augment", 1, "is not true or false"),
+        ("noise_mode", "exactly", "is not one of 'sample', 'exact'"),
+        ("tau", "most", "is not a number, one of 'auto' or none"),
+        ("name", 7, "is not a string or none"),
+    ]:
+        with pytest.raises(ConfigError, match=f"config key '{key}': .*{says}"):
+            from_dict({key: value})
+
+
+def test_sweep_file_method_options_are_checked_when_loaded(tmp_path):
+    from noisyfit.bench import load_sweep
+    from noisyfit.errors import ConfigError
+
+    sweep = tmp_path / "s.yaml"
+    body = {"methods": ["standard", "coteaching"], "config": {"dataset": "synthetic"}}
+    sweep.write_text(yaml.safe_dump({**body, "method_options": {"coteaching": {"t_kk": 2}}}))
+    with pytest.raises(ConfigError, match="unknown option 't_kk' of method 'coteaching'") as e:
+        load_sweep(sweep)
+    assert str(sweep) in str(e.value) and "valid: exponent, forward, schedule, t_k" in str(e.value)
+    sweep.write_text(yaml.safe_dump({**body, "methods": {"coteaching": {"t_k": "x"}}}))
+    with pytest.raises(ConfigError, match="option 't_k' of method 'coteaching': 'x' is not an"):
+        load_sweep(sweep)
+    sweep.write_text(yaml.safe_dump({**body, "method_options": {"coteaching": {"t_k": 2}}}))
+    ((_, cfg), *_) = [r for r in load_sweep(sweep).runs() if r[1].method == "coteaching"]
+    assert cfg.method_options == {"t_k": "2"}
+
+
+def test_resume_refuses_other_flags_by_name(tmp_path, capsys):
+    d = tmp_path / "r"
+    assert main(["train", "--resume", str(d), "--epochs", "4", "--lr", "0.5"]) == 2
+    assert "drop the other flags (--epochs --lr)" in capsys.readouterr().err
+
+
+def test_reproduce_override_is_typed_and_checked(capsys):
+    assert main(["reproduce", "incv-cifar10-sym-0.5", "--override", "epochz=1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'epochz'" in err and "valid:" in err
+    assert main(["reproduce", "incv-cifar10-sym-0.5", "--override", "epochs=two"]) == 2
+    assert "config key 'epochs': 'two' is not an integer" in capsys.readouterr().err

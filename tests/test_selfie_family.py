@@ -445,11 +445,9 @@ def test_train_cli_runs_each_method(tmp_path, method, options):
 
 
 def test_selfie_cli_maps_the_seed_command_line():
-    from noisyfit.commands.selfie_cli import build_config, parser
+    from noisyfit.commands.selfie_cli import build_config, parse_selfie_args
 
-    a = parser().parse_args(
-        "0 CIFAR-100 DenseNet-25-12 SELFIE pair 0.4 log/CIFAR-100/SELFIE".split()
-    )
+    a = parse_selfie_args("0 CIFAR-100 DenseNet-25-12 SELFIE pair 0.4 log/CIFAR-100/SELFIE".split())
     cfg = build_config(a)
     assert (cfg.dataset, cfg.model, cfg.method, cfg.noise, cfg.noise_rate, cfg.tau) == (
         "cifar100",
@@ -470,7 +468,7 @@ def test_selfie_cli_maps_the_seed_command_line():
     )
     assert cfg.lr_milestones == (0.5, 0.75) and cfg.lr_decay == 0.2
     assert not cfg.augment and cfg.normalize == "per-image" and cfg.name == "SELFIE"
-    b = build_config(parser().parse_args("1 ANIMAL-10N VGG-19 Coteaching none 0.08 x".split()))
+    b = build_config(parse_selfie_args("1 ANIMAL-10N VGG-19 Coteaching none 0.08 x".split()))
     assert (b.dataset, b.model, b.method, b.noise, b.tau, b.epochs) == (
         "animal-10n",
         "vgg19",
@@ -479,10 +477,10 @@ def test_selfie_cli_maps_the_seed_command_line():
         0.08,
         100,
     )
-    c = build_config(parser().parse_args("0 CIFAR-10 VGG-19 ActiveBias symmetry 0.2 x".split()))
+    c = build_config(parse_selfie_args("0 CIFAR-10 VGG-19 ActiveBias symmetry 0.2 x".split()))
     assert (c.method, c.noise) == ("active-bias", "symmetric")
     assert (
-        build_config(parser().parse_args("0 CIFAR-10 VGG-19 Default none 0 x".split())).method
+        build_config(parse_selfie_args("0 CIFAR-10 VGG-19 Default none 0 x".split())).method
         == "standard"
     )
 

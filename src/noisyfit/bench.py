@@ -93,9 +93,7 @@ class Sweep:
             for kind, rate in self.noise:
                 for seed in self.seeds:
                     name = f"{method}-{kind}{rate:g}-s{seed}"
-                    opts = {
-                        str(k): str(v) for k, v in (self.method_options.get(method) or {}).items()
-                    }
+                    opts = dict(self.method_options.get(method) or {})  # from_dict: as text
                     d = {
                         **self.config,
                         **(self.method_config.get(method) or {}),
@@ -207,8 +205,7 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
 
 def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
-    from .methods import _builtin  # noqa: F401
-    from .methods.base import METHODS
+    from .methods.base import METHODS, method_config
 
     p = Path(path)
     if not p.is_file():
@@ -246,8 +243,11 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         methods = list(methods)
     if ORACLE in methods:
         raise ConfigError(f"{p}: `{ORACLE}` is not a method; add the reference with `oracle: true`")
-    for m in methods:
-        METHODS.get(m)  # unknown names fail with the valid ones
+    for m in methods:  # unknown names and options fail now, with the valid ones
+        try:
+            method_config(METHODS.get(m), opts.get(m))
+        except ConfigError as e:
+            raise ConfigError(f"{p}: method_options: {e}") from None
     name = d.get("name") or p.stem
     s = Sweep(
         name=name,

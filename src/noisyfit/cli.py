@@ -8,13 +8,13 @@ message and exit with status 2; Ctrl-C exits with 130 after saying how to resume
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import tyro
@@ -44,24 +44,69 @@ def usage() -> str:
     return "\n".join(lines)
 
 
-def parse_config(
-    argv: Sequence[str], *, prog: str, description: str, pre: argparse.ArgumentParser | None = None
-) -> tuple[TrainConfig, argparse.Namespace]:
-    """A TrainConfig from flags over an optional ``--config FILE.yaml``.
+#: TrainConfig's flags inside a command's own flags, without a prefix (``--epochs``).
+TrainFlags = tyro.conf.OmitArgPrefixes[TrainConfig]
 
-    ``pre`` (``add_help=False``) holds a command's own extra flags; they are parsed first and
-    returned as the namespace. Every command that trains (train, clean, theory, ...) uses this.
+T = TypeVar("T")
+
+
+def parse_args(
+    cls: type[T],
+    argv: Sequence[str],
+    *,
+    prog: str,
+    description: str | None = None,
+    train_defaults: dict[str, Any] | None = None,
+) -> T:
+    """A command's flags: the dataclass ``cls`` read by tyro from ``argv``.
+
+    A command that trains has a field ``train: TrainFlags`` (the TrainConfig flags) and a
+    field ``config: Path | None``: ``--config FILE.yaml`` is read through the one converter
+    (:func:`noisyfit.config.load_config`) and becomes the default of every TrainConfig flag,
+    which the flags given then override. ``train_defaults`` are the command's own defaults of
+    TrainConfig fields (``find-issues``: ``method=cv``), over the file's. ``--help`` lists
+    every flag with its default.
     """
-    pre = pre or argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", type=Path)
-    known, rest = pre.parse_known_args(list(argv))
-    default = load_config(known.config) if known.config else TrainConfig()
-    cfg = tyro.cli(TrainConfig, args=rest, default=default, prog=prog, description=description)
-    return cfg, known
+    kw: dict[str, Any] = dict(args=list(argv), prog=prog)
+    if description is not None:
+        kw["description"] = description  # else tyro shows the class docstring
+    if "train" not in {f.name for f in dataclasses.fields(cls)}:
+        return tyro.cli(cls, **kw)
+
+    def read(base: TrainConfig) -> T:
+        if train_defaults:
+            base = base.replace(**train_defaults)
+        return tyro.cli(cls, default=cls(train=base), **kw)
+
+    a = read(TrainConfig())
+    path = getattr(a, "config", None)
+    return a if path is None else read(load_config(path))
+
+
+def changed_fields(cfg: Any, base: Any, *, ignore: Sequence[str] = ()) -> list[str]:
+    """The flags (``--epochs``) of the fields of dataclass ``cfg`` that differ from ``base``."""
+    return [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(cfg)
+        if f.name not in ignore and getattr(cfg, f.name) != getattr(base, f.name)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # train
+
+
+@dataclass
+class TrainArgs:
+    """Train a method on a noisy-label dataset (flags over an optional --config FILE.yaml)."""
+
+    train: TrainFlags = field(default_factory=TrainConfig)
+    config: Path | None = None
+    """A YAML file of TrainConfig keys: the defaults, which the flags given override."""
+    resume: Path | None = None
+    """Continue the stopped run in this folder with its saved config (no other flags)."""
+    report: bool = True
+    """Write the HTML report to RUN_DIR/report/ when the run ends."""
 
 
 @command(
@@ -73,31 +118,19 @@ def cmd_train(argv: Sequence[str]) -> int:
     """noisyfit train [--config FILE.yaml] [--resume RUN_DIR] [TrainConfig flags]"""
     from .api import train
 
-    resume = argparse.ArgumentParser(add_help=False)
-    resume.add_argument("--resume", type=Path)
-    resume.add_argument("--no-report", action="store_true")
-    known, rest = resume.parse_known_args(list(argv))
-    if known.resume is not None:
-        extra = [a for a in rest if a not in ("--no-progress", "--progress")]
+    a = parse_args(TrainArgs, argv, prog="noisyfit train")
+    if a.resume is not None:
+        extra = changed_fields(a.train, TrainConfig(), ignore=("progress",))
+        if a.config is not None:
+            extra.insert(0, "--config")
         if extra:
             raise ConfigError(
                 f"--resume continues a run with its saved config; drop the other flags "
                 f"({' '.join(extra)})"
             )
-        result = train(
-            resume=known.resume, progress="--no-progress" not in rest, report=not known.no_report
-        )
+        result = train(resume=a.resume, progress=a.train.progress, report=a.report)
     else:
-        cfg, _ = parse_config(
-            rest,
-            prog="noisyfit train",
-            description=(
-                "Train a method on a noisy-label dataset.\n\nAlso: --config FILE.yaml (defaults "
-                "from a file; flags override it), --resume RUN_DIR (continue a stopped run), "
-                "--no-report (skip the HTML report written to RUN_DIR/report/)."
-            ),
-        )
-        result = train(cfg, report=not known.no_report)
+        result = train(a.train, report=a.report)
     _print_summary(result.summary)
     return 0
 

@@ -8,11 +8,13 @@ and inside every checkpoint. Unknown keys and wrongly typed values are errors.
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import tyro
 import yaml
 
 from .errors import ConfigError
@@ -56,8 +58,9 @@ class TrainConfig:
     """Model name (``noisyfit list models``)."""
     method: str = "standard"
     """Method name (``noisyfit list methods``)."""
-    method_options: dict[str, str] = field(default_factory=dict)
-    """Method options as key value pairs, e.g. ``--method-options q 15 epsilon 0.05``."""
+    method_options: KeyValues = field(default_factory=dict)
+    """Method options (the method's ``Config`` fields), e.g. ``--method-options q=15
+    epsilon=0.05`` (``q 15 epsilon 0.05`` works too), typed by the method's own Config."""
     tau: float | Literal["auto"] | None = None
     """Noise rate τ for methods that need one: a number, ``auto`` (estimated by INCV's 2-fold
     noisy cross-validation, recorded in tau.json), or None (the injected noise's expected
@@ -219,51 +222,200 @@ class TrainConfig:
 
 
 def from_dict(d: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from a dict; unknown keys or wrong types raise ValueError."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(str(k) for k in set(d) - fields)
+    """A TrainConfig from a dict of plain values (YAML, a sweep file, a preset, overrides).
+
+    Raises:
+        ConfigError: for an unknown key (listing the valid ones) or a value of the wrong type.
+    """
+    return to_dataclass(TrainConfig, d)
+
+
+# --------------------------------------------------------------------------------------------
+# the one converter: plain values (CLI strings, YAML values, sweep files, presets) -> dataclasses
+
+_NONE = ("none", "null", "~")
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def to_dataclass(cls: type, values: Any, *, label: str = "config key", owner: str = "") -> Any:
+    """``cls(**values)`` with every value converted to its field's type by :func:`convert`.
+
+    Used for TrainConfig (config files, sweep files, presets, ``replace``) and for every
+    method's ``Config`` (``--method-options``, YAML ``method_options:``). ``label`` and
+    ``owner`` name a key in messages: ``config key 'lr'``, ``option 't_k' of method 'x'``.
+
+    Raises:
+        ConfigError: for a key ``cls`` has no field for (listing the valid keys) or a value
+            that cannot be read as its field's type (naming the type).
+    """
+    of = f" of {owner}" if owner else ""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{label}s{of}: expected a mapping of key: value, got {values!r}")
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [str(k) for k in values if k not in fields]
     if unknown:
+        s = "s" if len(unknown) > 1 else ""
         raise ConfigError(
-            f"unknown config key(s): {', '.join(unknown)}. Valid keys: {', '.join(sorted(fields))}"
+            f"unknown {label}{s} {', '.join(map(repr, unknown))}{of}; "
+            f"valid: {', '.join(sorted(fields)) or '(none)'}"
         )
-    hints = typing.get_type_hints(TrainConfig)
-    out = {}
-    for k, v in d.items():
-        out[k] = _check_type(k, v, hints[k])
-    return TrainConfig(**out)
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: convert(v, hints[k], f"{label} {k!r}{of}") for k, v in values.items()})
 
 
-def _check_type(key: str, v: Any, tp: Any) -> Any:
+def convert(value: Any, tp: Any, where: str = "value") -> Any:
+    """``value`` as type ``tp``: a plain value as YAML gives it, or a string as the CLI does.
+
+    Strings are read by the type: ``"3"`` as an int, ``"true"``/``"false"`` as a bool,
+    ``"none"``/``"null"`` as None where None is allowed, ``"0.5,0.75"`` or ``"[0.5, 0.75]"``
+    as a tuple, ``"{a: 1}"`` as a mapping. ``where`` names the key in the error.
+
+    Raises:
+        ConfigError: ``"<where>: <value> is not <the type>"``.
+    """
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if v is None and type(None) in args:
+    text = isinstance(value, str)
+    if tp is Any or tp is object:
+        return value
+    if origin is typing.Union or origin is types.UnionType:
+        if type(None) in args and (value is None or (text and value.lower() in _NONE)):
             return None
         for a in args:
-            if a is type(None):
-                continue
+            if a is not type(None):
+                try:
+                    return convert(value, a, where)
+                except ConfigError:
+                    pass
+        raise ConfigError(f"{where}: {value!r} is not {describe_type(tp)}")
+    if origin is Literal:
+        for a in args:
+            if value == a or (text and not isinstance(a, str) and value == str(a)):
+                return a
+        raise ConfigError(f"{where}: {value!r} is not {describe_type(tp)}")
+    if origin in (tuple, list):
+        if text:
+            value = [v for v in value.strip("[]()").replace(",", " ").split() if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {value!r} is not {describe_type(tp)}")
+        inner = args[0] if args else Any
+        return origin(convert(v, inner, where) for v in value)
+    if origin is dict:
+        if text:
             try:
-                return _check_type(key, v, a)
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError:
+                pass
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {value!r} is not {describe_type(tp)}")
+        vt = args[1] if len(args) == 2 else Any
+        return {  # a str mapping (TrainConfig.method_options) keeps plain values as text
+            str(k): str(v) if vt is str and not isinstance(v, str) else convert(v, vt, where)
+            for k, v in value.items()
+        }
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if text and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+    elif tp is int:
+        if text:
+            try:
+                return int(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key {key!r}: {v!r} is not of type {tp}")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            return value
+        elif isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if text:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if text:
+            return value
+    elif tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+    else:
+        return value  # a type the converter does not check
+    raise ConfigError(f"{where}: {value!r} is not {describe_type(tp)}")
+
+
+def describe_type(tp: Any) -> str:
+    """A type in words for messages: ``an integer``, ``one of 'a', 'b'``, ``a list of numbers``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        parts = [describe_type(a) for a in args]
+        return ", ".join(parts[:-1]) + " or " + parts[-1]
     if origin is Literal:
-        if v not in args:
-            raise ConfigError(f"config key {key!r}: {v!r} is not one of {list(args)}")
-        return v
-    if origin is tuple:
-        if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"config key {key!r}: expected a list, got {v!r}")
-        return tuple(_check_type(key, x, args[0]) for x in v)
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (tuple, list):
+        inner = describe_type(args[0]) if args else "values"
+        return f"a list of {inner.removeprefix('an ').removeprefix('a ')}s"
     if origin is dict:
-        if not isinstance(v, dict):
-            raise ConfigError(f"config key {key!r}: expected a mapping, got {v!r}")
-        return {str(a): str(b) if not isinstance(b, str) else b for a, b in v.items()}
-    if tp is float and isinstance(v, int) and not isinstance(v, bool):
-        return float(v)
-    if tp in (int, float, str, bool):
-        if not isinstance(v, tp) or (tp is int and isinstance(v, bool)):
-            raise ConfigError(f"config key {key!r}: {v!r} is not of type {tp.__name__}")
-    return v
+        return "a mapping of key: value"
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        Path: "a path",
+        type(None): "none",
+    }
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def key_values(tokens: list[str]) -> dict[str, str]:
+    """The CLI form of a mapping: ``key=value`` items and/or ``key value`` pairs → ``{key:
+    value}`` (``-`` in keys read as ``_``); the values are typed later by :func:`convert`."""
+    out: dict[str, str] = {}
+    it = iter(tokens)
+    for tok in it:
+        key, sep, value = tok.partition("=")
+        if not sep:
+            value = next(it, None)
+            if value is None:
+                raise ConfigError(f"{tok!r} has no value; write key=value (or key value)")
+        if not key:
+            raise ConfigError(f"{tok!r}: a key=value pair needs a key")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+#: ``dict[str, str]`` read from the command line as ``KEY=VALUE ...`` (or ``KEY VALUE ...``).
+KeyValues = Annotated[
+    dict[str, str],
+    tyro.constructors.PrimitiveConstructorSpec(
+        nargs="*",
+        metavar="KEY=VALUE",
+        instance_from_str=key_values,
+        is_instance=lambda v: isinstance(v, dict),
+        str_from_instance=lambda d: [f"{k}={v}" for k, v in d.items()],
+    ),
+]
+
+
+def _list_flag(tp: Any, metavar: str) -> Any:
+    """How tyro reads a list flag: ``a,b,c`` or ``a b c``, typed by :func:`convert`."""
+    return tyro.constructors.PrimitiveConstructorSpec(
+        nargs="*",
+        metavar=metavar,
+        instance_from_str=lambda tokens: convert(" ".join(tokens), tp, f"{metavar} list"),
+        is_instance=lambda v: isinstance(v, tuple),
+        str_from_instance=lambda v: [str(x) for x in v],
+    )
+
+
+#: A list of numbers on the command line (``0,0.1,0.2`` or ``0 0.1 0.2``).
+Floats = Annotated[tuple[float, ...], _list_flag(tuple[float, ...], "NUMBER")]
+#: A list of names on the command line (``symmetric,pair`` or ``symmetric pair``).
+Names = Annotated[tuple[str, ...], _list_flag(tuple[str, ...], "NAME")]
 
 
 def load_config(path: str | Path) -> TrainConfig:

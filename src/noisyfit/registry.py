@@ -38,12 +38,22 @@ class Registry:
     Args:
         kind: what the registry holds ("dataset", "model", "method", "noise kind"); used in
             error messages.
+        builtin: a module that registers the built-in entries (``noisyfit.methods._builtin``),
+            imported on the first lookup, so every lookup sees them wherever it happens.
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, builtin: str | None = None):
         self.kind = kind
         self._items: dict[str, Any] = {}
         self._help: dict[str, str] = {}
+        self._builtin = builtin
+
+    def _load_builtin(self) -> None:
+        if self._builtin is not None:
+            import importlib
+
+            module, self._builtin = self._builtin, None  # once (and not again while importing)
+            importlib.import_module(module)
 
     def register(self, name: str, *, help: str | None = None) -> Callable[[Any], Any]:
         """Decorator: register ``obj`` under ``name`` (names are unique, lower case)."""
@@ -60,6 +70,7 @@ class Registry:
 
     def get(self, name: str) -> Any:
         """The object registered as ``name``; an unknown name raises with the valid names."""
+        self._load_builtin()
         try:
             return self._items[name]
         except KeyError:
@@ -72,6 +83,7 @@ class Registry:
 
     def names(self, pattern: str = "*") -> list[str]:
         """Sorted registered names matching a shell wildcard pattern."""
+        self._load_builtin()
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))
 
     def describe(self, name: str) -> str:
@@ -80,12 +92,14 @@ class Registry:
         return self._help[name]
 
     def __contains__(self, name: object) -> bool:
+        self._load_builtin()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._load_builtin()
         return len(self._items)
 
     def __repr__(self) -> str:

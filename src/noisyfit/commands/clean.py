@@ -14,17 +14,18 @@ the run's dataset/noise/model flags, and writes into ``<out>/<name>/``:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cli import command, parse_config
+from ..cli import TrainFlags, command, parse_args
 from ..config import TrainConfig, save_config
+from ..errors import ConfigError
 
 CSV_COLUMNS = ("y", "y_noisy", "select", "candidate", "eval_ratio")
 
@@ -136,6 +137,18 @@ def clean_incv(
     return summary
 
 
+@dataclass
+class CleanArgs:
+    """Find the clean samples of a noisy dataset with INCV (--method incv, the only cleaner so
+    far). The dataset, noise, model and optimizer flags are the train command's; INCV's options
+    go in --method-options (iterations=4 cv_epochs=50 cv_schedule=incv|run keep_best
+    noise_kind eps split_seed). Writes <out>/<name>/incv_results.csv and incv_summary.json."""
+
+    train: TrainFlags = field(default_factory=TrainConfig)
+    config: Path | None = None
+    """A YAML file of TrainConfig keys: the defaults, which the flags given override."""
+
+
 @command(
     "clean",
     help="find the clean samples of a noisy dataset (--method incv); writes "
@@ -143,21 +156,10 @@ def clean_incv(
 )
 def cmd_clean(argv: Sequence[str]) -> int:
     """noisyfit clean --method incv [--config FILE] [TrainConfig flags]"""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--method", default="incv", choices=["incv"])
-    cfg, known = parse_config(
-        argv,
-        pre=pre,
-        prog="noisyfit clean",
-        description=(
-            "Find the clean samples of a noisy dataset with INCV (--method incv, the only "
-            "cleaner so far). The dataset, noise, model and optimizer flags are the train "
-            "command's; INCV's options go in --method-options (iterations 4, cv_epochs 50, "
-            "cv_schedule incv|run, keep_best, noise_kind, eps, split_seed). Writes "
-            "<out>/<name>/incv_results.csv and incv_summary.json."
-        ),
-    )
-    cfg = cfg.replace(method="incv")
+    a = parse_args(CleanArgs, argv, prog="noisyfit clean", train_defaults={"method": "incv"})
+    if a.train.method != "incv":
+        raise ConfigError(f"noisyfit clean --method {a.train.method}: the only cleaner is incv")
+    cfg = a.train
     name = cfg.name or (
         f"clean-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-s{cfg.seed}-"
         f"{time.strftime('%Y%m%d-%H%M%S')}"

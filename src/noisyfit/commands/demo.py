@@ -21,16 +21,17 @@ as images).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import csv
 import html
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..cli import command
+from ..cli import command, parse_args
+from ..config import KeyValues, Names
 
 #: Methods run by default, in order (names not registered are skipped).
 DEFAULT_METHODS = ("standard", "coteaching", "selfie", "incv")
@@ -96,6 +97,22 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class DemoArgs:
+    """Train standard and robust methods side by side on noisy Fashion-MNIST and compare
+    clean test accuracy, label precision/recall and time."""
+
+    methods: Names | None = None
+    """Methods to compare (default: standard coteaching selfie incv; `noisyfit list
+    methods`)."""
+    out: str = "runs"
+    """Parent folder of the demo folder."""
+    seed: int = 0
+    override: KeyValues = field(default_factory=dict)
+    """Change demo config fields, e.g. epochs=10 train_subset=5000 data_dir=/data/fmnist
+    (values are read by the fields' types)."""
+
+
 @command(
     "demo",
     help="the main job: standard vs robust methods on Fashion-MNIST with 40% "
@@ -107,34 +124,12 @@ def cmd_demo(argv: Sequence[str]) -> int:
     from ..issues import issues_from_run
     from ..methods import _builtin  # noqa: F401
     from ..methods.base import METHODS
-    from .reproduce import parse_overrides
 
-    p = argparse.ArgumentParser(
-        prog="noisyfit demo",
-        description="Train standard and robust methods side by side on noisy Fashion-MNIST "
-        "and compare clean test accuracy, label precision/recall and time.",
-    )
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=None,
-        help=f"methods to compare (default: {' '.join(DEFAULT_METHODS)}; `noisyfit list methods`)",
-    )
-    p.add_argument("--out", default="runs", help="parent folder (default: runs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--override",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change demo config fields, e.g. epochs=10 train_subset=5000 data_dir=/data/fmnist",
-    )
-    a = p.parse_args(list(argv))
+    a = parse_args(DemoArgs, argv, prog="noisyfit demo")
     methods = a.methods or [m for m in DEFAULT_METHODS if m in METHODS]
     for m in methods:
         METHODS.get(m)
-    base = {**DEMO_CONFIG, "seed": a.seed, **parse_overrides(a.override)}
-    from_dict(base)  # check the overrides before anything runs
+    base = from_dict({**DEMO_CONFIG, "seed": a.seed, **a.override}).to_dict()  # checked now
     folder = Path(a.out) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     print(

@@ -17,16 +17,18 @@ one line per dropped or relabelled row (row or file, given and new class, action
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+import tyro
 
-from ..cli import command
+from ..cli import command, parse_args
 from ..errors import ConfigError
 
 
@@ -113,21 +115,25 @@ def export(folder: Path, out: Path, action: str = "drop", data_dir: str | None =
     }
 
 
+@dataclass
+class ExportArgs:
+    """Write the cleaned dataset of a find-issues folder: flagged rows dropped (--action drop,
+    default) or relabelled with the suggested label (--action relabel), as DIR/cleaned.npz
+    (arrays) or DIR/<class>/ image copies (imagefolder), plus DIR/changes.csv."""
+
+    issues: tyro.conf.Positional[Path]
+    """The find-issues folder (label_issues.csv, issues_summary.json)."""
+    out: Path
+    """Folder to write the cleaned dataset into."""
+    action: Literal["drop", "relabel"] = "drop"
+    data_dir: str | None = None
+    """The data, if it moved since find-issues ran."""
+
+
 @command("export", help="write the cleaned dataset of a find-issues result (.npz or folder)")
 def cmd_export(argv: Sequence[str]) -> int:
     """noisyfit export ISSUES_DIR --out DIR [--action drop|relabel] [--data-dir PATH]"""
-    ap = argparse.ArgumentParser(
-        prog="noisyfit export",
-        description="Write the cleaned dataset of a find-issues folder: flagged rows dropped "
-        "(--action drop, default) or relabelled with the suggested label (--action relabel), "
-        "as DIR/cleaned.npz (arrays) or DIR/<class>/ image copies (imagefolder), plus "
-        "DIR/changes.csv.",
-    )
-    ap.add_argument("issues", type=Path)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--action", choices=("drop", "relabel"), default="drop")
-    ap.add_argument("--data-dir", help="the data, if it moved since find-issues ran")
-    a = ap.parse_args(list(argv))
+    a = parse_args(ExportArgs, argv, prog="noisyfit export")
     c = export(a.issues, a.out, a.action, a.data_dir)
     print(
         f"{c['kept']} of {c['rows']} rows kept, {c['dropped']} dropped, {c['relabelled']} "

@@ -17,12 +17,31 @@ names, held_out), ``pred_probs.npy`` (N, K) for
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cli import command, parse_config
+from ..cli import TrainFlags, command, parse_args
+from ..config import TrainConfig
+
+
+@dataclass
+class FindIssuesArgs:
+    """Find the wrong labels of a dataset. --method cv|incv|<any registered method> (default
+    cv: K-fold cross-validated out-of-sample probabilities). Every row is examined. Your own
+    data: --dataset arrays --data-dir data.npz --noise none (or imagefolder). Writes
+    <out>/<name>/label_issues.csv, pred_probs.npy, issues_summary.json."""
+
+    train: TrainFlags = field(default_factory=TrainConfig)
+    folds: int = 3
+    """cv: the K of K-fold cross-validation."""
+    top: int = 10
+    """Most suspect rows printed."""
+    holdout: float = 0.0
+    """cv: share of rows no network trains on (still scored)."""
+    config: Path | None = None
+    """A YAML file of TrainConfig keys: the defaults, which the flags given override."""
 
 
 @command(
@@ -36,44 +55,27 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
 
     from ..issues import LowAccuracyWarning, find_issues
 
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    pre.add_argument("--method", default="cv")
-    pre.add_argument("--folds", type=int, default=3)
-    pre.add_argument("--top", type=int, default=10)
-    pre.add_argument("--holdout", type=float, default=0.0)
-    cfg, known = parse_config(
-        argv,
-        prog="noisyfit find-issues",
-        pre=pre,
-        description=(
-            "Find the wrong labels of a dataset. Also: --method cv|incv|<any registered method> "
-            "(default cv: K-fold cross-validated out-of-sample probabilities), --folds K (3), "
-            "--top N (rows printed, 10), --holdout F (cv: share of rows no network trains "
-            "on, still scored; default 0), --config FILE.yaml. Every row is examined. Your own "
-            "data: --dataset arrays --data-dir data.npz --noise none (or imagefolder). "
-            "Writes <out>/<name>/"
-            "label_issues.csv, pred_probs.npy, issues_summary.json."
-        ),
+    a = parse_args(
+        FindIssuesArgs, argv, prog="noisyfit find-issues", train_defaults={"method": "cv"}
     )
+    method = a.train.method  # --method names the finder; find_issues sets the run's own
+    cfg = a.train.replace(method=TrainConfig.method)
     name = cfg.name or (
-        f"issues-{cfg.dataset}-{known.method}-{cfg.noise}-s{cfg.seed}-"
-        f"{time.strftime('%Y%m%d-%H%M%S')}"
+        f"issues-{cfg.dataset}-{method}-{cfg.noise}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(cfg.out) / name
-    if known.method not in ("cv", "incv"):  # the method's own run folder sits beside
+    if method not in ("cv", "incv"):  # the method's own run folder sits beside
         cfg = cfg.replace(name=f"{name}-run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LowAccuracyWarning)  # printed below, with the summary
-        res = find_issues(
-            cfg, method=known.method, folds=known.folds, holdout=known.holdout, out=out
-        )
+        res = find_issues(cfg, method=method, folds=a.folds, holdout=a.holdout, out=out)
     s = res.summary
     print(
         f"\n{s['num_issues']} of {s['num_samples']} labels flagged as issues "
-        f"({known.method}, {s['wall_time_s']:.1f} s); {s['num_samples']} of "
+        f"({method}, {s['wall_time_s']:.1f} s); {s['num_samples']} of "
         f"{s['num_rows_in_data']} rows of the data examined"
     )
-    print(f"  flagged by {s.get('flagged_by', known.method)}")
+    print(f"  flagged by {s.get('flagged_by', method)}")
     acc = s.get("oof_accuracy", s.get("fit_accuracy"))
     kind = "out-of-fold" if "oof_accuracy" in s else "in-sample (training)"
     if acc is not None:
@@ -102,7 +104,7 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
             f"  kept set: label precision {pct(s.get('label_precision'))}, label recall "
             f"{pct(s.get('label_recall'))}"
         )
-    top = res.ranked()[: known.top]
+    top = res.ranked()[: a.top]
     if len(top):
         print(
             "  most suspect: "

@@ -15,16 +15,17 @@ training size. Runs of an in-memory model (``model=`` a factory) predict from Py
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import tyro
 
-from ..cli import command
+from ..cli import command, parse_args
 from ..errors import ConfigError
 
 
@@ -113,22 +114,27 @@ def write_predictions(path: Path, probs: np.ndarray, names: list[str], files=Non
             )
 
 
+@dataclass
+class PredictArgs:
+    """Predict with a trained run's network. --data: an .npz (its x) or a folder of images.
+    Writes RUN/predictions.csv (or --out): row/file, predicted class, one probability column
+    per class."""
+
+    run: tyro.conf.Positional[Path]
+    """A run folder written by noisyfit train."""
+    data: Path
+    """An .npz file (its x) or a folder of images."""
+    out: Path | None = None
+    """The CSV to write (default: RUN/predictions.csv)."""
+    device: str = "cpu"
+
+
 @command("predict", help="predict classes with a trained run: CSV of classes and probabilities")
 def cmd_predict(argv: Sequence[str]) -> int:
     """noisyfit predict RUN --data PATH [--out FILE.csv] [--device cpu]"""
     from ..classifier import predict_inputs
 
-    ap = argparse.ArgumentParser(
-        prog="noisyfit predict",
-        description="Predict with a trained run's network. --data: an .npz (its x) or a folder "
-        "of images. Writes RUN/predictions.csv (or --out): row/file, predicted class, one "
-        "probability column per class.",
-    )
-    ap.add_argument("run", type=Path)
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--out", type=Path)
-    ap.add_argument("--device", default="cpu")
-    a = ap.parse_args(list(argv))
+    a = parse_args(PredictArgs, argv, prog="noisyfit predict")
     net, cfg, ds = load_run_network(a.run, a.device)
     x, files = read_inputs(a.data, ds)
     probs = predict_inputs(

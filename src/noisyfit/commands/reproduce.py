@@ -13,25 +13,34 @@ status is 0 when the run is within tolerance, 3 when it is not (the run itself s
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated
 
-import yaml
+import tyro
 
-from ..cli import command
-from ..errors import ConfigError
+from ..cli import command, parse_args
+from ..config import KeyValues
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` pairs; values parsed as YAML (numbers, booleans, lists, null)."""
-    out: dict[str, Any] = {}
-    for it in items:
-        key, sep, value = it.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--override takes key=value pairs; got {it!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
+@dataclass
+class ReproduceArgs:
+    """Train a named preset of a seed paper's protocol and compare its result with the
+    published number (spec/methods.md §9)."""
+
+    name: Annotated[str | None, tyro.conf.Positional, tyro.conf.arg(metavar="NAME")] = None
+    """Preset name (see --list)."""
+    list: bool = False
+    """List the presets and exit."""
+    seed: int | None = None
+    """Training seed (default: the preset's)."""
+    out: str | None = None
+    """Parent folder of the run (default: runs)."""
+    override: KeyValues = field(default_factory=dict)
+    """Change config fields, e.g. dataset=synthetic model=cnn-tiny epochs=1 (the comparison
+    is then only a wiring check); values are read by the fields' types."""
+    progress: bool = True
+    """Show a progress bar per epoch."""
 
 
 @command(
@@ -44,25 +53,7 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     from ..engine.run import write_json
     from ..presets import PRESETS, compare, get_preset
 
-    p = argparse.ArgumentParser(
-        prog="noisyfit reproduce",
-        description="Train a named preset of a seed paper's protocol and compare its result "
-        "with the published number (spec/methods.md §9).",
-    )
-    p.add_argument("name", nargs="?", help="preset name (see --list)")
-    p.add_argument("--list", action="store_true", help="list the presets and exit")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--out", default=None, help="parent folder of the run (default: runs)")
-    p.add_argument(
-        "--override",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change config fields, e.g. dataset=synthetic model=cnn-tiny epochs=1 "
-        "(the comparison is then only a wiring check)",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(list(argv))
+    a = parse_args(ReproduceArgs, argv, prog="noisyfit reproduce")
     if a.list or not a.name:
         print(f"{'preset':<40} {'metric':<14} {'published':>9} {'tol':>6}  source")
         for pr in PRESETS.values():
@@ -72,14 +63,15 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
             )
         return 0
     preset = get_preset(a.name)
-    over = parse_overrides(a.override)
+    over: dict = dict(a.override)
     if a.seed is not None:
         over["seed"] = a.seed
     if a.out is not None:
         over["out"] = a.out
-    if a.no_progress:
+    if not a.progress:
         over["progress"] = False
     cfg = preset.train_config(over)
+    over = {k: getattr(cfg, k) for k in over}  # as typed by the converter (reproduce.json)
     result = train(cfg)
     cmp = compare(preset, result.summary)
     cmp["overrides"] = over

@@ -35,17 +35,19 @@ epoch); it is replaced by the original layout at the end (also after ``--resume`
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+import tyro
 
-from ..cli import command
+from ..cli import command, parse_args
+from ..errors import RunExistsError
 
 DATASETS = {
     "CIFAR-10": "cifar10",
@@ -75,47 +77,62 @@ HEADER_COTEACHING = (
 )
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="noisyfit selfie-cli",
-        description="SELFIE's command line (kaist-dmlab/SELFIE main.py) with its protocol and "
-        "log files. Example: noisyfit selfie-cli 0 CIFAR-100 DenseNet-25-12 SELFIE "
-        "pair 0.4 log/CIFAR-100/SELFIE",
-    )
-    p.add_argument("gpu_id", type=int, help="GPU number (CPU when CUDA is not available)")
-    p.add_argument("data", help=f"{', '.join(DATASETS)} (or a noisyfit dataset name)")
-    p.add_argument("model_name", help=f"{', '.join(MODELS)} (or a noisyfit model name)")
-    p.add_argument("method_name", help=f"{', '.join(METHODS)} (or a noisyfit method name)")
-    p.add_argument("noise_type", help="pair, symmetry, none (or a noisyfit noise kind)")
-    p.add_argument(
-        "noise_rate", type=float, help="rate to inject; also τ (for ANIMAL-10N: none 0.08)"
-    )
-    p.add_argument("log_dir", type=Path, help="folder for log.csv and the run")
-    o = p.add_argument_group("options beyond the original (defaults = the original protocol)")
-    o.add_argument("--epochs", type=int, default=100, help="epochs per run (SELFIE: per round)")
-    o.add_argument("--batch-size", type=int, default=128)
-    o.add_argument("--lr", type=float, default=0.1)
-    o.add_argument("--warm-up", type=int, default=25, help="SELFIE and ActiveBias warm-up")
-    o.add_argument("--restart", type=int, default=3, help="SELFIE restarts (runs = restart+1)")
-    o.add_argument("--q", type=int, default=15, help="SELFIE history length")
-    o.add_argument("--epsilon", type=float, default=0.05, help="SELFIE threshold ε")
-    o.add_argument("--t-k", type=int, default=15, help="Co-teaching T_k")
-    o.add_argument("--smoothness", type=float, default=0.2, help="ActiveBias smoothness s")
-    o.add_argument("--tau", type=float, default=None, help="τ (default: NOISE_RATE)")
-    o.add_argument(
-        "--data-dir",
-        default=None,
-        help="dataset folder (or its parent holding DATA/); default: ./dataset/DATA "
-        "if it exists, else noisyfit's search path",
-    )
-    o.add_argument("--train-subset", type=int, default=None)
-    o.add_argument("--test-subset", type=int, default=None)
-    o.add_argument("--seed", type=int, default=0)
-    o.add_argument("--noise-seed", type=int, default=0)
-    o.add_argument("--device", default=None, help="default: cuda:GPU_ID if available, else cpu")
-    o.add_argument("--no-progress", action="store_true")
-    o.add_argument("--resume", action="store_true", help="continue the run in LOG_DIR")
-    return p
+@dataclass
+class SelfieArgs:
+    """SELFIE's command line (kaist-dmlab/SELFIE main.py) with its protocol and log files.
+    Example: noisyfit selfie-cli 0 CIFAR-100 DenseNet-25-12 SELFIE pair 0.4 log/CIFAR-100/SELFIE
+    (the options beyond the seven positionals default to the original protocol)."""
+
+    gpu_id: Annotated[int, tyro.conf.Positional, tyro.conf.arg(metavar="GPU_ID")]
+    """GPU number (CPU when CUDA is not available)."""
+    data: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="DATA")]
+    """CIFAR-10, CIFAR-100, Tiny-ImageNet, ANIMAL-10N (or a noisyfit dataset name)."""
+    model_name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="MODEL")]
+    """VGG-19, DenseNet-10-12, DenseNet-25-12, DenseNet-40-12 (or a noisyfit model name)."""
+    method_name: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="METHOD")]
+    """Default, ActiveBias, Coteaching, SELFIE (or a noisyfit method name)."""
+    noise_type: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="NOISE_TYPE")]
+    """pair, symmetry, none (or a noisyfit noise kind)."""
+    noise_rate: Annotated[float, tyro.conf.Positional, tyro.conf.arg(metavar="NOISE_RATE")]
+    """Rate to inject; also τ (for ANIMAL-10N: none 0.08)."""
+    log_dir: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="LOG_DIR")]
+    """Folder for log.csv and the run."""
+    epochs: int = 100
+    """Epochs per run (SELFIE: per round)."""
+    batch_size: int = 128
+    lr: float = 0.1
+    warm_up: int = 25
+    """SELFIE and ActiveBias warm-up."""
+    restart: int = 3
+    """SELFIE restarts (runs = restart+1)."""
+    q: int = 15
+    """SELFIE history length."""
+    epsilon: float = 0.05
+    """SELFIE threshold ε."""
+    t_k: int = 15
+    """Co-teaching T_k."""
+    smoothness: float = 0.2
+    """ActiveBias smoothness s."""
+    tau: float | None = None
+    """τ (default: NOISE_RATE)."""
+    data_dir: str | None = None
+    """Dataset folder (or its parent holding DATA/); default: ./dataset/DATA if it exists,
+    else noisyfit's search path."""
+    train_subset: int | None = None
+    test_subset: int | None = None
+    seed: int = 0
+    noise_seed: int = 0
+    device: str | None = None
+    """Default: cuda:GPU_ID if available, else cpu."""
+    progress: bool = True
+    """Show a progress bar per epoch."""
+    resume: bool = False
+    """Continue the run in LOG_DIR."""
+
+
+def parse_selfie_args(argv: Sequence[str]) -> SelfieArgs:
+    """The flags of ``noisyfit selfie-cli`` (the seed's seven positionals, then options)."""
+    return parse_args(SelfieArgs, argv, prog="noisyfit selfie-cli")
 
 
 def _data_dir(data: str, given: str | None) -> str | None:
@@ -126,7 +143,7 @@ def _data_dir(data: str, given: str | None) -> str | None:
     return str(local) if local.is_dir() else None
 
 
-def build_config(a: argparse.Namespace):
+def build_config(a: SelfieArgs):
     """The TrainConfig of a selfie-cli invocation (the original protocol)."""
     from ..config import TrainConfig
 
@@ -176,7 +193,7 @@ def build_config(a: argparse.Namespace):
         device=device,
         out=str(log_dir.parent),
         name=log_dir.name,
-        progress=not a.no_progress,
+        progress=a.progress,
     )
 
 
@@ -188,13 +205,13 @@ def build_config(a: argparse.Namespace):
 def selfie_cli(argv: Sequence[str]) -> int:
     from ..api import train
 
-    a = parser().parse_args(list(argv))
+    a = parse_selfie_args(argv)
     log_dir = a.log_dir.resolve()
     if a.resume:
-        result = train(resume=log_dir, progress=not a.no_progress)
+        result = train(resume=log_dir, progress=a.progress)
     else:
         if (log_dir / "checkpoint.pt").exists():
-            raise FileExistsError(
+            raise RunExistsError(
                 f"{log_dir} already holds a run; continue it with --resume, "
                 "or choose another LOG_DIR"
             )

@@ -21,16 +21,16 @@ figures: ``theory_curves.png`` (measured vs theory test accuracy, LP, LR) and
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cli import command, parse_config
-from ..config import TrainConfig
+from ..cli import TrainFlags, command, parse_args
+from ..config import Floats, Names, TrainConfig
 
 QUANTITIES = (
     ("test_acc", "test accuracy (noisy labels)"),
@@ -184,8 +184,25 @@ def run_sweep(
     return results
 
 
-def _floats(s: str) -> list[float]:
-    return [float(v) for v in s.replace(",", " ").split() if v]
+@dataclass
+class TheoryArgs:
+    """INCV's theory check: train on one noisy half of the training set, predict the other;
+    measured vs theoretical test accuracy, label precision/recall and M vs T (--sweep: over
+    --rates for each of --kinds, figures in the output folder)."""
+
+    train: TrainFlags = field(default_factory=TrainConfig)
+    sweep: bool = False
+    """Sweep the noise rates --rates for each noise kind of --kinds."""
+    rates: Floats = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    """Noise rates of the sweep (``0,0.1,0.2`` or ``0 0.1 0.2``)."""
+    kinds: Names = ("symmetric", "pair")
+    """Noise kinds of the sweep."""
+    heatmap_rates: Floats = (0.4, 0.8)
+    """Rates whose M vs T heatmaps the sweep draws."""
+    split_seed: int = 0
+    """Seed of the split into two noisy halves."""
+    config: Path | None = None
+    """A YAML file of TrainConfig keys: the defaults, which the flags given override."""
 
 
 @command(
@@ -195,37 +212,21 @@ def _floats(s: str) -> list[float]:
 )
 def cmd_theory(argv: Sequence[str]) -> int:
     """noisyfit theory [--sweep] [--rates ...] [--kinds ...] [TrainConfig flags]"""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--sweep", action="store_true")
-    pre.add_argument("--rates", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    pre.add_argument("--kinds", default="symmetric,pair")
-    pre.add_argument("--heatmap-rates", default="0.4,0.8")
-    pre.add_argument("--split-seed", type=int, default=0)
-    cfg, known = parse_config(
-        argv,
-        pre=pre,
-        prog="noisyfit theory",
-        description=(
-            "INCV's theory check: train on one noisy half of the training set, predict the "
-            "other; measured vs theoretical test accuracy, label precision/recall and M vs T. "
-            "Extra flags: --sweep (over --rates for each of --kinds, figures in the output "
-            "folder), --heatmap-rates, --split-seed, --config FILE."
-        ),
-    )
+    a = parse_args(TheoryArgs, argv, prog="noisyfit theory")
+    cfg = a.train
     from ..analysis.incv import noisy_cross_validation
     from ..engine.run import write_json
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    if known.sweep:
+    if a.sweep:
         out = Path(cfg.out) / (cfg.name or f"theory-sweep-{cfg.dataset}-{stamp}")
-        kinds = [k for k in known.kinds.replace(",", " ").split() if k]
         results = run_sweep(
             cfg,
-            _floats(known.rates),
-            kinds,
+            list(a.rates),
+            list(a.kinds),
             out,
-            heatmap_rates=_floats(known.heatmap_rates),
-            split_seed=known.split_seed,
+            heatmap_rates=list(a.heatmap_rates),
+            split_seed=a.split_seed,
         )
         print("\n" + sweep_table(results))
         print(
@@ -236,7 +237,7 @@ def cmd_theory(argv: Sequence[str]) -> int:
     out = Path(cfg.out) / (
         cfg.name or f"theory-{cfg.dataset}-{cfg.noise}{cfg.noise_rate:g}-{stamp}"
     )
-    r = noisy_cross_validation(cfg, split_seed=known.split_seed)
+    r = noisy_cross_validation(cfg, split_seed=a.split_seed)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "theory.json", r)
     plot_confusion(r, out / "confusion.png")

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError, NoisyfitError
 from ..registry import Registry
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", builtin="noisyfit.data._builtin")
 
 #: Environment variable naming a folder that holds one sub-folder per dataset.
 DATA_ENV = "NOISYFIT_DATA"

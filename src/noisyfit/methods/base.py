@@ -51,8 +51,6 @@ Add-ons the engine runs for any method (``TrainConfig.ema``, ``TrainConfig.mixup
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -61,11 +59,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import to_dataclass
 from ..data.loader import Batch, DeviceLoader
-from ..errors import ConfigError
+from ..errors import ConfigError  # noqa: F401  (methods import it from here)
 from ..registry import Registry
 
-METHODS = Registry("method")
+METHODS = Registry("method", builtin="noisyfit.methods._builtin")
 
 
 @dataclass
@@ -253,66 +252,15 @@ class Method:
 
 
 def method_config(cls: type[Method], options: dict[str, Any] | None = None) -> Any:
-    """Build ``cls.Config`` from ``options`` (strings from the CLI are converted by type).
+    """Build ``cls.Config`` from ``options`` (CLI strings or YAML values) through the one
+    converter, :func:`noisyfit.config.to_dataclass`.
 
     Raises:
         ConfigError: for an unknown option (listing the valid ones) or a value of the wrong type.
     """
-    options = dict(options or {})
-    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
-    unknown = sorted(set(options) - set(fields))
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "(none)"
-        raise ConfigError(
-            f"unknown option(s) {', '.join(unknown)} for method {cls.name!r}; valid: {valid}"
-        )
-    hints = typing.get_type_hints(cls.Config)
-    values = {k: _coerce(v, hints[k], f"{cls.name}.{k}") for k, v in options.items()}
-    return cls.Config(**values)
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Convert ``value`` (often a CLI string) to type ``tp``; raise ConfigError if impossible."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: cannot read {value!r} as {tp}")
-    if origin is typing.Literal:
-        if value in args:
-            return value
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-    if origin in (tuple, list):
-        if isinstance(value, str):
-            value = [v for v in value.replace(",", " ").split() if v]
-        inner = args[0] if args else str
-        return origin(_coerce(v, inner, where) for v in value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-            return True
-        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-            return False
-        raise ConfigError(f"{where}: {value!r} is not a boolean (true/false)")
-    if tp in (int, float, str):
-        try:
-            if tp is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return tp(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: {value!r} is not a valid {tp.__name__}") from None
-    return value
+    return to_dataclass(
+        cls.Config, dict(options or {}), label="option", owner=f"method {cls.name!r}"
+    )
 
 
 def build_method(name: str, ctx: Context, options: dict[str, Any] | None = None) -> Method:

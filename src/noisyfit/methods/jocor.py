@@ -18,7 +18,7 @@ Follows ``hongxin001/JoCoR`` (``algorithm/loss.py``, ``algorithm/jocor.py``):
 * one optimizer over both networks (the code's single Adam);
 * forget rate = τ (the code halves it for its ``asymmetric`` noise; pass ``--tau``);
 * λ default 0.9: the README's best value for CIFAR-10 at 20 %/50 % symmetric and 40 %
-  asymmetric noise (the code's argparse default is 0.1; the README gives 0.65 for 80 %).
+  asymmetric noise (the code's command-line default is 0.1; the README gives 0.65 for 80 %).
 
 Departures: the engine's optimizer and schedule are used (the code's Adam with linear decay
 from epoch 80 and β1 0.9 → 0.1 is not reproduced); batches are a seeded permutation per epoch;

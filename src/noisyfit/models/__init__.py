@@ -16,7 +16,7 @@ from torch import nn
 
 from ..registry import Registry
 
-MODELS = Registry("model")
+MODELS = Registry("model", builtin="noisyfit.models._builtin")
 
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
