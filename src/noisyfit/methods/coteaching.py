@@ -102,7 +102,7 @@ class CoTeaching(Method):
     """Co-teaching (NeurIPS 2018): two networks train on each other's small-loss samples."""
 
     name = "coteaching"
-    needs_noise_rate = True
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:

@@ -162,7 +162,7 @@ class Selfie(Method):
     """SELFIE (ICML 2019): low-loss samples + labels refurbished from consistent predictions."""
 
     name = "selfie"
-    needs_noise_rate = True
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:
