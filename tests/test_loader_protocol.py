@@ -199,3 +199,18 @@ def test_fit_calls_after_step_once_after_each_optimizer_step_and_adds_the_hint()
 def test_ieg_carries_its_collapse_hint_and_standard_none():
     assert "rampup_steps" in METHODS.get("ieg").collapse_hint
     assert METHODS.get("standard").collapse_hint == ""
+
+
+def test_the_demo_reads_each_methods_short_run_options():
+    from noisyfit.commands.demo import _options
+
+    assert _options("selfie", 40) == {
+        "warm_up": "10",
+        "q": "10",
+        "restart": "0",
+        "round_epochs": "40",
+    }
+    assert _options("incv", 40) == {"cv_epochs": "20", "t_k": "2"}
+    assert _options("coteaching", 8) == {"t_k": "2"}
+    assert _options("standard", 40) == {}
+    assert METHODS.get("standard").baseline and not METHODS.get("coteaching").baseline

@@ -47,7 +47,8 @@ Escape hatches, for methods that are more than a per-batch loss:
     held whole). :func:`check_needs` refuses an impossible run before anything is written.
 
 Class attributes shared code reads instead of naming methods: ``collapse_hint`` (added to the
-engine's collapse warning).
+engine's collapse warning), ``short_run_options`` (the demo's short-run defaults), ``baseline``
+(the plain method robust ones are compared with).
 
 Add-ons the engine runs for any method (``TrainConfig.ema``, ``TrainConfig.mixup``):
   * ``--ema DECAY``: the engine keeps an EMA of every network in ``self.models`` and evaluates
@@ -191,6 +192,11 @@ class Method:
     supports_mixup: ClassVar[bool] = False
     #: a sentence the engine adds to its collapse warning (how to train this method stably)
     collapse_hint: ClassVar[str] = ""
+    #: options scaled to a short run (``noisyfit demo``): ``{epochs}``, ``{half}``,
+    #: ``{quarter}`` and ``{twentieth}`` are replaced by that share of the run's epochs
+    short_run_options: ClassVar[dict[str, str]] = {}
+    #: the plain baseline the robust methods are compared with (``standard``)
+    baseline: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -102,6 +102,7 @@ class CoTeaching(Method):
     """Co-teaching (NeurIPS 2018): two networks train on each other's small-loss samples."""
 
     name = "coteaching"
+    short_run_options = {"t_k": "{quarter}"}
     needs = frozenset({"noise_rate"})
 
     @dataclass

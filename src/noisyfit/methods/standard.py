@@ -15,6 +15,7 @@ class Standard(NetEMA, Method):
     """Plain cross-entropy on the given (noisy) labels (SELFIE's "Default", IEG's "supervised")."""
 
     name = "standard"
+    baseline = True
     supports_mixup = True
 
     @dataclass
