@@ -1,10 +1,10 @@
 """``fit()``: the one training loop every method runs in.
 
-Per epoch: set the learning rate each step, ``method.training_step`` → backward → step, score
-the method's selection against the truth, evaluate on the clean test set (every
-``cfg.eval_every`` epochs and the last; the others log ``test_acc`` None), write the logs and a
-checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
-steps, to stop early on a non-finite loss.
+Per epoch: set the learning rate each step, ``method.training_step`` → backward → step →
+``method.after_step()`` (a method's own weight EMA), score the method's selection against the
+truth, evaluate on the clean test set (every ``cfg.eval_every`` epochs and the last; the others
+log ``test_acc`` None), write the logs and a checkpoint. Nothing in the step reads a value back to
+the host except every ``CHECK_EVERY`` steps, to stop early on a non-finite loss.
 
 Two add-ons work with any method: ``--mixup ALPHA`` mixes each batch before the step (methods
 with ``supports_mixup``; see ``methods.base.Mix``) and ``--ema DECAY`` keeps an EMA of every
