@@ -45,7 +45,6 @@ import torch
 from noisyfit.api import prepare_data, resolve_device, seed_everything
 from noisyfit.config import TrainConfig
 from noisyfit.data.loader import DeviceLoader
-from noisyfit.engine.ema import EMAMethod
 from noisyfit.engine.loop import fit
 from noisyfit.methods.base import Context, build_method
 from noisyfit.models import build_model
@@ -71,6 +70,8 @@ def run_one(
             **({"consistency_factor": "0"} if method == "ieg-nokl" else {}),
             **(ieg_options or {}),
         }
+    if method == "supervised":  # IEG's supervised baseline: standard plus an EMA
+        opts = {"ema_decay": "0.999"}
     cfg = TrainConfig(
         dataset="fashion-mnist",
         data_dir=args.data_dir,
@@ -119,8 +120,6 @@ def run_one(
         config=cfg,
     )
     m = build_method(cfg.method, ctx, cfg.method_options)
-    if method == "supervised":
-        m = EMAMethod(m, 0.999)
     t0 = time.perf_counter()
     res = fit(m, train, test, cfg, true_labels=torch.as_tensor(data.true, device=device))
     wall = time.perf_counter() - t0

@@ -8,16 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noisyfit.augment import StrongAugment, cutout
 from noisyfit.config import TrainConfig
+from noisyfit.data.augment import StrongAugment, cutout
 from noisyfit.data.loader import Batch, DeviceLoader
-from noisyfit.engine.ema import EMAMethod, ModelEMA
 from noisyfit.engine.schedule import cosine_decay_restarts, learning_rate
 from noisyfit.methods import (
     Context,
     _builtin,  # noqa: F401
     build_method,
 )
+from noisyfit.methods.ema import ModelEMA
 from noisyfit.methods.ieg import guess_labels, ieg_meta_step, logit_norm, mixup
 from noisyfit.methods.l2r import ProbeStream
 from noisyfit.models import build_model
@@ -53,12 +53,10 @@ def test_ema_follows_tf_semantics_and_round_trips():
     with torch.no_grad():
         net[0].weight.add_(1.0)
         net[1].running_mean.fill_(3.0)
-    ema.mark_step()
-    ema.catch_up(net)
+    ema.update(net)
     d = min(0.999, 2 / 11)  # first update: (1 + n)/(10 + n), n = 1
     assert torch.allclose(ema.module[0].weight, d * w0 + (1 - d) * (w0 + 1))
     assert torch.equal(ema.module[1].running_mean, torch.full((2,), 3.0))  # buffers copied
-    ema.catch_up(net)  # nothing pending: no second update
     assert ema.num_updates == 1
     assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
     state = ema.state_dict()
@@ -68,22 +66,28 @@ def test_ema_follows_tf_semantics_and_round_trips():
     assert ModelEMA(net, 0.5, warmup=False).current_decay() == 0.5
 
 
-def test_ema_wrapper_is_the_supervised_preset():
+def test_supervised_is_standard_with_an_ema_updated_after_each_step():
     ctx = _ctx()
-    m = EMAMethod(build_method("standard", ctx), 0.999)
+    m = build_method("standard", ctx, {"ema_decay": 0.999})
+    assert build_method("standard", ctx).ema is None  # off by default: standard unchanged
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    m.optimizer = opt
-    assert m.inner.optimizer is opt
     b = _batch()
+    before = [p.detach().clone() for p in m.models["net"].parameters()]
     out = m.training_step(b, 0)
     out.loss.backward()
     opt.step()
-    m.on_epoch_end(0)
+    assert m.ema.num_updates == 0  # the step itself does not touch the EMA
+    m.after_step()  # the engine's hook after opt.step()
     assert m.ema.num_updates == 1
+    d = min(0.999, 2 / 11)  # TF's warm-up decay at the first update
+    for e, p, p0 in zip(m.ema.module.parameters(), m.models["net"].parameters(), before):
+        torch.testing.assert_close(e, d * p0 + (1 - d) * p.detach())
     logits = m.eval_logits(b.x)
     assert list(logits) == ["ema", "net"]
-    state = m.state_dict()
-    m.load_state_dict(state)
+    fresh = build_method("standard", ctx, {"ema_decay": 0.999})
+    fresh.load_state_dict(m.state_dict())
+    assert fresh.ema.num_updates == 1
+    torch.testing.assert_close(fresh.eval_logits(b.x)["ema"], logits["ema"])
 
 
 # ---------------------------------------------------------------------------- L2R
@@ -279,6 +283,7 @@ def test_ieg_step_reports_weights_labels_and_selection(options):
         m.optimizer.zero_grad()
         out.loss.backward()
         m.optimizer.step()
+        m.after_step()  # as the engine does: the EMA update
         assert torch.isfinite(out.loss)
         assert out.weights.min() >= 0 and float(out.weights.sum()) <= 1 + 1e-6
         assert torch.equal(out.selected, out.weights > 0)

@@ -215,7 +215,7 @@ def test_batched_autoaugment_equals_per_image_ops(channels):
     200 covers every sub-policy; constant images test AutoContrast/Equalize's edge case)."""
     import random
 
-    from noisyfit.augment import BatchedPolicy
+    from noisyfit.data.augment import BatchedPolicy
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (200, channels, 12, 10), dtype=torch.uint8, generator=g)
@@ -235,7 +235,7 @@ def test_batched_autoaugment_draws_ops_like_torchvision(monkeypatch):
 
     from torchvision.transforms import v2
 
-    from noisyfit.augment import BatchedPolicy
+    from noisyfit.data.augment import BatchedPolicy
 
     n, h, w = 6000, 8, 8
     ours = collections.Counter()
@@ -276,7 +276,7 @@ def test_strong_view_has_no_per_image_loop(monkeypatch):
     magnitude) group, not once per image."""
     from torchvision.transforms import v2
 
-    from noisyfit.augment import StrongAugment
+    from noisyfit.data.augment import StrongAugment
     from noisyfit.data.loader import DeviceLoader
 
     calls = []

@@ -16,12 +16,12 @@ import torch
 
 from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
-from .data.loader import DeviceLoader
+from .data.loader import DeviceLoader, Loader
 from .engine.checkpoint import load_checkpoint
 from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .errors import ConfigError, DataError, RunError, RunExistsError
-from .methods.base import METHODS, Context, build_method, method_config
+from .methods.base import METHODS, Context, build_method, check_needs, method_config
 from .models import build_model
 from .noise import CIFAR_N, NoiseManifest, expected_noise_rate, inject_noise
 
@@ -325,11 +325,14 @@ def train(
     method_config(method_cls, cfg.method_options)
     check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work
     data = prepare_data(cfg, dataset_obj)
-    if method_cls.needs_probe and data.probe_index is None:
-        raise ConfigError(
-            f"method {cfg.method!r} needs a clean probe set: pass "
-            "--probe-per-class 10 (or --probe-ratio, --probe-file)"
-        )
+    # what the method needs (probe, subsets, τ, data in memory): refused before anything is written
+    check_needs(
+        method_cls,
+        cfg,
+        train_loader_class(cfg),
+        data.probe_index is not None,
+        noise_rate=_nominal_tau(cfg, data) if method_cls.needs_noise_rate else None,
+    )
     lock = open_run_dir(run_dir, new=resume is None, default_name=cfg.name is None)
     run_dir = lock.run_dir
     try:
@@ -571,6 +574,13 @@ def split_objects(
     if model_obj is not None:
         overrides["model"] = m if isinstance(m, str) else "custom"
     return dataset_obj, model_obj, overrides
+
+
+def train_loader_class(cfg: TrainConfig) -> type[Loader]:
+    """The class of the training loader :func:`build_context` builds for ``cfg`` (its
+    capabilities, ``supports_subsets`` and ``in_memory``, are class attributes, so a run's
+    needs are checked before the data is loaded onto the device)."""
+    return DeviceLoader
 
 
 def build_context(

@@ -51,22 +51,23 @@ class Preset:
 # SELFIE's protocol (kaist-dmlab/SELFIE main.py; see commands/selfie_cli.py): 100 epochs per
 # round, SELFIE with restart 3 (4 rounds), SGD Nesterov 0.9, lr 0.1 ÷5 at 50 %/75 %, wd 5e-4,
 # batch 128, per-image standardization, no augmentation; τ = the noise rate.
+#: The options main.py gives each method it runs (others: their defaults), as data.
+SELFIE_OPTIONS: dict[str, dict[str, str]] = {
+    "selfie": {
+        "q": "15",
+        "epsilon": "0.05",
+        "warm_up": "25",
+        "restart": "3",
+        "round_epochs": "100",
+    },
+    "coteaching": {"t_k": "15"},
+    "active-bias": {"warm_up": "25", "smoothness": "0.2"},
+}
+
+
 def _selfie(dataset: str, kind: str, rate: float, model: str, method: str = "selfie") -> dict:
-    options: dict[str, str] = {}
-    epochs = 100
-    if method == "selfie":
-        options = {
-            "q": "15",
-            "epsilon": "0.05",
-            "warm_up": "25",
-            "restart": "3",
-            "round_epochs": "100",
-        }
-        epochs = 400
-    elif method == "coteaching":
-        options = {"t_k": "15"}
-    elif method == "active-bias":
-        options = {"warm_up": "25", "smoothness": "0.2"}
+    options = dict(SELFIE_OPTIONS.get(method, {}))
+    epochs = 100 * (int(options.get("restart", 0)) + 1)  # restart + 1 rounds of 100 epochs
     return dict(
         dataset=dataset,
         model=model,

@@ -147,7 +147,7 @@ def method_options(a: IEGArgs) -> tuple[str, dict[str, str]]:
         return "ieg", {k: str(v) for k, v in opts.items()}
     if a.method == "l2r":
         return "l2r", {"meta_stepsize": str(a.meta_stepsize), "ema_decay": ema}
-    return "standard", {}
+    return "standard", {"ema_decay": ema}  # IEG's supervised: standard plus an EMA
 
 
 def train_config(a: IEGArgs, epochs: int = 1) -> TrainConfig:
@@ -202,14 +202,6 @@ class Pipeline:
     cfg: TrainConfig
     noisy: Any = None
     probe_info: dict | None = None
-
-
-def _wrap(method, a: IEGArgs):
-    from ..engine.ema import EMAMethod
-
-    if a.method == "supervised" and a.use_ema:
-        return EMAMethod(method, 0.999)
-    return method
 
 
 def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
@@ -273,7 +265,7 @@ def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
         config=cfg,
     )
     ctx.train_model = subset_trainer(ctx)
-    method = _wrap(build_method(cfg.method, ctx, cfg.method_options), a)
+    method = build_method(cfg.method, ctx, cfg.method_options)
     true = torch.as_tensor(data.true, device=device) if data.true is not None else None
     info = {
         "size": len(data.probe_index),
@@ -372,7 +364,7 @@ def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
         seed=a.seed,
         config=cfg,
     )
-    method = _wrap(build_method(method_name, ctx, opts), a)
+    method = build_method(method_name, ctx, opts)
     return Pipeline(method, train, test, None, cfg, None, info)
 
 

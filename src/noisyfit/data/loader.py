@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -37,6 +38,68 @@ class Batch:
         return len(self.index)
 
 
+@runtime_checkable
+class Loader(Protocol):
+    """What the engine and the methods may ask of a loader (``Context.loader``/``probe``/``val``).
+
+    :class:`DeviceLoader` (data on the device) and ``data.webvision.FolderLoader`` (image
+    files decoded per batch) implement it. N = samples of the underlying set, n = samples this
+    loader iterates over (a subset), b = batch size.
+
+    Attributes:
+        device: where batches live.
+        labels: (N,) int64 the given labels, indexed by ``Batch.index``.
+        batch_size: samples per batch.
+        indices: (n,) int64 on ``device``, the samples iterated over (all N unless a subset).
+        in_memory: the raw inputs are held whole (``x``, (N, ...)): methods that build their
+            own views from raw data (DivideMix's second view) need it.
+        supports_subsets: ``subset`` and ``eval_view`` work, so a run can train a fresh
+            network on part of the data (INCV, F-correction, ``--tau auto``) or predict on it.
+    """
+
+    device: torch.device
+    labels: torch.Tensor
+    batch_size: int
+    in_memory: ClassVar[bool]
+    supports_subsets: ClassVar[bool]
+
+    @property
+    def indices(self) -> torch.Tensor: ...
+
+    @property
+    def num_samples(self) -> int:
+        """n, the samples one epoch visits."""
+        ...
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        ...
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` (order and augmentation seeded by (seed, epoch))."""
+        ...
+
+    def subset(self, mask) -> Loader:
+        """A loader over the samples where ``mask`` (N,) bool is True (same labels, same
+        augmentation); a mask of None: all N samples."""
+        ...
+
+    def with_labels(self, labels) -> Loader:
+        """The same samples with other labels (N,)."""
+        ...
+
+    def eval_view(self, batch_size: int | None = None) -> Loader:
+        """The same samples in index order without augmentation (for prediction); the one
+        way augmentation is switched off. ``batch_size``: None keeps the loader's."""
+        ...
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
+        """The samples ``index`` (b,) int64 as one batch, in that order (augmented as this
+        loader augments, drawing from ``generator`` where the loader can: take it from
+        ``eval_view()`` for plain inputs)."""
+        ...
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A generator seeded by (seed, epoch): the same on every process and after a resume."""
     g = torch.Generator(device=device)
@@ -62,8 +125,12 @@ class DeviceLoader:
             that free, it stays in pinned host memory and each batch is copied over.
         seed: base seed of the per-epoch permutation and augmentation.
 
-    Iterate with ``loader.epoch(e)``; ``len(loader)`` is the number of batches.
+    Iterate with ``loader.epoch(e)``; ``len(loader)`` is the number of batches. Implements
+    :class:`Loader`.
     """
+
+    in_memory: ClassVar[bool] = True
+    supports_subsets: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -136,6 +203,22 @@ class DeviceLoader:
                 f"expected {tuple(self.labels.shape)} labels, got {tuple(new.labels.shape)}"
             )
         return new
+
+    def eval_view(self, batch_size: int | None = None) -> DeviceLoader:
+        """The same samples, in index order, without augmentation, sharing the device data."""
+        new = object.__new__(DeviceLoader)
+        new.__dict__.update(self.__dict__)
+        new.augment, new.shuffle, new.drop_last = False, False, False
+        if batch_size is not None:
+            new.batch_size = int(batch_size)
+        return new
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
+        """The samples ``index`` (b,) as one batch, in that order (augmented if this loader
+        augments, drawing from ``generator``; None: the global generator)."""
+        index = torch.as_tensor(index, dtype=torch.int64).to(self.device)
+        xb = self.x[index.to(self.storage)].to(self.device)
+        return Batch(index, self.transform(xb, generator), self.labels[index])
 
     @property
     def num_samples(self) -> int:

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from ..errors import ConfigError, DataError
+from .augment import cutout
 from .base import DATASETS, Dataset, DatasetNotFoundError, MalformedDataError, candidate_dirs
 from .loader import Batch, epoch_generator
 
@@ -231,7 +232,7 @@ class _ImageDataset(torch.utils.data.Dataset):
 
 
 class FolderLoader:
-    """Batches of decoded image files behind the ``DeviceLoader`` interface (see module doc).
+    """Batches of decoded image files: a :class:`~noisyfit.data.loader.Loader` (see module doc).
 
     Args:
         items: the images and their labels as shipped (possibly noisy).
@@ -242,9 +243,14 @@ class FolderLoader:
             ``strong_view(batch)`` right after the batch is yielded.
         workers: decoding processes (0: in the main process).
         device: where batches go; mean, std: normalization (ImageNet statistics).
+
+    ``subset(mask)`` iterates over part of the files; ``eval_view()`` decodes them with the
+    evaluation transform (resize + centre crop), in index order.
     """
 
     is_image = True
+    in_memory = False  # decoded per batch: no raw array ``x``
+    supports_subsets = True
 
     def __init__(
         self,
@@ -270,7 +276,9 @@ class FolderLoader:
         self.shuffle = train if shuffle is None else shuffle
         self.drop_last, self.seed, self.workers = drop_last, int(seed), int(workers)
         self.strong = strong
+        self.train, self.crop, self.resize = train, crop, resize
         self.input_shape = (3, crop, crop)
+        self.indices = torch.arange(len(items), device=self.device)
         self._data = _ImageDataset(items, train, crop, resize, strong)
         self._mul = (1.0 / (255.0 * torch.tensor(std))).view(1, 3, 1, 1).to(self.device)
         self._add = (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1).to(self.device)
@@ -278,7 +286,44 @@ class FolderLoader:
 
     @property
     def num_samples(self) -> int:
-        return len(self.items)
+        return len(self.indices)
+
+    def _copy(self) -> FolderLoader:
+        new = object.__new__(FolderLoader)
+        new.__dict__.update(self.__dict__)
+        new._last = None
+        return new
+
+    def subset(self, mask) -> FolderLoader:
+        """A loader over the files where ``mask`` (N,) bool is True (None: all)."""
+        new = self._copy()
+        n = len(self.items)
+        if mask is None:
+            new.indices = torch.arange(n, device=self.device)
+            return new
+        mask = torch.as_tensor(np.asarray(mask) if not torch.is_tensor(mask) else mask)
+        if mask.dtype != torch.bool or mask.shape != (n,):
+            raise ValueError(f"a subset mask must be a bool tensor of shape ({n},)")
+        new.indices = torch.nonzero(mask.to(self.device)).flatten()
+        return new
+
+    def eval_view(self, batch_size: int | None = None) -> FolderLoader:
+        """The same files in index order with the evaluation transform (resize + centre crop),
+        no strong view."""
+        new = self._copy()
+        new.train, new.shuffle, new.drop_last, new.strong = False, False, False, False
+        new._data = _ImageDataset(self.items, False, self.crop, self.resize, False)
+        if batch_size is not None:
+            new.batch_size = int(batch_size)
+        return new
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator | None = None) -> Batch:
+        """The files ``index`` (b,) decoded in this process as one batch, in that order
+        (random crops, if any, draw from torchvision's global generator)."""
+        index = torch.as_tensor(index, dtype=torch.int64)
+        weak = torch.stack([self._data[int(i)][1] for i in index.tolist()])
+        index = index.to(self.device)
+        return Batch(index, self.normalize(weak), self.labels[index])
 
     def __len__(self) -> int:
         n, b = self.num_samples, self.batch_size
@@ -290,11 +335,9 @@ class FolderLoader:
     def epoch(self, epoch: int = 0) -> Iterator[Batch]:
         """The batches of epoch ``epoch`` in the seeded (seed, epoch) order."""
         n = self.num_samples
-        order = (
-            torch.randperm(n, generator=epoch_generator(self.seed, epoch))
-            if self.shuffle
-            else torch.arange(n)
-        )
+        order = self.indices.cpu()
+        if self.shuffle:
+            order = order[torch.randperm(n, generator=epoch_generator(self.seed, epoch))]
         batches = [
             order[k * self.batch_size : (k + 1) * self.batch_size].tolist()
             for k in range(len(self))
@@ -316,8 +359,7 @@ class FolderLoader:
         return self.epoch(0)
 
     def with_labels(self, labels) -> FolderLoader:
-        new = object.__new__(FolderLoader)
-        new.__dict__.update(self.__dict__)
+        new = self._copy()
         new.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=self.device)
         return new
 
@@ -328,8 +370,6 @@ class FolderLoader:
                 "strong_view(batch) needs the loader built with strong=True and "
                 "the batch it yielded last"
             )
-        from ..augment import cutout
-
         x = self.normalize(self._last[1])
         return cutout(x, x.shape[-1] // 2)
 

@@ -1,10 +1,10 @@
 """``fit()``: the one training loop every method runs in.
 
-Per epoch: set the learning rate each step, ``method.training_step`` → backward → step, score
-the method's selection against the truth, evaluate on the clean test set (every
-``cfg.eval_every`` epochs and the last; the others log ``test_acc`` None), write the logs and a
-checkpoint. Nothing in the step reads a value back to the host except every ``CHECK_EVERY``
-steps, to stop early on a non-finite loss.
+Per epoch: set the learning rate each step, ``method.training_step`` → backward → step →
+``method.after_step()`` (a method's own weight EMA), score the method's selection against the
+truth, evaluate on the clean test set (every ``cfg.eval_every`` epochs and the last; the others
+log ``test_acc`` None), write the logs and a checkpoint. Nothing in the step reads a value back to
+the host except every ``CHECK_EVERY`` steps, to stop early on a non-finite loss.
 
 Two add-ons work with any method: ``--mixup ALPHA`` mixes each batch before the step (methods
 with ``supports_mixup``; see ``methods.base.Mix``) and ``--ema DECAY`` keeps an EMA of every
@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
-from ..data.loader import DeviceLoader
+from ..data.loader import Loader
 from ..errors import CheckpointError, ConfigError, NoisyfitError
 from ..methods.base import Method, Mix
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -98,15 +98,15 @@ def draw_mix(b: int, alpha: float, device: torch.device) -> Mix:
 
 def fit(
     method: Method,
-    train: DeviceLoader,
-    test: DeviceLoader | None,
+    train: Loader,
+    test: Loader | None,
     cfg: TrainConfig,
     *,
     true_labels: torch.Tensor | None = None,
     run_dir: Path | None = None,
     resume: bool = False,
     describe: str = "",
-    val: DeviceLoader | None = None,
+    val: Loader | None = None,
 ) -> FitResult:
     """Train ``method`` on ``train`` for ``cfg.epochs`` epochs, evaluating on ``test``.
 
@@ -208,6 +208,7 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 opt.step()
+                method.after_step()  # e.g. a method's own EMA of its weights
                 if averaged is not None:
                     averaged.update()
 
@@ -260,13 +261,7 @@ def fit(
                 late = epoch > start or epoch == cfg.epochs - 1
                 if share > COLLAPSE_SHARE and len(preds) > 2 and late and not warned:
                     warned = True
-                    hint = (
-                        " IEG on a small network needs a ramp-up and a lower consistency "
-                        "weight: rampup_steps 500, consistency_factor 0 "
-                        "(docs/methods/ieg.md)."
-                        if cfg.method == "ieg"
-                        else ""
-                    )
+                    hint = f" {method.collapse_hint}" if method.collapse_hint else ""
                     warnings.warn(
                         f"epoch {epoch + 1}: the network predicts class {int(preds.argmax())} "
                         f"for {share:.0%} of the training samples: training has collapsed to "

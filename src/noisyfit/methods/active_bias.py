@@ -70,6 +70,7 @@ class ActiveBias(Method):
     """Active Bias (NIPS 2017): weight samples by the variance of p(given label) over time."""
 
     name = "active-bias"
+    short_run_options = {"warm_up": "{quarter}"}
 
     @dataclass
     class Config:

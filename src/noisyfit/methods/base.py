@@ -37,8 +37,18 @@ Escape hatches, for methods that are more than a per-batch loss:
     (methods that restart training, as SELFIE).
   * ``on_epoch_start(epoch)`` / ``on_epoch_end(epoch) -> dict``: per-epoch state changes and
     extra scalars for ``metrics.jsonl``.
-  * ``self.optimizer``: set by the engine before training, for meta steps that need it (IEG).
-  * ``needs_probe``: the method receives a clean probe loader as ``ctx.probe``.
+  * ``after_step()``: called by the engine after every optimizer step (an EMA of the weights,
+    as L2R/IEG/ELR+ keep, is updated here).
+  * ``self.optimizer``: the engine's optimizer, set once before training (IEG's and L2R's
+    look-ahead step reads its momentum buffers and weight decay inside ``training_step``).
+  * ``needs``: what the method needs of the run, a subset of :data:`NEEDS` (``"probe"``: a
+    clean probe loader as ``ctx.probe``; ``"subsets"``: a loader that trains and predicts on
+    parts of the data; ``"noise_rate"``: τ as ``ctx.noise_rate``; ``"in_memory"``: raw inputs
+    held whole). :func:`check_needs` refuses an impossible run before anything is written.
+
+Class attributes shared code reads instead of naming methods: ``collapse_hint`` (added to the
+engine's collapse warning), ``short_run_options`` (the demo's short-run defaults), ``baseline``
+(the plain method robust ones are compared with).
 
 Add-ons the engine runs for any method (``TrainConfig.ema``, ``TrainConfig.mixup``):
   * ``--ema DECAY``: the engine keeps an EMA of every network in ``self.models`` and evaluates
@@ -60,7 +70,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import to_dataclass
-from ..data.loader import Batch, DeviceLoader
+from ..data.loader import Batch, Loader
 from ..errors import ConfigError  # noqa: F401  (methods import it from here)
 from ..registry import Registry
 
@@ -151,13 +161,17 @@ class Context:
     device: torch.device
     make_model: Callable[[], nn.Module]
     noise_rate: float | None = None
-    loader: DeviceLoader | None = None
-    probe: DeviceLoader | None = None
+    loader: Loader | None = None
+    probe: Loader | None = None
     seed: int = 0
     train_model: Callable[..., nn.Module] | None = None
     config: Any = None
     extra: dict = field(default_factory=dict)
-    val: DeviceLoader | None = None
+    val: Loader | None = None
+
+
+#: What a method may declare in ``Method.needs``.
+NEEDS = frozenset({"probe", "subsets", "noise_rate", "in_memory"})
 
 
 class Method:
@@ -168,10 +182,35 @@ class Method:
         """Options of the method; each field carries the paper's symbol and default."""
 
     name: ClassVar[str] = ""
+    #: what the run must provide (a subset of :data:`NEEDS`; see :func:`check_needs`)
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: derived from ``needs`` (read-only views kept for callers that ask for one need)
     needs_probe: ClassVar[bool] = False
     needs_noise_rate: ClassVar[bool] = False
     #: the method's loss accepts mixed inputs and targets (the engine's ``--mixup``)
     supports_mixup: ClassVar[bool] = False
+    #: a sentence the engine adds to its collapse warning (how to train this method stably)
+    collapse_hint: ClassVar[str] = ""
+    #: options scaled to a short run (``noisyfit demo``): ``{epochs}``, ``{half}``,
+    #: ``{quarter}`` and ``{twentieth}`` are replaced by that share of the run's epochs
+    short_run_options: ClassVar[dict[str, str]] = {}
+    #: the plain baseline the robust methods are compared with (``standard``)
+    baseline: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        legacy = {n for n, f in (("probe", "needs_probe"), ("noise_rate", "needs_noise_rate"))
+                  if own.get(f) is True}  # fmt: skip
+        cls.needs = frozenset(cls.needs) | legacy
+        unknown = sorted(cls.needs - NEEDS)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.needs: unknown need(s) {', '.join(unknown)}; valid: "
+                f"{', '.join(sorted(NEEDS))}"
+            )
+        cls.needs_probe = "probe" in cls.needs
+        cls.needs_noise_rate = "noise_rate" in cls.needs
 
     def __init__(self, config: Any, ctx: Context):
         self.config = config
@@ -196,7 +235,11 @@ class Method:
         """Called after each epoch; returns extra scalars to log."""
         return {}
 
-    def epoch_loader(self, loader: DeviceLoader) -> DeviceLoader:
+    def after_step(self) -> None:
+        """Called by the engine after each optimizer step (weights already updated): EMAs of
+        the weights are updated here. Must not read values back to the host."""
+
+    def epoch_loader(self, loader: Loader) -> Loader:
         """The loader the engine iterates each epoch, asked once after ``prepare()`` (and
         after a resume); methods that train on a subset return ``loader.subset(mask)`` (INCV's
         stage 2 runs over its selected set S). Default: the run's training loader."""
@@ -261,6 +304,58 @@ def method_config(cls: type[Method], options: dict[str, Any] | None = None) -> A
     return to_dataclass(
         cls.Config, dict(options or {}), label="option", owner=f"method {cls.name!r}"
     )
+
+
+_NEED_FIX = {
+    "probe": "pass --probe-per-class 10 (or --probe-ratio, --probe-file)",
+    "subsets": "use a dataset that loads into memory (a DeviceLoader) or another method",
+    "noise_rate": "pass --tau RATE (the loader cannot run the estimate)",
+    "in_memory": "use a dataset that loads into memory (a DeviceLoader) or another method",
+}
+
+
+def missing_needs(
+    method_cls: type[Method], cfg: Any, loader: Any, probe: Any, *, noise_rate=None
+) -> list[str]:
+    """The entries of ``method_cls.needs`` this run cannot provide (see :func:`check_needs`)."""
+    subsets = bool(getattr(loader, "supports_subsets", False))
+    have = {
+        "probe": probe is not None and probe is not False,
+        "subsets": subsets,
+        "in_memory": bool(getattr(loader, "in_memory", False)),
+        # a float --tau, the injected noise's rate, or an estimate on subsets
+        "noise_rate": isinstance(getattr(cfg, "tau", None), float)
+        or noise_rate is not None
+        or subsets,
+    }
+    return [n for n in sorted(method_cls.needs) if not have[n]]
+
+
+def check_needs(
+    method_cls: type[Method], cfg: Any, loader: Any, probe: Any, *, noise_rate=None
+) -> None:
+    """Raise ConfigError if the run cannot give ``method_cls`` what its ``needs`` declares.
+
+    Args:
+        method_cls: the method's class.
+        cfg: the run's TrainConfig (``tau``: a float gives the noise rate).
+        loader: the training loader, or its class (capabilities are class attributes:
+            ``supports_subsets``, ``in_memory``; see :class:`~noisyfit.data.loader.Loader`).
+        probe: the probe loader, or True/False/None for whether the run will have one.
+        noise_rate: τ known without an estimate (the injected noise's rate), or None.
+    """
+    missing = missing_needs(method_cls, cfg, loader, probe, noise_rate=noise_rate)
+    if missing:
+        name = method_cls.name or method_cls.__name__
+        kind = loader.__name__ if isinstance(loader, type) else type(loader).__name__
+        what = {
+            "probe": "a clean probe set",
+            "subsets": f"a loader that can train and predict on subsets ({kind} cannot)",
+            "noise_rate": f"a noise rate τ ({kind} cannot estimate one on subsets)",
+            "in_memory": f"the raw inputs held in memory ({kind} decodes per batch)",
+        }
+        n = missing[0]
+        raise ConfigError(f"method {name!r} needs {what[n]}: {_NEED_FIX[n]}")
 
 
 def build_method(name: str, ctx: Context, options: dict[str, Any] | None = None) -> Method:

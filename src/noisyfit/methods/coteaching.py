@@ -102,7 +102,8 @@ class CoTeaching(Method):
     """Co-teaching (NeurIPS 2018): two networks train on each other's small-loss samples."""
 
     name = "coteaching"
-    needs_noise_rate = True
+    short_run_options = {"t_k": "{quarter}"}
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:

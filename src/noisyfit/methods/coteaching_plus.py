@@ -84,7 +84,7 @@ class CoTeachingPlus(Method):
     """Co-teaching+ (ICML 2019): Co-teaching's exchange on the samples the networks disagree on."""
 
     name = "coteaching-plus"
-    needs_noise_rate = True
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:

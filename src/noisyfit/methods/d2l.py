@@ -83,6 +83,7 @@ class D2L(Method):
     """D2L: LID of the penultimate layer finds the turning point; then adaptive bootstrapping."""
 
     name = "d2l"
+    needs = frozenset({"subsets"})  # LID on a random sample of plain (un-augmented) inputs
 
     @dataclass
     class Config:
@@ -108,6 +109,7 @@ class D2L(Method):
     def mean_lid(self, epoch: int) -> float:
         """Mean LID of ``lid_samples`` random training samples (batches of ``lid_batch``)."""
         loader = self.ctx.loader
+        plain = loader.eval_view()  # LID of the inputs without augmentation
         net = self.models["net"]
         n = loader.num_samples
         m = min(self.config.lid_samples, n)
@@ -120,7 +122,7 @@ class D2L(Method):
             xb = pick[s : s + self.config.lid_batch]
             if len(xb) <= 1:
                 continue
-            x = _plain(loader, loader.x[xb])
+            x = plain.batch(xb).x
             lids.append(lid_mle(net.forward_features(x), self.config.k))
         net.train(was)
         return float(torch.cat(lids).mean()) if lids else float("nan")
@@ -161,13 +163,3 @@ class D2L(Method):
             "d2l_alpha": self.alpha,
             "d2l_turning_epoch": self.turning_epoch + 1 if self.turning_epoch >= 0 else None,
         }
-
-
-def _plain(loader, x: torch.Tensor) -> torch.Tensor:
-    """Normalise a raw batch without the loader's augmentation."""
-    aug = loader.augment
-    loader.augment = False
-    try:
-        return loader.transform(x)
-    finally:
-        loader.augment = aug

@@ -180,6 +180,7 @@ class DivideMix(Method):
     """DivideMix (ICLR 2020): GMM co-divide into labelled/unlabelled, then MixMatch on both."""
 
     name = "dividemix"
+    needs = frozenset({"in_memory"})  # the second view is drawn from the raw images
 
     @dataclass
     class Config:
@@ -241,9 +242,7 @@ class DivideMix(Method):
     def train_losses(self, net: torch.nn.Module) -> torch.Tensor:
         """(N,) cross-entropy of ``net`` on every training sample (eval mode, no augmentation)."""
         loader = self.ctx.loader
-        view = loader.subset(None)
-        view.augment, view.shuffle = False, False
-        view.batch_size = max(loader.batch_size, 1024)
+        view = loader.subset(None).eval_view(max(loader.batch_size, 1024))
         was = net.training
         net.eval()
         out = torch.zeros(self.ctx.num_samples, device=self.ctx.device)

@@ -35,8 +35,7 @@ Departures from the official code (each said where it matters):
   by the network within a few steps either way).
 * The EMA networks run in training mode for the target pass, as the code (``model_ema.train()``):
   BatchNorm uses batch statistics and updates the EMA copy's own running statistics; only the
-  parameters are averaged. The EMA update happens lazily at the start of the next step (and
-  before evaluation / checkpoints), as :mod:`noisyfit.engine.ema` explains; it is the same update.
+  parameters are averaged. The EMA update runs in ``after_step``, right after each optimizer step.
 * The engine's ``--mixup`` is refused (ELR+ has its own mixup, ``alpha``).
 """
 
@@ -115,25 +114,20 @@ class ELRPlus(Method):
         self.targets = torch.zeros(2, n, k, device=ctx.device)  # t⁽¹⁾, t⁽²⁾
         self.weight_labels = c.weight_labels if c.weight_labels is not None else k >= 100
         self.steps = 0  # optimizer steps so far (n)
-        self.pending = False  # an optimizer step follows the last training_step
-        self.state_names = ("targets", "steps", "pending")
+        self.state_names = ("targets", "steps")
 
     # -- the EMA networks -------------------------------------------------------------------
     @torch.no_grad()
-    def _catch_up(self) -> None:
-        """Apply the EMA update of the optimizer step that followed the last training_step."""
-        if not self.pending:
-            return
+    def after_step(self) -> None:
+        """The EMA update of the optimizer step just taken."""
         self.steps += 1
         c = self.config
         a = sigmoid_rampup(self.steps + 1, c.ema_step) * c.ema_alpha
         for k, m in self.models.items():
             for e, p in zip(self.emas[k].parameters(), m.parameters()):
                 e.mul_(a).add_(p.detach(), alpha=1 - a)
-        self.pending = False
 
     def on_epoch_end(self, epoch):
-        self._catch_up()
         return {"elr_weight": sigmoid_rampup(self.steps, self.config.coef_step)}
 
     def train(self, mode: bool = True) -> None:
@@ -169,11 +163,9 @@ class ELRPlus(Method):
         return ce + w * c.lam * reg, logits
 
     def training_step(self, batch, epoch):
-        self._catch_up()
         n1, n2 = self.models["net1"], self.models["net2"]
         loss1, logits1 = self._loss(0, n1, self.emas["net2"], batch)
         loss2, _ = self._loss(1, n2, self.emas["net1"], batch)
-        self.pending = True
         t = self.targets[0, batch.index]
         y = batch.labels
         return StepOutput(

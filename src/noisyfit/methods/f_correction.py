@@ -151,6 +151,7 @@ class FCorrection(Method):
     """F-correction: forward (or backward) loss correction with T̂ from anchor points."""
 
     name = "f-correction"
+    needs = frozenset({"subsets"})  # the T̂ estimate trains and predicts on a split
 
     @dataclass
     class Config:

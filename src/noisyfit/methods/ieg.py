@@ -3,7 +3,7 @@ Pfister, CVPR 2020; first titled IEG: Isolation, Escalation, Guidance), as coded
 ``google-research/ieg/models/model.py``.
 
 One step, with a noisy batch of B images, their weak view x (the loader's pad-crop + flip) and
-strong view x̂ (AutoAugment or RandAugment, flip, pad-crop, Cutout; ``noisyfit.augment``), and a
+strong view x̂ (AutoAugment or RandAugment, flip, pad-crop, Cutout; ``noisyfit.data.augment``), and a
 clean probe batch:
 
 1. **Label guessing**: g ∝ (½[softmax(n(f(x))) + softmax(n(f(x̂)))])^(1/T), T = 0.5, where
@@ -39,8 +39,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..augment import StrongAugment
-from ..data.loader import Batch
+from ..data.augment import StrongAugment
+from ..data.loader import Batch, epoch_generator
 from .base import METHODS, StepOutput
 from .l2r import ProbeMethod, meta_gradients, normalized_weights
 
@@ -158,15 +158,12 @@ class InterleavedProbe:
         return len(self.order)
 
     def next(self) -> Batch:
-        from ..data.loader import epoch_generator
-
         p, dev = len(self.order), self.order.device
         pos = (self.step * self.batch_size + torch.arange(self.batch_size, device=dev)) % p
         bi = self.order[pos]
         g = epoch_generator(self.loader.seed, self.step, self.loader.device)
-        xb = self.loader.x[bi.to(self.loader.storage)].to(self.loader.device)
         self.step += 1
-        return Batch(bi, self.loader.transform(xb, g), self.loader.labels[bi])
+        return self.loader.batch(bi, g)
 
 
 @METHODS.register("ieg")
@@ -174,6 +171,10 @@ class IEG(ProbeMethod):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
 
     name = "ieg"
+    collapse_hint = (
+        "IEG on a small network needs a ramp-up and a lower consistency weight: "
+        "rampup_steps 500, consistency_factor 0 (docs/methods/ieg.md)."
+    )
 
     @dataclass
     class Config:
@@ -200,7 +201,7 @@ class IEG(ProbeMethod):
         self.augment = StrongAugment(config.aug_type, image_size=size)
         self.steps = 0  # training steps taken (for the ramp-up)
         # the official probe order; a streaming loader (WebVision folders) keeps its shuffle
-        if config.probe_order == "interleaved" and hasattr(ctx.probe, "indices"):
+        if config.probe_order == "interleaved" and getattr(ctx.probe, "in_memory", False):
             self.probe = InterleavedProbe(ctx.probe, ctx.batch_size)
 
     def strong_view(self, batch):
@@ -234,8 +235,6 @@ class IEG(ProbeMethod):
     def training_step(self, batch, epoch):
         cfg = self.config
         net = self.models["net"]
-        if self.ema is not None:
-            self.ema.catch_up(net)
         probe = self.probe.next()
         k = self.ctx.num_classes
         x_strong = self.strong_view(batch)
@@ -275,8 +274,6 @@ class IEG(ProbeMethod):
         loss = sup + xe + kl
         self.steps += 1
 
-        if self.ema is not None:
-            self.ema.mark_step()
         new_labels = torch.where(lam_star > 0, batch.labels, guess.argmax(1))
         return StepOutput(
             loss=loss,

@@ -73,6 +73,8 @@ class INCV(Method):
     """INCV: noisy cross-validation selects clean samples, then Co-teaching on them."""
 
     name = "incv"
+    short_run_options = {"cv_epochs": "{half}", "t_k": "{twentieth}"}
+    needs = frozenset({"subsets"})  # trains and predicts on folds of the training set
 
     @dataclass
     class Config:

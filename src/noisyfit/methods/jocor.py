@@ -72,7 +72,7 @@ class JoCoR(Method):
     """JoCoR (CVPR 2020): two networks, joint loss with co-regularization, small-loss picks."""
 
     name = "jocor"
-    needs_noise_rate = True
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:

@@ -42,8 +42,8 @@ from torch.autograd import forward_ad
 from torch.func import functional_call
 
 from ..data.loader import Batch, DeviceLoader
-from ..engine.ema import ModelEMA
 from .base import METHODS, ConfigError, Method, StepOutput
+from .ema import NetEMA
 
 #: Added to the sum of the clipped weights before normalizing (IEG's code).
 NORM_EPS = 1e-5
@@ -285,37 +285,24 @@ def require_probe(method: Method) -> ProbeStream:
     return ProbeStream(method.ctx.probe)
 
 
-class ProbeMethod(Method):
+class ProbeMethod(NetEMA, Method):
     """Plumbing shared by the probe-based methods (L2R, IEG): a resumable stream over the clean
-    probe set and an optional EMA of the network (updated lazily, evaluated first)."""
+    probe set and an optional EMA of the network (updated after each step, evaluated first)."""
 
-    needs_probe = True
+    needs = frozenset({"probe"})
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         self.models = {"net": ctx.make_model()}
         self.probe = require_probe(self)
-        self.ema = ModelEMA(self.models["net"], config.ema_decay) if config.ema_decay else None
-
-    def on_epoch_end(self, epoch):
-        if self.ema is not None:
-            self.ema.catch_up(self.models["net"])
-        return {}
-
-    def eval_logits(self, x):
-        out = {"net": self.models["net"](x)}
-        return {"ema": self.ema(x), **out} if self.ema is not None else out
+        self.init_ema(config.ema_decay)
 
     def state_dict(self):
-        s = {"probe_step": self.probe.step}
-        if self.ema is not None:
-            s["ema"] = self.ema.state_dict()
-        return s
+        return {"probe_step": self.probe.step, **self.ema_state()}
 
     def load_state_dict(self, state):
         self.probe.step = int(state["probe_step"])
-        if self.ema is not None:
-            self.ema.load_state_dict(state["ema"])
+        self.load_ema_state(state)
 
 
 @METHODS.register("l2r")
@@ -334,8 +321,6 @@ class L2R(ProbeMethod):
 
     def training_step(self, batch, epoch):
         net = self.models["net"]
-        if self.ema is not None:
-            self.ema.catch_up(net)
         probe = self.probe.next()
         logits = net(batch.x)
         ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
@@ -356,8 +341,6 @@ class L2R(ProbeMethod):
         )
         w = normalized_weights(g_eps).detach()
         loss = (w * ce).sum()
-        if self.ema is not None:
-            self.ema.mark_step()
         return StepOutput(
             loss=loss, logits=logits, selected=w > 0, weights=w, score=-g_eps.detach()
         )

@@ -162,7 +162,13 @@ class Selfie(Method):
     """SELFIE (ICML 2019): low-loss samples + labels refurbished from consistent predictions."""
 
     name = "selfie"
-    needs_noise_rate = True
+    short_run_options = {
+        "warm_up": "{quarter}",
+        "q": "10",
+        "restart": "0",
+        "round_epochs": "{epochs}",
+    }
+    needs = frozenset({"noise_rate"})
 
     @dataclass
     class Config:

@@ -7,7 +7,7 @@ SOP's loss (``methods/sop.py``, same u, v and their own SGD) plus, on the networ
                                                                prior, on the corrected p̂)
 
 with λ_c = 0.9 (``ratio_consistency``) and λ_b = 0.1 (``ratio_balance``), the code's
-``config_cifar100.json`` values. The strong view x̃ is ``noisyfit.augment.StrongAugment``
+``config_cifar100.json`` values. The strong view x̃ is ``noisyfit.data.augment.StrongAugment``
 (``aug_type``: AutoAugment's CIFAR-10 policy, flip, pad-crop and Cutout by default; the code
 uses AutoAugment + Cutout 16 for the second view); the network's forward on x̃ is a second
 pass, and only the first view's outputs enter the SOP terms, as in the code (which
@@ -27,7 +27,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..augment import StrongAugment
+from ..data.augment import StrongAugment
 from .base import METHODS, ConfigError
 from .sop import EPS, SOP
 

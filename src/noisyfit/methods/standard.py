@@ -7,22 +7,26 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from .base import METHODS, Method, StepOutput
+from .ema import NetEMA
 
 
 @METHODS.register("standard")
-class Standard(Method):
+class Standard(NetEMA, Method):
     """Plain cross-entropy on the given (noisy) labels (SELFIE's "Default", IEG's "supervised")."""
 
     name = "standard"
+    baseline = True
     supports_mixup = True
 
     @dataclass
     class Config:
         label_smoothing: float = 0.0  # ε of label smoothing (0: off, as the papers)
+        ema_decay: float = 0.0  # EMA of the weights evaluated first (IEG's supervised: 0.999)
 
     def __init__(self, config, ctx):
         super().__init__(config, ctx)
         self.models = {"net": ctx.make_model()}
+        self.init_ema(config.ema_decay)
 
     def training_step(self, batch, epoch):
         logits = self.models["net"](batch.x)
@@ -32,3 +36,12 @@ class Standard(Method):
         else:
             loss = F.cross_entropy(logits, batch.labels, label_smoothing=eps)
         return StepOutput(loss=loss, logits=logits)
+
+    def state_dict(self):
+        return {**super().state_dict(), **self.ema_state()}
+
+    def load_state_dict(self, state):
+        if "inner" in state:  # a checkpoint of the former EMA wrapper of IEG's supervised
+            state = {**state["inner"], **{k: v for k, v in state.items() if k == "ema"}}
+        super().load_state_dict(state)
+        self.load_ema_state(state)

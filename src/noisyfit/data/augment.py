@@ -28,15 +28,14 @@ cannot hand out raw images (the streaming WebVision loader) provides its own
 
 from __future__ import annotations
 
-import copy
 import random
 from typing import Literal
 
 import torch
 from torchvision.transforms import v2
 
-from .data.loader import Batch, random_crop_flip
-from .errors import ConfigError
+from ..errors import ConfigError
+from .loader import Batch, random_crop_flip
 
 AugType = Literal["autoaug", "randaug", "default"]
 AUG_TYPES = ("autoaug", "randaug", "default")
@@ -253,12 +252,10 @@ class StrongAugment:
         self.batched.load_state_dict(state)
 
     def _normalizer(self, loader):
-        """A view of ``loader`` that normalizes but does not augment (its own crop/flip)."""
+        """``loader.eval_view()``: normalizes but does not augment (no crop/flip of its own)."""
         key = id(loader)
         if key not in self._norm_cache:
-            norm = copy.copy(loader)
-            norm.augment = False
-            self._norm_cache = {key: norm}
+            self._norm_cache = {key: loader.eval_view()}
         return self._norm_cache[key]
 
     def __call__(self, loader, batch: Batch, raw: torch.Tensor | None = None) -> torch.Tensor:
