@@ -34,7 +34,7 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
     """noisyfit find-issues [--method M] [--folds K] [--top N] [--config F] [TrainConfig flags]"""
     import warnings
 
-    from ..issues import LowAccuracyWarning, find_issues
+    from ..issues import BUILTIN, LowAccuracyWarning, find_issues
 
     pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     pre.add_argument("--method", default="cv")
@@ -60,7 +60,7 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
         f"{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(cfg.out) / name
-    if known.method not in ("cv", "incv"):  # the method's own run folder sits beside
+    if known.method not in BUILTIN:  # a training method's own run folder sits beside
         cfg = cfg.replace(name=f"{name}-run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LowAccuracyWarning)  # printed below, with the summary
