@@ -53,7 +53,7 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
     """noisyfit find-issues [--method M] [--folds K] [--top N] [--config F] [TrainConfig flags]"""
     import warnings
 
-    from ..issues import LowAccuracyWarning, find_issues
+    from ..issues import BUILTIN, LowAccuracyWarning, find_issues
 
     a = parse_args(
         FindIssuesArgs, argv, prog="noisyfit find-issues", train_defaults={"method": "cv"}
@@ -64,7 +64,7 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
         f"issues-{cfg.dataset}-{method}-{cfg.noise}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     out = Path(cfg.out) / name
-    if method not in ("cv", "incv"):  # the method's own run folder sits beside
+    if method not in BUILTIN:  # a training method's own run folder sits beside
         cfg = cfg.replace(name=f"{name}-run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LowAccuracyWarning)  # printed below, with the summary

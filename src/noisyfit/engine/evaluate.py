@@ -7,7 +7,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from ..data.loader import DeviceLoader
+from ..data.loader import Loader
 
 
 def autocast_for(device: torch.device):
@@ -18,7 +18,7 @@ def autocast_for(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(method, loader: DeviceLoader) -> dict[str, dict[str, float]]:
+def evaluate(method, loader: Loader) -> dict[str, dict[str, float]]:
     """Loss, top-1 and top-5 accuracy of each of the method's networks on ``loader``.
 
     Returns ``{net_name: {"loss", "acc", "top5"}}``; labels are the loader's (clean) labels.
@@ -56,7 +56,7 @@ def evaluate(method, loader: DeviceLoader) -> dict[str, dict[str, float]]:
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, loader: DeviceLoader) -> torch.Tensor:
+def predict_probs(model: torch.nn.Module, loader: Loader) -> torch.Tensor:
     """(n, K) softmax probabilities of ``model`` over the loader's samples, in loader order."""
     was = model.training
     model.eval()

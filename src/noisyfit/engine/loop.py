@@ -313,7 +313,7 @@ def fit(
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
         if run_dir is not None:
-            tqdm.write(interrupt_message(run_dir, epoch, saved, cfg.checkpoint))
+            tqdm.write(interrupt_message(run_dir, epoch, saved, cfg.checkpoint, method))
         raise
     finally:
         if tb is not None:
@@ -322,16 +322,20 @@ def fit(
     return FitResult(history=history, verdicts=verdicts, extra=extra)
 
 
-def interrupt_message(run_dir: Path, epoch: int, saved: int, checkpoint: bool) -> str:
+def interrupt_message(
+    run_dir: Path, epoch: int, saved: int, checkpoint: bool, method: Method | None = None
+) -> str:
     """What Ctrl-C in ``epoch`` (0-based) leaves: ``saved`` epochs in the checkpoint on disk
-    (a Ctrl-C during a checkpoint write leaves the previous one), and how to go on."""
+    (a Ctrl-C during a checkpoint write leaves the previous one), and how to go on; stages the
+    method saved before its first epoch (``method.stage_files``) count as something to resume."""
     where = f"\ninterrupted in epoch {epoch + 1}; "
     if not checkpoint:
         return where + "the run was started with --no-checkpoint, so it cannot be resumed."
     if saved == 0:
+        files = method.stage_files if method is not None else ()
         stage = (
-            " (INCV's selection resumes from its last finished iteration)"
-            if (run_dir / "incv_stage1.pt").is_file()
+            f" ({method.stage_note or 'its saved stages are kept'})"
+            if any((run_dir / f).is_file() for f in files)
             else ""
         )
         if stage:

@@ -48,7 +48,8 @@ Escape hatches, for methods that are more than a per-batch loss:
 
 Class attributes shared code reads instead of naming methods: ``collapse_hint`` (added to the
 engine's collapse warning), ``short_run_options`` (the demo's short-run defaults), ``baseline``
-(the plain method robust ones are compared with).
+(the plain method robust ones are compared with), ``stage_files``/``stage_note`` (stages saved
+before the first epoch, for the resume message).
 
 Add-ons the engine runs for any method (``TrainConfig.ema``, ``TrainConfig.mixup``):
   * ``--ema DECAY``: the engine keeps an EMA of every network in ``self.models`` and evaluates
@@ -196,6 +197,11 @@ class Method:
     short_run_options: ClassVar[dict[str, str]] = {}
     #: the plain baseline the robust methods are compared with (``standard``)
     baseline: ClassVar[bool] = False
+    #: files in the run folder where the method saves stages that run before the first epoch
+    #: (``prepare``), so a run stopped there resumes from them (INCV's selection)
+    stage_files: ClassVar[tuple[str, ...]] = ()
+    #: what such a file resumes, for the Ctrl-C message
+    stage_note: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

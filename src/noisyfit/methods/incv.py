@@ -75,6 +75,8 @@ class INCV(Method):
     name = "incv"
     short_run_options = {"cv_epochs": "{half}", "t_k": "{twentieth}"}
     needs = frozenset({"subsets"})  # trains and predicts on folds of the training set
+    stage_files = ("incv_stage1.pt",)
+    stage_note = "INCV's selection resumes from its last finished iteration"
 
     @dataclass
     class Config:
@@ -161,7 +163,7 @@ class INCV(Method):
             eps=cfg.eps,
             keep_best=cfg.keep_best,
             seed=seed,
-            state_file=rd / "incv_stage1.pt" if (rd := getattr(ctx, "run_dir", None)) else None,
+            state_file=rd / self.stage_files[0] if (rd := getattr(ctx, "run_dir", None)) else None,
         )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)

@@ -41,7 +41,7 @@ from torch import nn
 from torch.autograd import forward_ad
 from torch.func import functional_call
 
-from ..data.loader import Batch, DeviceLoader
+from ..data.loader import Batch, Loader
 from .base import METHODS, ConfigError, Method, StepOutput
 from .ema import NetEMA
 
@@ -56,7 +56,7 @@ class ProbeStream:
     ``k div len(loader)``; ``step`` (saved in checkpoints) is all the state.
     """
 
-    def __init__(self, loader: DeviceLoader):
+    def __init__(self, loader: Loader):
         self.loader = loader
         self.step = 0
         self._it = None
