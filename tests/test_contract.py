@@ -15,7 +15,10 @@ epochs) is recorded step by step, and three things are checked:
    ``metrics.jsonl`` numbers (every column but the timings) and ends with the same weights
    and state as the uninterrupted run (CPU, fixed seed, deterministic mode: bit for bit).
 
-Only the public API is used: ``noisyfit.train``, ``build_method``, ``Context``, ``StepOutput``.
+Runs and instances are built through the public API only (``noisyfit.train``,
+``build_method``, a ``Context``), so the tests do not depend on how a run is assembled.
+A method added to the registry needs its entry in ``RULES`` (and ``SPEC`` if its rule starts
+late); ``test_every_method_has_a_rule`` says so.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import io
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -63,8 +66,13 @@ SPEC: dict[str, dict[str, Any]] = {
     "coteaching-plus": {"options": {"t_k": "2"}},
     # a window of one epoch: the first LID rise is the turning point (epoch 4 at this lr)
     "d2l": {
-        "options": {"k": "5", "lid_batch": "32", "lid_samples": "128", "init_epoch": "0"}
-        | {"epoch_win": "1"},
+        "options": {
+            "k": "5",
+            "lid_batch": "32",
+            "lid_samples": "128",
+            "init_epoch": "0",
+            "epoch_win": "1",
+        },
         "epochs": 4,
         "lr": 0.03,
     },
@@ -74,8 +82,8 @@ SPEC: dict[str, dict[str, Any]] = {
     "incv": {"options": {"iterations": "1", "cv_epochs": "2", "e_warm": "0", "t_k": "1"}},
     "jocor": {"options": {"t_k": "2"}},
     # one round: epoch 0 warm-up, epoch 1 the small-loss set only (histories not yet full),
-    # epochs 2 and 3 refurbishment from full q = 2 histories
-    # epoch 3 (the checkpoint of the resume test holds refurbished labels)
+    # epochs 2 and 3 refurbishment from full q = 2 histories (so the resume test's checkpoint,
+    # epochs 0-2, holds refurbished labels)
     "selfie": {
         "options": {"warm_up": "1", "restart": "0", "round_epochs": "4", "q": "2"},
         "epochs": 4,
@@ -116,7 +124,6 @@ class Step:
     index: torch.Tensor
     labels: torch.Tensor
     index_after: torch.Tensor
-    labels_after: torch.Tensor
     out: StepOutput
     outputs: dict[str, list[torch.Tensor]]
 
@@ -130,7 +137,6 @@ class Recorded:
     steps: list[Step]
     weights: dict[str, dict[str, torch.Tensor]]  # the final weights (copies)
     state: dict[str, Any]  # the final method.state_dict() (a copy)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def method(self):
@@ -171,7 +177,6 @@ def _record(cls, steps: list[Step], mp: pytest.MonkeyPatch) -> None:
                 index,
                 labels,
                 batch.index.clone(),
-                batch.labels.clone(),
                 _detached(out),
                 outputs,
             )
