@@ -529,18 +529,22 @@ def rule_ieg(run: Recorded) -> None:
 
 def rule_mentornet(run: Recorded) -> None:
     m = run.method
-    strict = 0
+    c = m.config
+    lam = torch.zeros(())  # λ replayed: EMA of the batch losses' p-th percentile
+    agree = total = 0
     for s in run.steps:
-        pct = m.epoch_pct(s.epoch)
-        keep = int(len(s.index) * (1 - m.rates[pct]))
-        v = s.out.score
-        assert ((v >= 0) & (v <= 1)).all()
-        assert int((s.out.weights > 0).sum()) <= keep  # example dropout
-        assert torch.equal(s.out.selected, v >= 0.5)
-        if pct > 18:  # self-paced phase: the mentor drops the large losses
-            strict += not s.out.selected.all()
-    assert strict > 0
-    assert float(run.state["loss_ema"]) > 0  # λ, the EMA of the loss percentile
+        ce = _ce(s, "net")
+        lam = lam * c.ema_decay + (1 - c.ema_decay) * ce.quantile(c.p, interpolation="nearest")
+        pct = int(100 * s.epoch / len(run.result.history))
+        v, w = s.out.score, s.out.weights
+        assert ((v >= 0) & (v <= 1)).all() and torch.equal(s.out.selected, v >= 0.5)
+        keep = int(len(v) * (1 - (0.5 if pct < 17 else 0.05)))  # example dropout 0.5,17,0.05,83
+        assert int((w > 0).sum()) == keep and _close(w[w > 0], v[w > 0])
+        if 18 < pct < 90:  # self-paced curriculum: v* = 1[ℓ − λ ≤ 0], imitated by the mentor
+            agree += int((s.out.selected == (ce - lam <= 0)).sum())
+            total += len(v)
+    assert total > 0 and agree / total > 0.9, (agree, total)
+    assert _close(run.state["loss_ema"], lam)
 
 
 def _sop_init(run: Recorded) -> tuple[torch.Tensor, torch.Tensor]:
@@ -557,6 +561,30 @@ def rule_sop(run: Recorded) -> None:
     for s in run.steps:
         u2 = 1 - s.out.score
         assert torch.equal(s.out.selected, u2 < 0.5) and torch.isfinite(s.out.loss)
+
+
+def rule_sop_replayed(run: Recorded) -> None:
+    """SOP: the loss and u, v's own SGD steps replayed from the recorded logits."""
+    rule_sop(run)
+    c, eps = run.method.config, 1e-4
+    u, v = _sop_init(run)
+    for s in run.steps:
+        z = s.logits().float()
+        y = F.one_hot(s.labels, z.shape[1]).float()
+        ub, vb = u[s.index].requires_grad_(True), v[s.index].requires_grad_(True)
+        us, vs = (ub**2 * y).clamp(0, 1 - eps), (vb**2 * (1 - y)).clamp(0, 1 - eps)
+        pred = (z.softmax(1) + us - vs.detach()).clamp_min(eps)
+        pred = (pred / pred.sum(1, keepdim=True)).clamp(eps, 1)
+        ce = -(y * pred.log()).sum(1).mean()  # L_CE: the network and u
+        hard = F.one_hot(z.argmax(1), z.shape[1]).float()
+        mse = ((hard + us.detach() - vs - y) ** 2).sum() / len(y)  # L_MSE: v only
+        assert _close(s.out.loss, ce)
+        (gu,), (gv,) = torch.autograd.grad(ce, ub), torch.autograd.grad(mse, vb)
+        with torch.no_grad():
+            u[s.index] = ub - c.lr_u * gu
+            v[s.index] = vb - c.lr_v * gv
+    assert torch.allclose(u, run.state["u"], rtol=1e-4, atol=0)
+    assert torch.allclose(v, run.state["v"], rtol=1e-4, atol=0)
 
 
 def rule_selfie(run: Recorded) -> None:
@@ -601,7 +629,7 @@ RULES = {
     "mentornet": rule_mentornet,
     "sce": rule_sce,
     "selfie": rule_selfie,
-    "sop": rule_sop,
+    "sop": rule_sop_replayed,
     "sop-plus": rule_sop,
     "standard": rule_standard,
 }
