@@ -65,3 +65,37 @@ def _desync(rank: int) -> None:
 def test_a_skipped_collective_fails_instead_of_hanging():
     with pytest.raises(Exception):  # noqa: B017  (the rank's error or the timeout)
         dist.run_ranks(_desync, 2, timeout_s=8)
+
+
+# -- global batches --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "world", "bs"), [(23, 2, 6), (20, 2, 4), (11, 3, 4), (7, 4, 5)])
+@pytest.mark.parametrize("augment", [False, True])
+def test_shards_of_every_global_batch_are_the_one_process_batches(n, world, bs, augment):
+    from noisyfit.data.loader import DeviceLoader
+    from noisyfit.data.sharded import ShardedLoader, eval_shard
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randint(0, 256, (n, 1, 6, 6), dtype=torch.uint8, generator=g)
+    y = torch.arange(n) % 3
+    one = DeviceLoader(x, y, batch_size=bs, augment=augment, seed=5)
+    shards = [ShardedLoader(one, r, world) for r in range(world)]
+    orders = []
+    for epoch in (0, 1):
+        full = list(one.epoch(epoch))
+        parts = [list(s.epoch(epoch)) for s in shards]
+        assert all(len(p) == len(full) == len(s) for p, s in zip(parts, shards))  # same steps
+        for k, b in enumerate(full):
+            cat = [parts[r][k] for r in range(world)]
+            assert torch.equal(torch.cat([c.index for c in cat]), b.index)
+            assert torch.equal(torch.cat([c.x for c in cat]), b.x)  # augmented alike
+            assert torch.equal(torch.cat([c.labels for c in cat]), b.labels)
+            assert all(c.global_size == len(b) for c in cat)
+            assert [c.offset for c in cat] == [sum(cat[0].sizes[:r]) for r in range(world)]
+        seen = torch.cat([c.index for p in parts for c in p])
+        assert sorted(seen.tolist()) == list(range(n))  # each sample once: no duplicates
+        orders.append(seen.tolist())
+    assert orders[0] != orders[1]  # a fresh permutation each epoch
+    ev = [eval_shard(one, r, world).indices.tolist() for r in range(world)]
+    assert sorted(sum(ev, [])) == list(range(n))
