@@ -99,3 +99,123 @@ def test_shards_of_every_global_batch_are_the_one_process_batches(n, world, bs, 
     assert orders[0] != orders[1]  # a fresh permutation each epoch
     ev = [eval_shard(one, r, world).indices.tolist() for r in range(world)]
     assert sorted(sum(ev, [])) == list(range(n))
+
+
+# -- 2-rank training equals 1-rank training --------------------------------------------------
+
+#: (method, options, τ): options that make the rule act within the first epochs
+EXACT = [
+    ("standard", {}, None),
+    ("coteaching", {"t_k": 1}, 0.3),
+    ("coteaching", {"t_k": 1, "forward": "two"}, 0.3),
+    ("active-bias", {"warm_up": 1}, None),
+    ("selfie", {"warm_up": 1, "q": 2, "restart": 0, "round_epochs": 3}, 0.3),
+]
+N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(N) % K
+    x = torch.randn(N, D, generator=g) + 1.5 * torch.nn.functional.one_hot(y, D).float()
+    noisy = torch.where(torch.rand(N, generator=g) < 0.3, (y + 1) % K, y)
+    return x, y, noisy
+
+
+def _make_model(bn: bool):
+    from torch import nn
+
+    mid = [nn.BatchNorm1d(16)] if bn else []
+    return nn.Sequential(nn.Linear(D, 16), *mid, nn.ReLU(), nn.Linear(16, K))
+
+
+def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
+    """One fit on the tiny data (1 process or this rank of W); what the test compares."""
+    from noisyfit.config import TrainConfig
+    from noisyfit.data.loader import DeviceLoader
+    from noisyfit.engine.loop import fit
+    from noisyfit.methods.base import Context, build_method
+
+    x, y, noisy = _tiny_data()
+    kw = dict(normalize="none", device="cpu")
+    train = DeviceLoader(x, noisy, batch_size=BATCH, shuffle=True, seed=3, **kw)
+    test = DeviceLoader(x[:31], y[:31], batch_size=8, shuffle=False, **kw)
+    cfg = TrainConfig(
+        method=method, epochs=EPOCHS, batch_size=BATCH, lr=0.05, progress=False, checkpoint=False
+    )
+    torch.manual_seed(0)  # the same initial networks in every process
+    ctx = Context(
+        num_classes=K,
+        num_samples=N,
+        input_shape=(D,),
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        device=torch.device("cpu"),
+        make_model=lambda: _make_model(bn),
+        noise_rate=tau,
+        loader=train,
+        seed=0,
+        config=cfg,
+    )
+    m = build_method(method, ctx, options)
+    res = fit(m, train, test, cfg, true_labels=y)
+    state = {k: v.clone() for k, v in m.state_dict().items() if torch.is_tensor(v)}
+    return {
+        "params": {
+            k: p.detach().clone()
+            for k, net in m.models.items()
+            for k2, p in [(k, torch.cat([q.flatten() for q in net.parameters()]))]
+        },
+        "state": state,
+        "verdicts": {k: v.clone() for k, v in res.verdicts.state_dict().items()},
+        "history": res.history,
+    }
+
+
+def _train_ranks(rank: int, out: str, cases: list) -> None:
+    results = [_train(*c) for c in cases]
+    torch.save(results, f"{out}/rank{rank}.pt")
+
+
+def _same(a, b, what, atol=0.0):
+    if a.dtype.is_floating_point:
+        ok = torch.allclose(a, b, atol=atol, rtol=0, equal_nan=True)
+    else:
+        ok = torch.equal(a, b)
+    assert ok, f"{what}: max diff {(a.double() - b.double()).abs().max()}"
+
+
+def test_two_ranks_train_like_one_process(tmp_path):
+    """Every supported method (no BatchNorm): 2 gloo ranks and 1 process agree — per-sample
+    state and verdicts identical across ranks and equal to 1 process, parameters, losses
+    and test accuracy to float tolerance; a BatchNorm model completes with identical state."""
+    cases = [(*c, False) for c in EXACT] + [("coteaching", {"t_k": 1}, 0.3, True)]
+    dist.run_ranks(_train_ranks, 2, str(tmp_path), cases, timeout_s=150)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for (method, opts, tau, bn), a, b in zip(cases, r0, r1):
+        name = f"{method}{opts}{' bn' if bn else ''}"
+        for k in a["state"]:  # identical across ranks, bit for bit
+            _same(a["state"][k], b["state"][k], f"{name} state {k} rank 0 vs 1")
+        for k in a["verdicts"]:
+            _same(a["verdicts"][k], b["verdicts"][k], f"{name} verdicts {k} rank 0 vs 1")
+        for k in a["params"]:
+            _same(a["params"][k], b["params"][k], f"{name} params {k} rank 0 vs 1")
+        timing = ("images_per_s", "epoch_time_s", "epoch_cpu_s")
+        assert [{k: v for k, v in h.items() if k not in timing} for h in a["history"]] == [
+            {k: v for k, v in h.items() if k not in timing} for h in b["history"]
+        ]
+        if bn:  # per-rank batch statistics: no equality with 1 process claimed
+            continue
+        one = _train(method, opts, tau)
+        for k in one["state"]:
+            _same(a["state"][k], one["state"][k], f"{name} state {k} vs 1 process", atol=1e-6)
+        for k in ("verdict", "label"):
+            _same(a["verdicts"][k], one["verdicts"][k], f"{name} verdicts {k} vs 1 process")
+        for k in ("score", "weight"):
+            _same(a["verdicts"][k], one["verdicts"][k], f"{name} {k} vs 1 process", atol=1e-5)
+        for k in one["params"]:
+            _same(a["params"][k], one["params"][k], f"{name} params {k} vs 1 process", atol=1e-5)
+        for h2, h1 in zip(a["history"], one["history"]):
+            for key in ("train_loss", "train_error", "test_acc", "test_loss", "label_precision"):
+                v2, v1 = h2.get(key), h1.get(key)
+                assert v1 is not None and abs(v2 - v1) < 1e-5, (name, key, v2, v1)

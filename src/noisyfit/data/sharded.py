@@ -31,11 +31,14 @@ class ShardBatch(Batch):
         global_size: n, samples in the global batch.
         offset: o_r, position of this share's first row in the global batch.
         sizes: (W,) every rank's share size b_r (known on every rank: no collective).
+        global_index: (n,) int64 the global batch's sample indices (per-sample state is
+            replicated, so a method can compute a statistic of the whole global batch).
     """
 
     global_size: int = 0
     offset: int = 0
     sizes: tuple[int, ...] = ()
+    global_index: torch.Tensor | None = None
 
 
 def shard_sizes(n: int, world: int) -> tuple[int, ...]:
@@ -82,7 +85,7 @@ class ShardedLoader:
                 rows = gi[part] if host is None else host[lo : lo + bs][part]
                 x = ld.transform(self._gather(rows, host is not None), g)
             bi = gi[part]
-            yield ShardBatch(bi, x, ld.labels[bi], len(gi), off, sizes)
+            yield ShardBatch(bi, x, ld.labels[bi], len(gi), off, sizes, gi)
 
     def _gather(self, rows: torch.Tensor, pinned: bool) -> torch.Tensor:
         return self.loader._gather_pinned(rows) if pinned else self.loader.x[rows]

@@ -239,3 +239,55 @@ def run_ranks(fn: Callable, world: int, *args: Any, timeout_s: float = 120.0) ->
             if p.is_alive():
                 p.kill()
         raise
+
+
+# -- the step being trained -------------------------------------------------------------------
+
+
+@dataclass
+class StepShard:
+    """Where this rank's rows sit in the global batch of the step being trained.
+
+    Attributes:
+        global_size: n, samples in the global batch.
+        offset: position of this rank's first row.
+        sizes: (W,) every rank's row count.
+    """
+
+    global_size: int
+    offset: int
+    sizes: tuple[int, ...]
+
+    @property
+    def part(self) -> slice:
+        """This rank's rows in a global-batch tensor."""
+        return slice(self.offset, self.offset + self.sizes[_W.rank])
+
+
+_STEP: list[StepShard] = []
+
+
+def current_step() -> StepShard | None:
+    """The shard of the step being trained when W > 1 (set by the engine), else None: the
+    method helpers then take their 1-process path, bit for bit the code before DDP."""
+    return _STEP[-1] if _STEP else None
+
+
+class step_context:
+    """``with step_context(batch):`` — mark the training step of a sharded batch (a
+    ``ShardBatch``); a plain batch (1 process) marks nothing."""
+
+    def __init__(self, batch: Any):
+        sizes = getattr(batch, "sizes", ())
+        self.shard = (
+            StepShard(batch.global_size, batch.offset, tuple(sizes)) if len(sizes) > 1 else None
+        )
+
+    def __enter__(self) -> StepShard | None:
+        if self.shard is not None:
+            _STEP.append(self.shard)
+        return self.shard
+
+    def __exit__(self, *exc) -> None:
+        if self.shard is not None:
+            _STEP.pop()
