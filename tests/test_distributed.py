@@ -219,3 +219,84 @@ def test_two_ranks_train_like_one_process(tmp_path):
             for key in ("train_loss", "train_error", "test_acc", "test_loss", "label_precision"):
                 v2, v1 = h2.get(key), h1.get(key)
                 assert v1 is not None and abs(v2 - v1) < 1e-5, (name, key, v2, v1)
+
+
+# -- the command line under 2 ranks: rank 0 writes, a stopped run resumes ----------------------
+
+RUN = ["--dataset", "synthetic", "--model", "mlp", "--no-progress", "--batch-size", "48"]
+RUN += ["--method", "coteaching", "--tau", "0.3", "--epochs", "3", "--lr", "0.02"]
+RUN += ["--noise-rate", "0.3", "--device", "cpu", "--no-report"]
+
+
+def _stop_then_resume(rank: int, out: str) -> None:
+    from noisyfit.cli import main
+    from noisyfit.methods.coteaching import CoTeaching
+
+    original = CoTeaching.on_epoch_end
+
+    def stop(self, e):
+        if e == 1:  # the checkpoint on disk holds epoch 0 only, as after a kill in epoch 2
+            raise KeyboardInterrupt
+        return original(self, e)
+
+    CoTeaching.on_epoch_end = stop
+    try:
+        assert main(["train", *RUN, "--out", out, "--name", "d2"]) == 130
+    finally:
+        CoTeaching.on_epoch_end = original
+    from noisyfit.engine import distributed as d
+
+    d.init_process(rank, 2, f"file://{out}/pg2", timeout_s=60)  # main() left the group
+    assert main(["train", "--resume", f"{out}/d2", "--no-progress", "--no-report"]) == 0
+
+
+def test_a_stopped_two_rank_run_resumes_like_one_uninterrupted_process(tmp_path):
+    import json
+
+    from noisyfit.cli import main
+
+    dist.run_ranks(_stop_then_resume, 2, str(tmp_path), timeout_s=150)
+    assert main(["train", *RUN, "--out", str(tmp_path), "--name", "d1"]) == 0
+    read = lambda name: [  # noqa: E731
+        json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    ]
+    two, one = read("d2"), read("d1")
+    assert [h["epoch"] for h in two] == [1, 2, 3]
+    for h2, h1 in zip(two, one):
+        for key in ("train_loss", "test_acc", "label_precision", "train_loss_net2"):
+            assert abs(h2[key] - h1[key]) < 1e-5, (key, h2[key], h1[key])
+    import csv
+
+    rows = [list(csv.reader(open(tmp_path / r / "samples.csv"))) for r in ("d2", "d1")]
+    assert len(rows[0]) == len(rows[1]) > 500
+    for a, b in zip(*rows):  # verdicts equal, scores to the csv's 6 digits
+        for u, v in zip(a, b):
+            try:
+                assert abs(float(u) - float(v)) <= 1e-4 * max(1.0, abs(float(v))), (a, b)
+            except ValueError:
+                assert u == v, (a, b)
+    assert not list(tmp_path.glob("d2-*"))  # one run folder: the other rank wrote nothing
+
+
+def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
+    from noisyfit.cli import main
+    from noisyfit.config import TrainConfig
+    from noisyfit.engine.loop import check_addons
+    from noisyfit.errors import ConfigError
+    from noisyfit.methods import METHODS, _builtin  # noqa: F401
+
+    check_addons(METHODS.get("l2r"), TrainConfig(method="l2r"))  # one process: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc-per-node 2 sets it
+    supported = [n for n in METHODS.names() if METHODS.get(n).distributed]
+    assert {"standard", "coteaching", "selfie", "active-bias"} <= set(supported)
+    for name in METHODS.names():
+        cfg = TrainConfig(method=name)
+        if name in supported:
+            check_addons(METHODS.get(name), cfg)
+            continue
+        with pytest.raises(ConfigError, match=f"method '{name}' does not run with 2 processes"):
+            check_addons(METHODS.get(name), cfg)
+    with pytest.raises(ConfigError, match="--mixup does not run with 2 processes"):
+        check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
+    assert main(["demo"]) == 2  # only `train` runs under torchrun
+    assert "only `noisyfit train`" in capsys.readouterr().err

@@ -76,7 +76,10 @@ def cmd_train(argv: Sequence[str]) -> int:
     resume = argparse.ArgumentParser(add_help=False)
     resume.add_argument("--resume", type=Path)
     resume.add_argument("--no-report", action="store_true")
+    resume.add_argument("--nproc", type=int, default=None)
     known, rest = resume.parse_known_args(list(argv))
+    if known.nproc is not None:  # the shortcut for torchrun --standalone on this machine
+        return _torchrun(known.nproc, _drop_flag(list(argv), "--nproc"))
     if known.resume is not None:
         extra = [a for a in rest if a not in ("--no-progress", "--progress")]
         if extra:
@@ -98,8 +101,38 @@ def cmd_train(argv: Sequence[str]) -> int:
             ),
         )
         result = train(cfg, report=not known.no_report)
-    _print_summary(result.summary)
+    from .engine.distributed import is_main
+
+    if is_main():  # torchrun: rank 0 speaks for the run
+        _print_summary(result.summary)
     return 0
+
+
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """``noisyfit train --nproc N ...``: ``torchrun --standalone --nproc-per-node N -m noisyfit
+    train ...`` (one machine; several machines: call torchrun yourself, README)."""
+    import subprocess
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc {nproc}: need at least 1 process")
+    if os.environ.get("WORLD_SIZE"):
+        raise ConfigError("--nproc: already running under torchrun; drop --nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "noisyfit", "train", *argv]
+    return subprocess.call(cmd)
 
 
 def _print_summary(s: dict) -> None:
@@ -305,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"noisyfit {__version__}")
             return 0
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and argv[0] != "train":
+            raise ConfigError(
+                f"noisyfit {argv[0]} runs in one process; under torchrun only `noisyfit train` "
+                "runs with several processes (run it without torchrun)"
+            )
         return COMMANDS.get(argv[0])(argv[1:])
     except KeyboardInterrupt:
         if debug:
@@ -317,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split()) if isinstance(e, OSError) else str(e)
         print(f"noisyfit: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        from .engine.distributed import shutdown
+
+        shutdown()  # torchrun runs: barrier, then leave the process group (no-op otherwise)
 
 
 if __name__ == "__main__":  # run through the package so plug-in commands see one registry

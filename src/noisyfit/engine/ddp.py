@@ -144,3 +144,34 @@ class Replicas:
         if preds is not None:
             preds = dist.all_reduce_sum(preds)
         return dist.all_reduce_sum(sums), preds
+
+
+def on_main(fn: Any, share: Any = None) -> Any:
+    """Run ``fn()`` on rank 0 only; rank 0 gets its result, the other ranks ``share(result)``
+    (default: the result) by broadcast. An exception on rank 0 is raised on every rank (so
+    the others do not wait for a collective rank 0 never joins). One process: ``fn()``."""
+    if not dist.is_distributed():
+        return fn()
+    if dist.is_main():
+        try:
+            out = fn()
+        except BaseException as e:
+            dist.broadcast_object(("error", _portable(e)))
+            raise
+        dist.broadcast_object(("ok", out if share is None else share(out)))
+        return out
+    kind, value = dist.broadcast_object(None)
+    if kind == "error":
+        raise value
+    return value
+
+
+def _portable(e: BaseException) -> BaseException:
+    """``e`` if it pickles, else a RuntimeError with its message."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001
+        return RuntimeError(f"rank 0: {type(e).__name__}: {e}")

@@ -291,3 +291,8 @@ class step_context:
     def __exit__(self, *exc) -> None:
         if self.shard is not None:
             _STEP.pop()
+
+
+def env_rank() -> int:
+    """``RANK`` from the environment (0 without torchrun), readable before :func:`init`."""
+    return int(os.environ.get("RANK", "0") or 0)
