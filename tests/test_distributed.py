@@ -110,6 +110,13 @@ EXACT = [
     ("coteaching", {"t_k": 1, "forward": "two"}, 0.3),
     ("active-bias", {"warm_up": 1}, None),
     ("selfie", {"warm_up": 1, "q": 2, "restart": 0, "round_epochs": 3}, 0.3),
+    ("jocor", {"t_k": 1}, 0.3),
+    ("gce", {}, None),
+    ("sce", {}, None),
+    ("elr", {}, None),
+    ("decoupling", {}, None),
+    ("sop", {}, None),
+    ("d2l", {"init_epoch": 1, "epoch_win": 1, "k": 5, "lid_batch": 20, "lid_samples": 40}, None),
 ]
 N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
 
@@ -125,8 +132,11 @@ def _tiny_data():
 def _make_model(bn: bool):
     from torch import nn
 
-    mid = [nn.BatchNorm1d(16)] if bn else []
-    return nn.Sequential(nn.Linear(D, 16), *mid, nn.ReLU(), nn.Linear(16, K))
+    from noisyfit.models.small import MLP
+
+    if not bn:
+        return MLP(K, D, hidden=(16,))
+    return nn.Sequential(nn.Linear(D, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, K))
 
 
 def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
@@ -287,7 +297,7 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
 
     check_addons(METHODS.get("l2r"), TrainConfig(method="l2r"))  # one process: fine
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc-per-node 2 sets it
-    supported = [n for n in METHODS.names() if METHODS.get(n).distributed]
+    supported = [n for n in METHODS.names() if vars(METHODS.get(n)).get("distributed")]
     assert {"standard", "coteaching", "selfie", "active-bias"} <= set(supported)
     for name in METHODS.names():
         cfg = TrainConfig(method=name)

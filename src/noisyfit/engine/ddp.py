@@ -35,10 +35,10 @@ def check_distributed(method: Any, cfg: Any) -> None:
     w = max(dist.world(), dist.env_world_size())
     if w <= 1:
         return
-    if not getattr(method, "distributed", False):
+    if not runs_distributed(method):
         from ..methods.base import METHODS
 
-        ok = ", ".join(n for n in METHODS.names() if getattr(METHODS.get(n), "distributed", 0))
+        ok = ", ".join(n for n in METHODS.names() if runs_distributed(METHODS.get(n)))
         raise ConfigError(
             f"method {cfg.method!r} does not run with {w} processes yet (its step is not made "
             f"exact across ranks); run it in one process (without torchrun), or use one of: {ok}"
@@ -48,6 +48,13 @@ def check_distributed(method: Any, cfg: Any) -> None:
             f"--mixup does not run with {w} processes yet (the pairing is per process); "
             "drop --mixup or run in one process"
         )
+
+
+def runs_distributed(method: Any) -> bool:
+    """The method's class itself declares ``distributed = True`` (a subclass's additions are
+    not exact just because its parent's step is: it declares it again)."""
+    cls = method if isinstance(method, type) else type(method)
+    return bool(vars(cls).get("distributed", False))
 
 
 class Replicas:

@@ -200,18 +200,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _entry(rank: int, fn: Callable, world: int, url: str, timeout_s: float, args: tuple):
+def _entry(rank, fn: Callable, world: int, url: str, timeout_s: float, backend: str, args):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    init_process(rank, world, url, timeout_s=timeout_s)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    init_process(rank, world, url, backend=backend, timeout_s=timeout_s)
     try:
         fn(rank, *args)
     finally:
         shutdown()
 
 
-def run_ranks(fn: Callable, world: int, *args: Any, timeout_s: float = 120.0) -> None:
-    """Run ``fn(rank, *args)`` in ``world`` spawned processes joined by gloo on a free port.
+def run_ranks(
+    fn: Callable, world: int, *args: Any, timeout_s: float = 120.0, backend: str = "gloo"
+) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` spawned processes joined by ``backend`` (gloo;
+    NCCL: one GPU per rank, ``cuda:rank``) on a free TCP port.
 
     ``fn`` must be importable (a module-level function). Raises RuntimeError if a rank fails
     or the whole run exceeds ``timeout_s`` (the processes are then killed), so a desync
@@ -224,7 +229,7 @@ def run_ranks(fn: Callable, world: int, *args: Any, timeout_s: float = 120.0) ->
     url = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.start_processes(
         _entry,
-        args=(fn, world, url, timeout_s, args),
+        args=(fn, world, url, timeout_s, backend, args),
         nprocs=world,
         join=False,
         start_method="spawn",

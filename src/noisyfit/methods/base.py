@@ -176,7 +176,8 @@ class Method:
     supports_mixup: ClassVar[bool] = False
     #: the step is exact under torchrun with W > 1 processes (global-batch losses and
     #: selection via the helpers at the end of this file, per-sample state written only at
-    #: ``batch.index``); the engine refuses W > 1 for the others (engine.ddp)
+    #: ``batch.index``); the engine refuses W > 1 for the others (engine.ddp). Declared on
+    #: the class itself: a subclass is refused until it declares it again
     distributed: ClassVar[bool] = False
 
     def __init__(self, config: Any, ctx: Context):
@@ -397,6 +398,14 @@ def batch_mean(v: torch.Tensor) -> torch.Tensor:
     ``v.mean()`` in one process."""
     sh = current_step()
     return v.mean() if sh is None else v.sum() / max(1, sh.global_size)
+
+
+def batch_ce(logits: torch.Tensor, labels: torch.Tensor, **kw: Any) -> torch.Tensor:
+    """Mean cross-entropy over the (global) batch: ``F.cross_entropy(logits, labels, **kw)`` in
+    one process, this rank's share Σ CE / n with W > 1."""
+    if current_step() is None:
+        return F.cross_entropy(logits, labels, **kw)
+    return batch_mean(F.cross_entropy(logits, labels, reduction="none", **kw))
 
 
 def global_sum(t: torch.Tensor) -> torch.Tensor:
