@@ -171,10 +171,10 @@ def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
     res = fit(m, train, test, cfg, true_labels=y)
     state = {k: v.clone() for k, v in m.state_dict().items() if torch.is_tensor(v)}
     return {
-        "params": {
-            k: p.detach().clone()
+        "params": {  # parameters and buffers (BatchNorm statistics) of every network
+            f"{k}.{name}": v.detach().clone().float()
             for k, net in m.models.items()
-            for k2, p in [(k, torch.cat([q.flatten() for q in net.parameters()]))]
+            for name, v in net.state_dict().items()
         },
         "state": state,
         "verdicts": {k: v.clone() for k, v in res.verdicts.state_dict().items()},

@@ -98,10 +98,17 @@ class Replicas:
         self.method.models = wrapped
 
     def unwrap(self) -> None:
-        """Give ``method.models`` its plain networks back (evaluation, checkpoints)."""
+        """Give ``method.models`` its plain networks back (evaluation, checkpoints), with
+        rank 0's buffers (BatchNorm running statistics, which each rank updated from its own
+        share in the last step) on every rank: the networks every rank evaluates are the ones
+        rank 0 checkpoints."""
         if self.live is not None:
             self.method.models = self.live
             self.live = None
+            with torch.no_grad():
+                for m in self.method.models.values():
+                    for b in m.buffers():
+                        dist.broadcast(b)
 
     def backward(self, loss: torch.Tensor) -> None:
         """Back-propagate W × this rank's share (DDP averages the gradients over ranks)."""
