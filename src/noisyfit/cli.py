@@ -325,6 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
+    clean = False  # the command returned (a torchrun rank then waits for the others at exit)
     try:
         from .bench import watch_parent
 
@@ -343,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"noisyfit {argv[0]} runs in one process; under torchrun only `noisyfit train` "
                 "runs with several processes (run it without torchrun)"
             )
-        return COMMANDS.get(argv[0])(argv[1:])
+        rc = COMMANDS.get(argv[0])(argv[1:])
+        clean = True
+        return rc
     except KeyboardInterrupt:
         if debug:
             raise
@@ -358,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         from .engine.distributed import shutdown
 
-        shutdown()  # torchrun runs: barrier, then leave the process group (no-op otherwise)
+        # torchrun runs: barrier (not after an error: the others may never come), then leave
+        shutdown(barrier=clean)
 
 
 if __name__ == "__main__":  # run through the package so plug-in commands see one registry

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -133,16 +134,16 @@ class Replicas:
         cols = [idx.reshape(b, 1).contiguous().view(torch.uint8)]
         widths = []
         for t in tensors:
-            rows = t[idx].reshape(b, -1).contiguous()
+            rows = t[idx].reshape(b, math.prod(t.shape[1:])).contiguous()  # b may be 0
             by = rows.view(torch.uint8) if rows.dtype != torch.bool else rows.to(torch.uint8)
             cols.append(by)
             widths.append(by.shape[1])
         packed = torch.cat(cols, 1)
         full = dist.all_gather_rows(packed, batch.sizes)
-        gidx = full[:, :8].contiguous().view(torch.int64).flatten()
+        gidx = full[:, :8].reshape(-1).clone().view(torch.int64)  # clone: offset 0, dense
         at = 8
         for t, wdt in zip(tensors, widths):
-            chunk = full[:, at : at + wdt].contiguous()
+            chunk = full[:, at : at + wdt].reshape(-1).clone()
             at += wdt
             vals = chunk.to(torch.bool) if t.dtype == torch.bool else chunk.view(t.dtype)
             t[gidx] = vals.reshape(len(gidx), *t.shape[1:])

@@ -123,11 +123,13 @@ def is_main() -> bool:
     return _W.rank == 0
 
 
-def shutdown() -> None:
-    """Barrier, then destroy the process group this module created (no-op otherwise)."""
+def shutdown(barrier: bool = True) -> None:
+    """Barrier, then destroy the process group this module created (no-op otherwise).
+    ``barrier=False`` after an error on this rank: the others may never reach the barrier."""
     if _W.owned and tdist.is_initialized():
         try:
-            tdist.barrier()
+            if barrier:
+                tdist.barrier()
         finally:
             tdist.destroy_process_group()
     _W.rank, _W.world, _W.local_rank, _W.backend, _W.owned = 0, 1, 0, None, False
@@ -208,8 +210,10 @@ def _entry(rank, fn: Callable, world: int, url: str, timeout_s: float, backend: 
     init_process(rank, world, url, backend=backend, timeout_s=timeout_s)
     try:
         fn(rank, *args)
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(barrier=False)
+        raise
+    shutdown()
 
 
 def run_ranks(

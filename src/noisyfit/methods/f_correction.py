@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_mean
 
 EPS = 1e-7  # Keras' epsilon: the clip of p̂ before the log
 
@@ -126,6 +126,8 @@ def train_best_val_loss(
         val = eval_loader(ctx.loader, torch.as_tensor(hold, device=ctx.device))
 
     class _BestValLoss(Standard):
+        distributed = True  # W > 1: a distributed stage 1; the validation loss all-reduced
+
         def __init__(self):
             super().__init__(Standard.Config(), ctx)
             self.best = (float("inf"), 0, None)
@@ -151,6 +153,7 @@ class FCorrection(Method):
     """F-correction: forward (or backward) loss correction with T̂ from anchor points."""
 
     name = "f-correction"
+    distributed = True  # W > 1: stage 1 trains distributed, T̂ is estimated alike on every rank
 
     @dataclass
     class Config:
@@ -228,7 +231,7 @@ class FCorrection(Method):
             loss = forward_corrected_loss(logits, batch.labels, self.T)
         else:
             loss = backward_corrected_loss(logits, batch.labels, self.T_inv)
-        return StepOutput(loss=loss.mean(), logits=logits)
+        return StepOutput(loss=batch_mean(loss), logits=logits)
 
     def on_epoch_end(self, epoch):
         out = {"t_hat_diag_mean": float(self.T.diagonal().mean())}
