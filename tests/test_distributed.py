@@ -314,3 +314,19 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
         check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
     assert main(["demo"]) == 2  # only `train` runs under torchrun
     assert "only `noisyfit train`" in capsys.readouterr().err
+
+
+def test_nproc_shortcut_runs_torchrun_standalone(monkeypatch):
+    import subprocess
+    import sys
+
+    from noisyfit.cli import main
+
+    seen = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["train", "--nproc", "2", "--epochs", "2", "--nproc=2"]) == 0
+    assert seen == [
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        + ["-m", "noisyfit", "train", "--epochs", "2"]
+    ]
