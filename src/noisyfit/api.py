@@ -17,7 +17,9 @@ import torch
 from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader, Loader
+from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint
+from .engine.ddp import on_main
 from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .errors import ConfigError, DataError, RunError, RunExistsError
@@ -315,16 +317,18 @@ def train(
         dataset_obj, model_obj, overrides = split_objects(overrides, weights)
         cfg = resolve_config(config, **overrides)
         run_dir = Path(cfg.out) / (cfg.name or _run_name(cfg))
-        if cfg.name is not None:
+        if cfg.name is not None and dist.env_rank() == 0:
             check_new_run_dir(run_dir)  # fail early; checked again under the lock
-    device = resolve_device(cfg.device)
+    device = dist.init(resolve_device(cfg.device))  # torchrun (W > 1): join the group
     seed_everything(cfg.seed, cfg.deterministic)
     from .methods import _builtin  # noqa: F401  (registers the built-in methods)
 
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
     check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work
-    data = prepare_data(cfg, dataset_obj)
+    # W > 1: rank 0 prepares first (downloads, caches), then the others (seeded: the same data)
+    data = on_main(lambda: prepare_data(cfg, dataset_obj), share=lambda _: None)
+    data = data if data is not None else prepare_data(cfg, dataset_obj)
     # what the method needs (probe, subsets, τ, data in memory): refused before anything is written
     check_needs(
         method_cls,
@@ -333,8 +337,12 @@ def train(
         data.probe_index is not None,
         noise_rate=_nominal_tau(cfg, data) if method_cls.needs_noise_rate else None,
     )
-    lock = open_run_dir(run_dir, new=resume is None, default_name=cfg.name is None)
-    run_dir = lock.run_dir
+    # W > 1: rank 0 alone creates, locks and writes the folder; the others get its path
+    opened = on_main(
+        lambda: open_run_dir(run_dir, new=resume is None, default_name=cfg.name is None),
+        share=lambda lk: lk.run_dir,
+    )
+    lock, run_dir = (opened, opened.run_dir) if dist.is_main() else (None, opened)
     try:
         if resume is not None:
             done = resume_checks(run_dir, cfg, data.noisy.labels)
@@ -342,7 +350,8 @@ def train(
                 return done
         return _train_in(run_dir, cfg, data, device, method_cls, resume, report, model_obj)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
 def check_new_run_dir(run_dir: Path) -> None:
@@ -459,28 +468,30 @@ def _train_in(
     from .engine.run import data_source
 
     ds, true, noisy = data.dataset, data.true, data.noisy
-    if resume is None:
-        save_config(cfg, run_dir / "config.yaml")
-    write_json(run_dir / "env.json", environment(device))
-    write_json(run_dir / "noise.json", noisy.manifest.to_dict())
-    write_json(run_dir / "data_source.json", data_source(ds, cfg))
-    np.save(run_dir / "noisy_labels.npy", noisy.labels)
-    np.save(run_dir / "train_index.npy", data.source_index)
-    write_json(  # what `noisyfit predict` needs to rebuild the inputs' layout and scale
-        run_dir / "data.json",
-        {
-            "name": ds.name,
-            "class_names": list(ds.class_names),
-            "input_shape": list(ds.input_shape),
-            "mean": list(ds.mean),
-            "std": list(ds.std),
-        },
-    )
-    if data.val_index is not None:
-        np.save(run_dir / "val_index.npy", data.val_index)
+    main = dist.is_main()  # W > 1: rank 0 alone writes the run folder
+    if main:
+        if resume is None:
+            save_config(cfg, run_dir / "config.yaml")
+        write_json(run_dir / "env.json", environment(device))
+        write_json(run_dir / "noise.json", noisy.manifest.to_dict())
+        write_json(run_dir / "data_source.json", data_source(ds, cfg))
+        np.save(run_dir / "noisy_labels.npy", noisy.labels)
+        np.save(run_dir / "train_index.npy", data.source_index)
+        write_json(  # what `noisyfit predict` needs to rebuild the inputs' layout and scale
+            run_dir / "data.json",
+            {
+                "name": ds.name,
+                "class_names": list(ds.class_names),
+                "input_shape": list(ds.input_shape),
+                "mean": list(ds.mean),
+                "std": list(ds.std),
+            },
+        )
+        if data.val_index is not None:
+            np.save(run_dir / "val_index.npy", data.val_index)
     ctx, test_loader = build_context(cfg, data, device, model=model_obj)
     train_loader = ctx.loader
-    if data.probe_index is not None:
+    if data.probe_index is not None and main:
         np.save(run_dir / "probe_indices.npy", data.probe_index)
         write_json(
             run_dir / "probe.json",
@@ -514,6 +525,9 @@ def _train_in(
         val=ctx.val,
     )
     wall = time.perf_counter() - t0
+    summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
+    if not main:
+        return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
     for fname, arr in method.artifacts().items():  # e.g. F-correction's t_hat.npy
         np.save(run_dir / fname, np.asarray(arr))
     v = res.verdicts
@@ -526,7 +540,6 @@ def _train_in(
         v.score.cpu().numpy(),
         v.weight.cpu().numpy(),
     )
-    summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
     write_json(run_dir / "summary.json", summary)
     if report:
         write_report(run_dir, data)
@@ -696,7 +709,8 @@ def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Pat
     kind = cfg.noise if cfg.noise in ("symmetric", "pair", "uniform") else "symmetric"
     est = estimate_noise_rate(ctx, kind=kind, epochs=cfg.tau_epochs, seed=cfg.seed)
     est["nominal"] = nominal
-    write_json(saved, est)
+    if dist.is_main():
+        write_json(saved, est)
     print(
         f"estimated noise rate τ = {est['tau']:.3f} (agreement {est['agreement']:.3f}; "
         f"nominal {nominal})"

@@ -107,6 +107,8 @@ class TrainArgs:
     """Continue the stopped run in this folder with its saved config (no other flags)."""
     report: bool = True
     """Write the HTML report to RUN_DIR/report/ when the run ends."""
+    nproc: int | None = None
+    """Run N processes on this machine (torchrun --standalone --nproc-per-node N)."""
 
 
 @command(
@@ -119,6 +121,8 @@ def cmd_train(argv: Sequence[str]) -> int:
     from .api import train
 
     a = parse_args(TrainArgs, argv, prog="noisyfit train")
+    if a.nproc is not None:  # the shortcut for torchrun --standalone on this machine
+        return _torchrun(a.nproc, _drop_flag(list(argv), "--nproc"))
     if a.resume is not None:
         extra = changed_fields(a.train, TrainConfig(), ignore=("progress",))
         if a.config is not None:
@@ -131,8 +135,38 @@ def cmd_train(argv: Sequence[str]) -> int:
         result = train(resume=a.resume, progress=a.train.progress, report=a.report)
     else:
         result = train(a.train, report=a.report)
-    _print_summary(result.summary)
+    from .engine.distributed import is_main
+
+    if is_main():  # torchrun: rank 0 speaks for the run
+        _print_summary(result.summary)
     return 0
+
+
+def _drop_flag(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag VALUE`` / ``flag=VALUE``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == flag:
+            skip = True
+        elif not a.startswith(flag + "="):
+            out.append(a)
+    return out
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """``noisyfit train --nproc N ...``: ``torchrun --standalone --nproc-per-node N -m noisyfit
+    train ...`` (one machine; several machines: call torchrun yourself, README)."""
+    import subprocess
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc {nproc}: need at least 1 process")
+    if os.environ.get("WORLD_SIZE"):
+        raise ConfigError("--nproc: already running under torchrun; drop --nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "noisyfit", "train", *argv]
+    return subprocess.call(cmd)
 
 
 def _print_summary(s: dict) -> None:
@@ -325,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
+    clean = False  # the command returned (a torchrun rank then waits for the others at exit)
     try:
         from .bench import watch_parent
 
@@ -338,7 +373,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"noisyfit {__version__}")
             return 0
-        return COMMANDS.get(argv[0])(argv[1:])
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and argv[0] != "train":
+            raise ConfigError(
+                f"noisyfit {argv[0]} runs in one process; under torchrun only `noisyfit train` "
+                "runs with several processes (run it without torchrun)"
+            )
+        rc = COMMANDS.get(argv[0])(argv[1:])
+        clean = True
+        return rc
     except KeyboardInterrupt:
         if debug:
             raise
@@ -350,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split()) if isinstance(e, OSError) else str(e)
         print(f"noisyfit: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        from .engine.distributed import shutdown
+
+        # torchrun runs: barrier (not after an error: the others may never come), then leave
+        shutdown(barrier=clean)
 
 
 if __name__ == "__main__":  # run through the package so plug-in commands see one registry

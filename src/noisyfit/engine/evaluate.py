@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.loader import Loader
+from ..data.sharded import eval_shard
+from . import distributed as dist
 
 
 def autocast_for(device: torch.device):
@@ -22,11 +24,16 @@ def evaluate(method, loader: Loader) -> dict[str, dict[str, float]]:
     """Loss, top-1 and top-5 accuracy of each of the method's networks on ``loader``.
 
     Returns ``{net_name: {"loss", "acc", "top5"}}``; labels are the loader's (clean) labels.
+    With W > 1 processes (torchrun) every rank evaluates its shard (samples r, r + W, …: no
+    padding, no duplicates) and the sums are all-reduced, so all ranks return the 1-process
+    numbers (up to summation order); every rank must call it.
     """
     was_training = [m.training for m in method.models.values()]
     method.eval()
     sums: dict[str, torch.Tensor] = {}
     n = 0
+    if dist.is_distributed():
+        loader = eval_shard(loader, dist.rank(), dist.world())  # (a test set ≥ W samples)
     for batch in loader.epoch(0):
         x = batch.x
         if loader.device.type == "cuda" and x.ndim == 4:
@@ -49,6 +56,17 @@ def evaluate(method, loader: Loader) -> dict[str, dict[str, float]]:
         n += len(batch)
     for m, t in zip(method.models.values(), was_training):
         m.train(t)
+    if dist.is_distributed():
+        total = dist.all_reduce_sum(
+            torch.cat(
+                [
+                    torch.stack(list(sums.values())).flatten(),
+                    torch.tensor([float(n)], device=loader.device),
+                ]
+            )
+        )
+        n = int(total[-1])
+        sums = dict(zip(sums, total[:-1].view(len(sums), 3)))
     return {
         name: dict(zip(("loss", "acc", "top5"), (v / max(n, 1)).tolist()))
         for name, v in sums.items()

@@ -26,7 +26,9 @@ from ..config import TrainConfig
 from ..data.loader import Loader
 from ..errors import CheckpointError, ConfigError, NoisyfitError
 from ..methods.base import Method, Mix
+from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
+from .ddp import Replicas, check_distributed
 from .diagnostics import SampleVerdicts, SelectionMeter
 from .ema import WeightAverage
 from .evaluate import autocast_for, evaluate
@@ -86,6 +88,7 @@ def check_addons(method: Method | type[Method], cfg: TrainConfig) -> None:
             f"rule selects, weights or relabels single samples); methods that can: {ok}. "
             "Drop --mixup (docs/methods/README.md lists the add-ons each method accepts)."
         )
+    check_distributed(method, cfg)  # torchrun with W > 1: refuse what is not exact there
 
 
 def draw_mix(b: int, alpha: float, device: torch.device) -> Mix:
@@ -133,9 +136,10 @@ def fit(
     averaged = WeightAverage(method, cfg.ema) if cfg.ema > 0 else None
     meter = SelectionMeter(true_labels, device)
     verdicts = SampleVerdicts(len(train.labels), train.labels, device)
-    log = RunLog(run_dir) if run_dir is not None else None
+    main = dist.is_main()  # W > 1: rank 0 alone writes the run folder
+    log = RunLog(run_dir) if run_dir is not None and main else None
     tb = None
-    if getattr(cfg, "tensorboard", False) and run_dir is not None:
+    if getattr(cfg, "tensorboard", False) and run_dir is not None and main:
         from .tensorboard import TensorBoardLog
 
         tb = TensorBoardLog(run_dir)
@@ -151,10 +155,14 @@ def fit(
         start = saved = int(state["epoch"]) + 1
     epoch = start
     warned = False  # one collapse warning per run
+    rep = None  # the W > 1 machinery (engine.ddp)
     try:
         if not resume:
             method.prepare()  # multi-stage methods' first stages (INCV's selection)
         train = method.epoch_loader(train)  # a subset for methods that train on one (INCV's S)
+        rep = Replicas.for_fit(method, verdicts, cfg, len(verdicts.verdict))  # None: W = 1
+        if rep is not None:
+            train = rep.loader(train)  # this rank's share of every global batch
         steps = len(train)
         for epoch in range(start, cfg.epochs):
             method.on_epoch_start(epoch)
@@ -167,13 +175,15 @@ def fit(
             bar = tqdm(
                 total=steps,
                 desc=f"{describe}epoch {epoch + 1}/{cfg.epochs}",
-                disable=not cfg.progress,
+                disable=not cfg.progress or not main,
                 leave=False,
                 dynamic_ncols=True,
             )
             t0, c0 = time.perf_counter(), time.process_time()
             lr = cfg.lr
             sched_epoch, sched_epochs = method.schedule_epoch(epoch, cfg.epochs)
+            if rep is not None:
+                rep.wrap()  # one DDP wrapper per network for the epoch's steps
             for s, batch in enumerate(train.epoch(epoch)):
                 lr = learning_rate(
                     cfg.lr_schedule,
@@ -203,10 +213,10 @@ def fit(
                 if cfg.mixup > 0:
                     method.mix = draw_mix(len(batch), cfg.mixup, device)
                     batch.x = method.mix.inputs(batch.x)
-                with autocast_for(device):
+                with autocast_for(device), dist.step_context(batch):
                     out = method.training_step(batch, epoch)
                 opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                out.loss.backward() if rep is None else rep.backward(out.loss)
                 opt.step()
                 method.after_step()  # e.g. a method's own EMA of its weights
                 if averaged is not None:
@@ -222,16 +232,23 @@ def fit(
                     preds += torch.bincount(pred, minlength=len(preds))
                 else:
                     err = torch.zeros((), device=device)
-                sums += torch.stack([loss.double() * len(batch), err.double()])
-                seen += len(batch)
+                n = getattr(batch, "global_size", len(batch))  # W > 1: the global batch
+                sums += torch.stack([loss.double() * n, err.double()])
+                seen += n
                 meter.update(batch.index, batch.labels, out.selected, out.weights, out.new_labels)
                 verdicts.update(
                     batch.index, batch.labels, out.selected, out.weights, out.new_labels, out.score
                 )
-                if (s + 1) % CHECK_EVERY == 0 and bool(bad):
+                if rep is not None:
+                    rep.sync(batch)  # every rank's per-sample rows into every replica
+                if (s + 1) % CHECK_EVERY == 0 and bool(bad if rep is None else rep.any(bad)):
                     break
                 bar.update(1)
             bar.close()
+            if rep is not None:
+                rep.unwrap()
+                sums, preds = rep.reduce_epoch(sums, preds, meter)
+                bad = rep.any(bad)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             train_time = time.perf_counter() - t0
@@ -312,12 +329,14 @@ def fit(
                     saved = epoch + 1
             _print_epoch(record, cfg, describe)
     except KeyboardInterrupt:
-        if run_dir is not None:
+        if run_dir is not None and main:
             tqdm.write(interrupt_message(run_dir, epoch, saved, cfg.checkpoint, method))
         raise
     finally:
         if tb is not None:
             tb.close()
+        if rep is not None:
+            rep.unwrap()
     extra = {"ema": averaged} if averaged is not None else {}
     return FitResult(history=history, verdicts=verdicts, extra=extra)
 
@@ -348,7 +367,7 @@ def interrupt_message(
 
 
 def _print_epoch(r: dict[str, Any], cfg: TrainConfig, describe: str) -> None:
-    if not cfg.progress:
+    if not cfg.progress or not dist.is_main():
         return
     parts = [
         f"{describe}epoch {r['epoch']:>3}/{cfg.epochs}",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_mean, current_step
 
 
 def active_bias_weights(count: torch.Tensor, m2: torch.Tensor, smoothness: float) -> torch.Tensor:
@@ -71,6 +71,7 @@ class ActiveBias(Method):
 
     name = "active-bias"
     short_run_options = {"warm_up": "{quarter}"}
+    distributed = True  # W > 1: weights normalised over the global batch (replicated stats)
 
     @dataclass
     class Config:
@@ -109,12 +110,17 @@ class ActiveBias(Method):
         logits = self.models["net"](batch.x)
         ce = F.cross_entropy(logits.float(), y, reduction="none")
         s = self.stats[idx]
+        sh = current_step()
         if epoch < self.config.warm_up:
             w = torch.ones_like(ce)
-            loss = ce.mean()
-        else:
+            loss = batch_mean(ce)
+        elif sh is None:
             w = active_bias_weights(s[:, 0], s[:, 2], self.config.smoothness)
             loss = (w * ce).mean()
+        else:  # W > 1: normalised over the global batch, from the replicated statistics
+            sg = self.stats[batch.global_index]
+            w = active_bias_weights(sg[:, 0], sg[:, 2], self.config.smoothness)[sh.part]
+            loss = batch_mean(w * ce)
         with torch.no_grad():
             p = torch.exp(-ce.detach().double())  # softmax probability of the given label
             n, mean, m2 = welford_update(s[:, 0], s[:, 1], s[:, 2], p)

@@ -72,6 +72,7 @@ from torch import nn
 
 from ..config import to_dataclass
 from ..data.loader import Batch, Loader
+from ..engine.distributed import all_gather_rows, all_reduce_sum, current_step, rank
 from ..errors import ConfigError  # noqa: F401  (methods import it from here)
 from ..registry import Registry
 
@@ -217,6 +218,11 @@ class Method:
             )
         cls.needs_probe = "probe" in cls.needs
         cls.needs_noise_rate = "noise_rate" in cls.needs
+    #: the step is exact under torchrun with W > 1 processes (global-batch losses and
+    #: selection via the helpers at the end of this file, per-sample state written only at
+    #: ``batch.index``); the engine refuses W > 1 for the others (engine.ddp). Declared on
+    #: the class itself: a subclass is refused until it declares it again
+    distributed: ClassVar[bool] = False
 
     def __init__(self, config: Any, ctx: Context):
         self.config = config
@@ -380,9 +386,17 @@ def small_loss_mask(loss: torch.Tensor, num_keep: int | torch.Tensor) -> torch.T
     """(b,) bool mask of the ``num_keep`` smallest entries of ``loss`` (b,), on the device.
 
     The one small-loss selection used by Co-teaching, SELFIE's clean set and INCV; ties are
-    broken by position (``torch.topk`` on the negated loss is deterministic on CPU). Later a
-    multi-process run all-gathers the losses first and selects over the global batch.
+    broken by position (``torch.topk`` on the negated loss is deterministic on CPU). In a
+    multi-process step the losses of the global batch are all-gathered, the ``num_keep``
+    (of the global batch) smallest selected, and this rank's part returned.
     """
+    sh = current_step()
+    if sh is not None:
+        return _small_loss_mask(_gathered(loss.detach(), sh), num_keep)[sh.part]
+    return _small_loss_mask(loss, num_keep)
+
+
+def _small_loss_mask(loss: torch.Tensor, num_keep: int | torch.Tensor) -> torch.Tensor:
     b = loss.shape[0]
     k = int(num_keep)
     k = max(0, min(b, k))
@@ -397,8 +411,61 @@ def keep_smallest(
 ) -> torch.Tensor:
     """(b,) bool: the ``num_keep`` (an int or a 0-dim tensor) smallest ``loss`` (b,) entries
     among the ``eligible`` (b,) bool ones; ties by position. Rank-based, so a count that is a
-    device value needs no host sync (INCV, Co-teaching+)."""
+    device value needs no host sync (INCV, Co-teaching+). In a multi-process step the ranking
+    is over the global batch (``num_keep`` counts the global batch) and this rank's part is
+    returned."""
     masked = loss.detach().float().masked_fill(~eligible, float("inf"))
+    sh = current_step()
+    if sh is not None:
+        both = _gathered(torch.stack([masked, eligible.float()], 1), sh)
+        masked, elig = both[:, 0], both[:, 1] > 0
+        return _keep_smallest(masked, elig, num_keep)[sh.part]
+    return _keep_smallest(masked, eligible, num_keep)
+
+
+def _keep_smallest(masked: torch.Tensor, eligible: torch.Tensor, num_keep) -> torch.Tensor:
     rank = torch.empty_like(masked, dtype=torch.long)
-    rank[masked.argsort(stable=True)] = torch.arange(len(masked), device=loss.device)
+    rank[masked.argsort(stable=True)] = torch.arange(len(masked), device=masked.device)
     return eligible & (rank < num_keep)
+
+
+# --------------------------------------------------------------------------------------------
+# multi-process steps (torchrun, W > 1): the batch is this rank's share of the global batch.
+# The engine back-propagates W × the returned loss (DDP averages gradients over ranks), so a
+# method's loss must be its share of the global loss: Σ over its rows / a global count. These
+# helpers are the 1-process expressions when W = 1 (or outside a training step).
+
+
+def batch_len(batch: Batch) -> int:
+    """Samples in the (global) batch: ``len(batch)`` in one process."""
+    sh = current_step()
+    return len(batch) if sh is None else sh.global_size
+
+
+def batch_mean(v: torch.Tensor) -> torch.Tensor:
+    """Mean of per-sample ``v`` (b,) over the global batch (this rank's share: Σv / n);
+    ``v.mean()`` in one process."""
+    sh = current_step()
+    return v.mean() if sh is None else v.sum() / max(1, sh.global_size)
+
+
+def batch_ce(logits: torch.Tensor, labels: torch.Tensor, **kw: Any) -> torch.Tensor:
+    """Mean cross-entropy over the (global) batch: ``F.cross_entropy(logits, labels, **kw)`` in
+    one process, this rank's share Σ CE / n with W > 1."""
+    if current_step() is None:
+        return F.cross_entropy(logits, labels, **kw)
+    return batch_mean(F.cross_entropy(logits, labels, reduction="none", **kw))
+
+
+def global_sum(t: torch.Tensor) -> torch.Tensor:
+    """Σ of ``t`` over ranks in a multi-process step (an all-reduce, no gradient); ``t`` else."""
+    return t if current_step() is None else all_reduce_sum(t)
+
+
+def _gathered(t: torch.Tensor, sh) -> torch.Tensor:
+    if t.shape[0] != sh.sizes[rank()]:
+        raise RuntimeError(
+            f"a multi-process selection needs one row per sample of the rank's batch "
+            f"({sh.sizes[rank()]}); got {t.shape[0]}"
+        )
+    return all_gather_rows(t, sh.sizes)

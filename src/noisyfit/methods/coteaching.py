@@ -53,7 +53,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput, small_loss_mask
+from ..engine.distributed import all_reduce_sum
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_len,
+    current_step,
+    small_loss_mask,
+)
 
 
 def keep_rate(
@@ -104,6 +113,7 @@ class CoTeaching(Method):
     name = "coteaching"
     short_run_options = {"t_k": "{quarter}"}
     needs = frozenset({"noise_rate"})
+    distributed = True  # W > 1: each network ranks the global batch (small_loss_mask)
 
     @dataclass
     class Config:
@@ -142,7 +152,8 @@ class CoTeaching(Method):
         self._seen = 0
 
     def on_epoch_end(self, epoch):
-        (l1, l2), (e1, e2), n = self._loss_sums.tolist(), self._errors.tolist(), max(1, self._seen)
+        sums, errors = all_reduce_sum(self._loss_sums), all_reduce_sum(self._errors)
+        (l1, l2), (e1, e2), n = sums.tolist(), errors.tolist(), max(1, self._seen)
         return {
             "keep_rate": self.keep_rate(epoch),
             "train_loss_net1": l1 / n,
@@ -154,7 +165,7 @@ class CoTeaching(Method):
     def training_step(self, batch, epoch):
         y = batch.labels
         net1, net2 = self.models["net1"], self.models["net2"]
-        k = num_kept(self.keep_rate(epoch), len(y), self.config.schedule)
+        k = num_kept(self.keep_rate(epoch), batch_len(batch), self.config.schedule)
         two = self.config.forward == "two" and k > 0
         with torch.no_grad() if two else contextlib.nullcontext():
             logits1 = net1(batch.x)
@@ -162,7 +173,14 @@ class CoTeaching(Method):
         ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
         ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
         loss, pick1, pick2 = coteaching_loss(ce1, ce2, k)
-        if two:  # the SELFIE repo: each network's loss from a forward pass on its picks
+        if two and current_step() is not None:  # W > 1: the share of the global means
+            x = batch.x
+            kw = dict(reduction="sum")
+            loss = (
+                F.cross_entropy(net1(x[pick2]).float(), y[pick2], **kw)
+                + F.cross_entropy(net2(x[pick1]).float(), y[pick1], **kw)
+            ) / k
+        elif two:  # the SELFIE repo: each network's loss from a forward pass on its picks
             x = batch.x
             loss = F.cross_entropy(net1(x[pick2]).float(), y[pick2]) + F.cross_entropy(
                 net2(x[pick1]).float(), y[pick1]
@@ -171,5 +189,5 @@ class CoTeaching(Method):
             ce = torch.stack([ce1, ce2])
             self._loss_sums += ce.sum(1)
             self._errors += (torch.stack([logits1, logits2]).argmax(2) != y).sum(1)
-            self._seen += len(y)
+            self._seen += batch_len(batch)  # W > 1: the sums are all-reduced at the epoch end
         return StepOutput(loss=loss, logits=logits1, selected=pick2, score=-ce2.detach())

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput, keep_smallest
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_len,
+    batch_mean,
+    global_sum,
+    keep_smallest,
+)
 from .coteaching import coteaching_loss, keep_rate, num_kept
 
 
@@ -61,7 +70,7 @@ def coteaching_plus_loss(
     in2 = torch.softmax(logits2.float(), 1) if softmax_twice else logits2.float()
     # masks and device counts throughout: the number of disagreeing samples d, and so the
     # pick size, is never read back to the host
-    d = disagree.sum()
+    d = global_sum(disagree.sum())  # W > 1: over the global batch (picks: keep_smallest)
     ce1 = F.cross_entropy(in1, labels, reduction="none")
     ce2 = F.cross_entropy(in2, labels, reduction="none")
     k = (d.double() * rate).floor().long()  # the code's int(R·d)
@@ -72,7 +81,7 @@ def coteaching_plus_loss(
     loss_d = (ce1 * pick2).sum() / kk + (ce2 * pick1).sum() / kk
     # nothing disagrees: the whole batch while step < all_until_step, else nothing
     on = step < all_until_step
-    loss_all = (ce1.mean() + ce2.mean()) * float(on)
+    loss_all = (batch_mean(ce1) + batch_mean(ce2)) * float(on)
     none = d == 0
     loss = torch.where(none, loss_all, loss_d)
     sel = torch.where(none, torch.full_like(disagree, on), pick2)
@@ -85,6 +94,7 @@ class CoTeachingPlus(Method):
 
     name = "coteaching-plus"
     needs = frozenset({"noise_rate"})
+    distributed = True  # W > 1: disagreement counted and ranked over the global batch
 
     @dataclass
     class Config:
@@ -130,7 +140,7 @@ class CoTeachingPlus(Method):
         ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
         if epoch < c.init_epochs:
             ce1 = F.cross_entropy(logits1.float(), y, reduction="none")
-            loss, _, sel = coteaching_loss(ce1, ce2, num_kept(rate, len(y), "official"))
+            loss, _, sel = coteaching_loss(ce1, ce2, num_kept(rate, batch_len(batch), "official"))
         else:
             step = (epoch + 1) * self._step  # the code: epoch (from 1) × batch index
             loss, sel = coteaching_plus_loss(

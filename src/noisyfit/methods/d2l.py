@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.loader import epoch_generator
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_ce, batch_mean
 
 EPS = 1e-7  # Keras' epsilon, the clip of p̂ in the bootstrapped loss
 
@@ -84,6 +84,7 @@ class D2L(Method):
 
     name = "d2l"
     needs = frozenset({"subsets"})  # LID on a random sample of plain (un-augmented) inputs
+    distributed = True  # W > 1: LIDs computed alike on every rank (replicated networks)
 
     @dataclass
     class Config:
@@ -152,9 +153,9 @@ class D2L(Method):
     def training_step(self, batch, epoch):
         logits = self.models["net"](batch.x)
         if self.alpha >= 1.0:
-            loss = F.cross_entropy(logits.float(), batch.labels)
+            loss = batch_ce(logits.float(), batch.labels)
         else:
-            loss = bootstrapped_loss(logits, batch.labels, self.alpha).mean()
+            loss = batch_mean(bootstrapped_loss(logits, batch.labels, self.alpha))
         return StepOutput(loss=loss, logits=logits)
 
     def on_epoch_end(self, epoch):

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, current_step, global_sum
 
 
 def disagreement_mask(logits1: torch.Tensor, logits2: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,11 @@ def disagreement_mask(logits1: torch.Tensor, logits2: torch.Tensor) -> torch.Ten
 def decoupled_loss(ce: torch.Tensor, update: torch.Tensor, min_batch_size: float) -> torch.Tensor:
     """Σ u·ce / max(b·min_batch_size, Σ u) for (b,) per-sample losses and (b,) bool u."""
     u = update.float()
-    den = torch.clamp(u.sum(), min=len(ce) * min_batch_size)
+    sh = current_step()  # W > 1: Σ u and b of the global batch (this rank's share of the loss)
+    if sh is None:
+        den = torch.clamp(u.sum(), min=len(ce) * min_batch_size)
+    else:
+        den = torch.clamp(global_sum(u.sum()), min=sh.global_size * min_batch_size)
     return (ce * u).sum() / den.clamp_min(1e-12)
 
 
@@ -48,6 +52,7 @@ class Decoupling(Method):
     """Decoupling: two networks, each updated only on samples where they disagree."""
 
     name = "decoupling"
+    distributed = True
 
     @dataclass
     class Config:

@@ -32,9 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_ce, batch_mean
 
 
 def elr_target_update(target: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
@@ -45,7 +44,7 @@ def elr_target_update(target: torch.Tensor, probs: torch.Tensor, beta: float) ->
 
 def elr_regularizer(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
     """mean_i log(1 − ⟨t_i, p_i⟩) for (b, K) targets (no gradient) and clamped probs."""
-    return (1 - (target.detach() * probs).sum(1)).log().mean()
+    return batch_mean((1 - (target.detach() * probs).sum(1)).log())
 
 
 def clamped_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -58,6 +57,7 @@ class ELR(Method):
     """ELR (NeurIPS 2020): cross-entropy plus a pull towards each sample's prediction EMA."""
 
     name = "elr"
+    distributed = True  # W > 1: targets rows synced by the engine; means over the global batch
     supports_mixup = True
 
     @dataclass
@@ -88,7 +88,7 @@ class ELR(Method):
             ce = self.mix.ce(logits, y).mean()
             reg = elr_regularizer(self.mix.targets(t), probs)
         else:
-            ce = F.cross_entropy(logits.float(), y)
+            ce = batch_ce(logits.float(), y)
             reg = elr_regularizer(t, probs)
         return StepOutput(
             loss=ce + c.lam * reg,

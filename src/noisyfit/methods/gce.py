@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_mean
 
 
 def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float) -> torch.Tensor:
@@ -35,6 +35,7 @@ class GCE(Method):
     """Generalized cross-entropy L_q = (1 − p_y^q)/q (NeurIPS 2018): between CE and MAE."""
 
     name = "gce"
+    distributed = True
 
     @dataclass
     class Config:
@@ -53,5 +54,5 @@ class GCE(Method):
         with torch.no_grad():
             p_y = torch.softmax(logits.float(), 1).gather(1, batch.labels[:, None]).squeeze(1)
         return StepOutput(
-            loss=per.mean(), logits=logits, weights=p_y**self.config.q, score=p_y.detach()
+            loss=batch_mean(per), logits=logits, weights=p_y**self.config.q, score=p_y.detach()
         )

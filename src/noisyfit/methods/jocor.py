@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput, small_loss_mask
+from .base import METHODS, ConfigError, Method, StepOutput, batch_len, small_loss_mask
 from .coteaching import keep_rate, num_kept
 
 
@@ -73,6 +73,7 @@ class JoCoR(Method):
 
     name = "jocor"
     needs = frozenset({"noise_rate"})
+    distributed = True  # W > 1: the k smallest joint losses of the global batch
 
     @dataclass
     class Config:
@@ -106,6 +107,6 @@ class JoCoR(Method):
         y = batch.labels
         logits1 = self.models["net1"](batch.x)
         logits2 = self.models["net2"](batch.x)
-        k = num_kept(self.keep_rate(epoch), len(y), "official")
+        k = num_kept(self.keep_rate(epoch), batch_len(batch), "official")
         loss, keep, joint = jocor_loss(logits1, logits2, y, k, self.config.co_lambda)
         return StepOutput(loss=loss, logits=logits1, selected=keep, score=-joint.detach())

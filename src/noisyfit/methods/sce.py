@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_mean
 
 
 def sce_loss(
@@ -43,6 +43,7 @@ class SCE(Method):
     """Symmetric cross-entropy α·CE + β·reverse CE (ICCV 2019)."""
 
     name = "sce"
+    distributed = True
 
     @dataclass
     class Config:
@@ -68,4 +69,4 @@ class SCE(Method):
         per = sce_loss(logits, batch.labels, c.alpha, c.beta, c.log_zero)
         with torch.no_grad():
             p_y = torch.softmax(logits.float(), 1).gather(1, batch.labels[:, None]).squeeze(1)
-        return StepOutput(loss=per.mean(), logits=logits, score=p_y)
+        return StepOutput(loss=batch_mean(per), logits=logits, score=p_y)

@@ -69,7 +69,18 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput, small_loss_mask
+from ..engine.distributed import all_reduce_sum
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_len,
+    batch_mean,
+    current_step,
+    global_sum,
+    small_loss_mask,
+)
 
 # --------------------------------------------------------------------------------------------
 # the rules, as pure functions of tensors (tested on hand-built inputs)
@@ -126,6 +137,7 @@ def selfie_selection(
     *,
     reuse: bool = True,
     stored_for_clean: bool = True,
+    batch_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """R ∪ C and the labels to train on, for one batch.
 
@@ -139,12 +151,14 @@ def selfie_selection(
             code's float ``np.ceil`` can give 8).
         reuse: put every sample with a stored label in R (code) — else only ``refurb_now``.
         stored_for_clean: C ∖ R samples with a stored label train on it (code) — else on ỹ.
+        batch_size: b of |C| (None: ``len(loss)``; W > 1 processes: the global batch, C
+            being chosen over it by ``small_loss_mask``).
 
     Returns:
         ``(selected, train_labels)``: (b,) bool R ∪ C and (b,) int64 labels (refurbished on
         R, given elsewhere except as ``stored_for_clean`` says).
     """
-    b = loss.shape[0]
+    b = loss.shape[0] if batch_size is None else batch_size
     clean = small_loss_mask(loss, math.ceil((1.0 - tau) * b - 1e-9))
     has = stored >= 0
     if reuse:  # R = every sample with a stored label (⊇ refurb_now)
@@ -169,6 +183,7 @@ class Selfie(Method):
         "round_epochs": "{epochs}",
     }
     needs = frozenset({"noise_rate"})
+    distributed = True  # W > 1: C over the global batch, losses averaged over global counts
 
     @dataclass
     class Config:
@@ -301,8 +316,9 @@ class Selfie(Method):
             "refurbished": ever,
             "refurbished_frac": ever / max(1, self.ctx.num_samples),
         }
-        out["selfie_train_loss"] = float(self._loss_sum) / max(self._seen, 1)
-        out["selfie_train_error"] = int(self._errors) / max(self._seen, 1)
+        loss_sum, errors = all_reduce_sum(self._loss_sum), all_reduce_sum(self._errors)
+        out["selfie_train_loss"] = float(loss_sum) / max(self._seen, 1)
+        out["selfie_train_error"] = int(errors) / max(self._seen, 1)
         if e == self.round_epochs - 1:  # end of a round
             if self.update_tau:
                 self.tau = min(self.tau, 1.0 - ever / max(1, self.ctx.num_samples))
@@ -327,9 +343,14 @@ class Selfie(Method):
         logp = F.log_softmax(logits.float(), 1)
         loss_given = F.nll_loss(logp, y, reduction="none").detach()
         stored = self.corrected[idx]
+        sh = current_step()  # W > 1: losses are this rank's share of global-batch means
         if e < self.config.warm_up:  # every sample; stored refurbished labels (code)
             train = torch.where(stored >= 0, stored, y) if self.warmup_refurbished else y
-            loss = F.nll_loss(logp, train)
+            loss = (
+                F.nll_loss(logp, train)
+                if sh is None
+                else batch_mean(F.nll_loss(logp, train, reduction="none"))
+            )
             selected = None
         else:
             now, label = refurbishable(self.history[idx], logits.shape[1], self.config.epsilon)
@@ -343,9 +364,19 @@ class Selfie(Method):
                 self.tau,
                 reuse=self.reuse,
                 stored_for_clean=self.stored_for_clean,
+                batch_size=batch_len(batch),
             )
             # mean over R ∪ C (Eq. 2): the others are ignored, the loss averaged once
-            if two:  # the code: a second forward pass on R ∪ C only
+            if sh is not None:  # W > 1: Σ over this rank's R ∪ C / |R ∪ C| of the global batch
+                count = global_sum(selected.sum()).clamp_min(1)
+                if two:
+                    ce = F.cross_entropy(
+                        net(batch.x[selected]).float(), train[selected], reduction="sum"
+                    )
+                else:
+                    ce = F.nll_loss(logp, train, reduction="none")[selected].sum()
+                loss = ce / count
+            elif two:  # the code: a second forward pass on R ∪ C only
                 loss = F.cross_entropy(net(batch.x[selected]).float(), train[selected])
             else:
                 loss = F.nll_loss(logp, torch.where(selected, train, -100), ignore_index=-100)
@@ -356,7 +387,7 @@ class Selfie(Method):
             log_y = train if self._log_is_train else torch.where(stored >= 0, stored, y)
             self._loss_sum += F.nll_loss(logp, log_y, reduction="sum")
             self._errors += (pred != log_y).sum()
-            self._seen += len(idx)
+            self._seen += batch_len(batch)  # W > 1: the sums are all-reduced at the epoch end
             slot = (self.fill[idx] % self.history.shape[1]).long()
             self.history[idx, slot] = pred.to(torch.int32)
             self.fill.index_add_(0, idx, self._one.expand(len(idx)))

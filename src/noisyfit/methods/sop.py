@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import METHODS, ConfigError, Method, StepOutput, batch_mean, current_step
 
 EPS = 1e-4
 
@@ -85,9 +85,12 @@ def sop_losses(
     y1h = F.one_hot(labels, logits.shape[1]).float()
     us, vs = sop_terms(u_b, v_b, y1h)
     pred = sop_prediction(logits, us, vs)
-    ce = -(y1h * pred.log()).sum(1).mean()
+    ce = batch_mean(-(y1h * pred.log()).sum(1))
     hard = F.one_hot(logits.detach().argmax(1), logits.shape[1]).float()
-    mse = ((hard + us.detach() - vs - y1h) ** 2).sum() / len(labels)
+    sh = current_step()  # W > 1: this rank's share of the global batch's means
+    mse = ((hard + us.detach() - vs - y1h) ** 2).sum() / (
+        len(labels) if sh is None else sh.global_size
+    )
     return ce, mse, pred
 
 
@@ -96,6 +99,7 @@ class SOP(Method):
     """SOP (ICML 2022): per-sample sparse noise terms u²y − v²(1−y) learned with the network."""
 
     name = "sop"
+    distributed = True  # W > 1: u, v rows synced by the engine; the u/v steps use 1/n_global
 
     @dataclass
     class Config:

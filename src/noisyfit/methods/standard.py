@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch.nn.functional as F
 
-from .base import METHODS, Method, StepOutput
+from .base import METHODS, Method, StepOutput, batch_mean, current_step
 from .ema import NetEMA
 
 
@@ -17,6 +17,7 @@ class Standard(NetEMA, Method):
     name = "standard"
     baseline = True
     supports_mixup = True
+    distributed = True
 
     @dataclass
     class Config:
@@ -33,8 +34,11 @@ class Standard(NetEMA, Method):
         eps = self.config.label_smoothing
         if self.mix is not None:  # --mixup: CE against the mixed labels
             loss = self.mix.ce(logits, batch.labels, label_smoothing=eps).mean()
-        else:
+        elif current_step() is None:
             loss = F.cross_entropy(logits, batch.labels, label_smoothing=eps)
+        else:  # W > 1: this rank's share of the global batch's mean
+            ce = F.cross_entropy(logits, batch.labels, label_smoothing=eps, reduction="none")
+            loss = batch_mean(ce)
         return StepOutput(loss=loss, logits=logits)
 
     def state_dict(self):

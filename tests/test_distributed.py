@@ -1,0 +1,332 @@
+"""torch.distributed helpers and the sharded loader, with 2 gloo ranks on CPU.
+
+Every multi-rank check runs through ``run_ranks`` (spawned processes, a free TCP port and a
+timeout), so a desync fails the test instead of hanging CI. Each worker raises on a wrong
+result; the test fails when any rank raises.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from noisyfit.engine import distributed as dist
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="torch.distributed is not available"
+)
+
+
+def test_single_process_fallback_is_the_identity():
+    assert (dist.rank(), dist.world(), dist.is_main(), dist.is_distributed()) == (0, 1, True, False)
+    t = torch.arange(6.0).view(3, 2)
+    assert dist.all_reduce_sum(t) is t
+    assert dist.all_gather_rows(t) is t
+    assert dist.broadcast_object({"a": 1}) == {"a": 1}
+    assert dist.init("cpu") == torch.device("cpu")  # no WORLD_SIZE: nothing to join
+    dist.barrier()
+    dist.shutdown()
+
+
+def _collectives(rank: int) -> None:
+    w = dist.world()
+    assert (dist.rank(), w, dist.is_main()) == (rank, 2, rank == 0)
+    # all_reduce of sums
+    s = dist.all_reduce_sum(torch.tensor([1.0 + rank, 10.0], dtype=torch.float64))
+    assert s.tolist() == [3.0, 20.0], s
+    # rows of unequal counts (rank 0: 3 rows, rank 1: 1 row), int64 and uint8, known sizes
+    rows = torch.arange(3 - 2 * rank).repeat_interleave(2).view(-1, 2) + 100 * rank
+    got = dist.all_gather_rows(rows, sizes=[3, 1])
+    assert got.tolist() == [[0, 0], [1, 1], [2, 2], [100, 100]], got
+    got8 = dist.all_gather_rows(rows.to(torch.uint8))  # sizes gathered first
+    assert got8.dtype == torch.uint8 and got8.tolist() == got.tolist()
+    empty = dist.all_gather_rows(torch.zeros(0, 4), sizes=[0, 0])
+    assert empty.shape == (0, 4)
+    # broadcast of a tensor and of an object
+    b = dist.broadcast(torch.full((2,), float(rank)))
+    assert b.tolist() == [0.0, 0.0]
+    assert dist.broadcast_object(f"run-{rank}") == "run-0"
+    dist.barrier()
+
+
+def test_collectives_two_gloo_ranks():
+    dist.run_ranks(_collectives, 2, timeout_s=90)
+
+
+def _desync(rank: int) -> None:
+    import time
+
+    if rank == 0:  # rank 1 never joins this collective
+        dist.all_reduce_sum(torch.ones(1))
+    else:
+        time.sleep(60)
+
+
+def test_a_skipped_collective_fails_instead_of_hanging():
+    with pytest.raises(Exception):  # noqa: B017  (the rank's error or the timeout)
+        dist.run_ranks(_desync, 2, timeout_s=8)
+
+
+# -- global batches --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("n", "world", "bs"), [(23, 2, 6), (20, 2, 4), (11, 3, 4), (7, 4, 5)])
+@pytest.mark.parametrize("augment", [False, True])
+def test_shards_of_every_global_batch_are_the_one_process_batches(n, world, bs, augment):
+    from noisyfit.data.loader import DeviceLoader
+    from noisyfit.data.sharded import ShardedLoader, eval_shard
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.randint(0, 256, (n, 1, 6, 6), dtype=torch.uint8, generator=g)
+    y = torch.arange(n) % 3
+    one = DeviceLoader(x, y, batch_size=bs, augment=augment, seed=5)
+    shards = [ShardedLoader(one, r, world) for r in range(world)]
+    orders = []
+    for epoch in (0, 1):
+        full = list(one.epoch(epoch))
+        parts = [list(s.epoch(epoch)) for s in shards]
+        assert all(len(p) == len(full) == len(s) for p, s in zip(parts, shards))  # same steps
+        for k, b in enumerate(full):
+            cat = [parts[r][k] for r in range(world)]
+            assert torch.equal(torch.cat([c.index for c in cat]), b.index)
+            assert torch.equal(torch.cat([c.x for c in cat]), b.x)  # augmented alike
+            assert torch.equal(torch.cat([c.labels for c in cat]), b.labels)
+            assert all(c.global_size == len(b) for c in cat)
+            assert [c.offset for c in cat] == [sum(cat[0].sizes[:r]) for r in range(world)]
+        seen = torch.cat([c.index for p in parts for c in p])
+        assert sorted(seen.tolist()) == list(range(n))  # each sample once: no duplicates
+        orders.append(seen.tolist())
+    assert orders[0] != orders[1]  # a fresh permutation each epoch
+    ev = [eval_shard(one, r, world).indices.tolist() for r in range(world)]
+    assert sorted(sum(ev, [])) == list(range(n))
+
+
+# -- 2-rank training equals 1-rank training --------------------------------------------------
+
+#: (method, options, τ): options that make the rule act within the first epochs
+EXACT = [
+    ("standard", {}, None),
+    ("coteaching", {"t_k": 1}, 0.3),
+    ("coteaching", {"t_k": 1, "forward": "two"}, 0.3),
+    ("active-bias", {"warm_up": 1}, None),
+    ("selfie", {"warm_up": 1, "q": 2, "restart": 0, "round_epochs": 3}, 0.3),
+    ("jocor", {"t_k": 1}, 0.3),
+    ("coteaching-plus", {"t_k": 1}, 0.3),
+    ("f-correction", {"estimate_epochs": 2}, None),
+    ("gce", {}, None),
+    ("sce", {}, None),
+    ("elr", {}, None),
+    ("decoupling", {}, None),
+    ("sop", {}, None),
+    ("d2l", {"init_epoch": 1, "epoch_win": 1, "k": 5, "lid_batch": 20, "lid_samples": 40}, None),
+]
+N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(N) % K
+    x = torch.randn(N, D, generator=g) + 1.5 * torch.nn.functional.one_hot(y, D).float()
+    noisy = torch.where(torch.rand(N, generator=g) < 0.3, (y + 1) % K, y)
+    return x, y, noisy
+
+
+def _make_model(bn: bool):
+    from torch import nn
+
+    from noisyfit.models.small import MLP
+
+    if not bn:
+        return MLP(K, D, hidden=(16,))
+    return nn.Sequential(nn.Linear(D, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, K))
+
+
+def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
+    """One fit on the tiny data (1 process or this rank of W); what the test compares."""
+    from noisyfit.api import subset_trainer
+    from noisyfit.config import TrainConfig
+    from noisyfit.data.loader import DeviceLoader
+    from noisyfit.engine.loop import fit
+    from noisyfit.methods.base import Context, build_method
+
+    x, y, noisy = _tiny_data()
+    kw = dict(normalize="none", device="cpu")
+    train = DeviceLoader(x, noisy, batch_size=BATCH, shuffle=True, seed=3, **kw)
+    test = DeviceLoader(x[:31], y[:31], batch_size=8, shuffle=False, **kw)
+    cfg = TrainConfig(
+        method=method, epochs=EPOCHS, batch_size=BATCH, lr=0.05, progress=False, checkpoint=False
+    )
+    torch.manual_seed(0)  # the same initial networks in every process
+    ctx = Context(
+        num_classes=K,
+        num_samples=N,
+        input_shape=(D,),
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        device=torch.device("cpu"),
+        make_model=lambda: _make_model(bn),
+        noise_rate=tau,
+        loader=train,
+        seed=0,
+        config=cfg,
+    )
+    ctx.train_model = subset_trainer(ctx)  # multi-stage methods' first stages
+    m = build_method(method, ctx, options)
+    res = fit(m, train, test, cfg, true_labels=y)
+    state = {k: v.clone() for k, v in m.state_dict().items() if torch.is_tensor(v)}
+    return {
+        "params": {  # parameters and buffers (BatchNorm statistics) of every network
+            f"{k}.{name}": v.detach().clone().float()
+            for k, net in m.models.items()
+            for name, v in net.state_dict().items()
+        },
+        "state": state,
+        "verdicts": {k: v.clone() for k, v in res.verdicts.state_dict().items()},
+        "history": res.history,
+    }
+
+
+def _train_ranks(rank: int, out: str, cases: list) -> None:
+    results = [_train(*c) for c in cases]
+    torch.save(results, f"{out}/rank{rank}.pt")
+
+
+def _same(a, b, what, atol=0.0):
+    if a.dtype.is_floating_point:
+        ok = torch.allclose(a, b, atol=atol, rtol=0, equal_nan=True)
+    else:
+        ok = torch.equal(a, b)
+    assert ok, f"{what}: max diff {(a.double() - b.double()).abs().max()}"
+
+
+def test_two_ranks_train_like_one_process(tmp_path):
+    """Every supported method (no BatchNorm): 2 gloo ranks and 1 process agree — per-sample
+    state and verdicts identical across ranks and equal to 1 process, parameters, losses
+    and test accuracy to float tolerance; a BatchNorm model completes with identical state."""
+    cases = [(*c, False) for c in EXACT] + [("coteaching", {"t_k": 1}, 0.3, True)]
+    dist.run_ranks(_train_ranks, 2, str(tmp_path), cases, timeout_s=150)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    for (method, opts, tau, bn), a, b in zip(cases, r0, r1):
+        name = f"{method}{opts}{' bn' if bn else ''}"
+        for k in a["state"]:  # identical across ranks, bit for bit
+            _same(a["state"][k], b["state"][k], f"{name} state {k} rank 0 vs 1")
+        for k in a["verdicts"]:
+            _same(a["verdicts"][k], b["verdicts"][k], f"{name} verdicts {k} rank 0 vs 1")
+        for k in a["params"]:
+            _same(a["params"][k], b["params"][k], f"{name} params {k} rank 0 vs 1")
+        timing = ("images_per_s", "epoch_time_s", "epoch_cpu_s")
+        assert [{k: v for k, v in h.items() if k not in timing} for h in a["history"]] == [
+            {k: v for k, v in h.items() if k not in timing} for h in b["history"]
+        ]
+        if bn:  # per-rank batch statistics: no equality with 1 process claimed
+            continue
+        one = _train(method, opts, tau)
+        for k in one["state"]:
+            _same(a["state"][k], one["state"][k], f"{name} state {k} vs 1 process", atol=1e-5)
+        for k in ("verdict", "label"):
+            _same(a["verdicts"][k], one["verdicts"][k], f"{name} verdicts {k} vs 1 process")
+        for k in ("score", "weight"):
+            _same(a["verdicts"][k], one["verdicts"][k], f"{name} {k} vs 1 process", atol=1e-5)
+        for k in one["params"]:
+            _same(a["params"][k], one["params"][k], f"{name} params {k} vs 1 process", atol=1e-5)
+        for h2, h1 in zip(a["history"], one["history"]):
+            for key in ("train_loss", "train_error", "test_acc", "test_loss", "label_precision"):
+                v2, v1 = h2.get(key), h1.get(key)
+                assert v1 is not None and abs(v2 - v1) < 1e-5, (name, key, v2, v1)
+
+
+# -- the command line under 2 ranks: rank 0 writes, a stopped run resumes ----------------------
+
+RUN = ["--dataset", "synthetic", "--model", "mlp", "--no-progress", "--batch-size", "48"]
+RUN += ["--method", "coteaching", "--tau", "0.3", "--epochs", "3", "--lr", "0.02"]
+RUN += ["--noise-rate", "0.3", "--device", "cpu", "--no-report"]
+
+
+def _stop_then_resume(rank: int, out: str) -> None:
+    from noisyfit.cli import main
+    from noisyfit.methods.coteaching import CoTeaching
+
+    original = CoTeaching.on_epoch_end
+
+    def stop(self, e):
+        if e == 1:  # the checkpoint on disk holds epoch 0 only, as after a kill in epoch 2
+            raise KeyboardInterrupt
+        return original(self, e)
+
+    CoTeaching.on_epoch_end = stop
+    try:
+        assert main(["train", *RUN, "--out", out, "--name", "d2"]) == 130
+    finally:
+        CoTeaching.on_epoch_end = original
+    from noisyfit.engine import distributed as d
+
+    d.init_process(rank, 2, f"file://{out}/pg2", timeout_s=60)  # main() left the group
+    assert main(["train", "--resume", f"{out}/d2", "--no-progress", "--no-report"]) == 0
+
+
+def test_a_stopped_two_rank_run_resumes_like_one_uninterrupted_process(tmp_path):
+    import json
+
+    from noisyfit.cli import main
+
+    dist.run_ranks(_stop_then_resume, 2, str(tmp_path), timeout_s=150)
+    assert main(["train", *RUN, "--out", str(tmp_path), "--name", "d1"]) == 0
+    read = lambda name: [  # noqa: E731
+        json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+    ]
+    two, one = read("d2"), read("d1")
+    assert [h["epoch"] for h in two] == [1, 2, 3]
+    for h2, h1 in zip(two, one):
+        for key in ("train_loss", "test_acc", "label_precision", "train_loss_net2"):
+            assert abs(h2[key] - h1[key]) < 1e-5, (key, h2[key], h1[key])
+    import csv
+
+    rows = [list(csv.reader(open(tmp_path / r / "samples.csv"))) for r in ("d2", "d1")]
+    assert len(rows[0]) == len(rows[1]) > 500
+    for a, b in zip(*rows):  # verdicts equal, scores to the csv's 6 digits
+        for u, v in zip(a, b):
+            try:
+                assert abs(float(u) - float(v)) <= 1e-4 * max(1.0, abs(float(v))), (a, b)
+            except ValueError:
+                assert u == v, (a, b)
+    assert not list(tmp_path.glob("d2-*"))  # one run folder: the other rank wrote nothing
+
+
+def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
+    from noisyfit.cli import main
+    from noisyfit.config import TrainConfig
+    from noisyfit.engine.loop import check_addons
+    from noisyfit.errors import ConfigError
+    from noisyfit.methods import METHODS, _builtin  # noqa: F401
+
+    check_addons(METHODS.get("l2r"), TrainConfig(method="l2r"))  # one process: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc-per-node 2 sets it
+    supported = [n for n in METHODS.names() if vars(METHODS.get(n)).get("distributed")]
+    assert {"standard", "coteaching", "selfie", "active-bias"} <= set(supported)
+    for name in METHODS.names():
+        cfg = TrainConfig(method=name)
+        if name in supported:
+            check_addons(METHODS.get(name), cfg)
+            continue
+        with pytest.raises(ConfigError, match=f"method '{name}' does not run with 2 processes"):
+            check_addons(METHODS.get(name), cfg)
+    with pytest.raises(ConfigError, match="--mixup does not run with 2 processes"):
+        check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
+    assert main(["demo"]) == 2  # only `train` runs under torchrun
+    assert "only `noisyfit train`" in capsys.readouterr().err
+
+
+def test_nproc_shortcut_runs_torchrun_standalone(monkeypatch):
+    import subprocess
+    import sys
+
+    from noisyfit.cli import main
+
+    seen = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: seen.append(cmd) or 0)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["train", "--nproc", "2", "--epochs", "2", "--nproc=2"]) == 0
+    assert seen == [
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        + ["-m", "noisyfit", "train", "--epochs", "2"]
+    ]
