@@ -364,12 +364,16 @@ def test_ieg_command_trains_and_evaluation_restores_exactly(tmp_path, method, ca
     assert run == tmp_path / "synthetic_uniform_0.4_p0.05" / "cnn-tiny"
     summary = json.loads((run / "summary.json").read_text())
     probe = json.loads((run / "probe.json").read_text())
-    assert summary["epoch"] == 2  # 16 steps / 8 steps per epoch
+    assert summary["epochs"] == 2  # 16 steps / 8 steps per epoch; the one summary schema
+    assert summary["ieg"] == {
+        "method": method, "dataset": "synthetic_uniform_0.4", "network_name": "cnn-tiny"
+    }  # fmt: skip
     assert probe["size"] == 24 and probe["used_by_method"] == (method != "supervised")
     assert len(np.load(run / "noisy_labels.npy")) == 512 - 24  # probe held out before noise
     res = evaluation(a)
     assert list(res)[0] == "ema"
-    assert res["ema"]["acc"] == summary["test_acc"] and res["ema"]["loss"] == summary["test_loss"]
+    assert res["ema"]["acc"] == summary["last_test_acc"]
+    assert res["ema"]["loss"] == summary["last_test_loss"]
     assert main(["ieg", *args, "--mode", "evaluation"]) == 0
     assert "top-5" in capsys.readouterr().out
 
