@@ -520,7 +520,7 @@ def _fake_cv(calls: list, stop_at: int | None = None):
 
 def test_incv_selection_checkpoints_each_iteration_and_resumes(tmp_path):
     from noisyfit.analysis.incv import incv_select
-    from noisyfit.methods.incv import selection_store
+    from noisyfit.engine.checkpoint import state_store
 
     labels = torch.arange(60) % 3
     labels[::7] = (labels[::7] + 1) % 3  # some wrong labels
@@ -530,10 +530,10 @@ def test_incv_selection_checkpoints_each_iteration_and_resumes(tmp_path):
     f = tmp_path / "incv_stage1.pt"
     cut_calls: list = []
     with pytest.raises(KeyboardInterrupt):
-        incv_select(labels, 3, *_fake_cv(cut_calls, stop_at=4), **kw, **selection_store(f))
+        incv_select(labels, 3, *_fake_cv(cut_calls, stop_at=4), **kw, **state_store(f))
     assert torch.load(f, weights_only=True)["epoch"] == 1  # iteration 1 is saved
     rest: list = []
-    resumed = incv_select(labels, 3, *_fake_cv(rest), **kw, **selection_store(f))
+    resumed = incv_select(labels, 3, *_fake_cv(rest), **kw, **state_store(f))
     assert len(rest) == len(full_calls) - 2  # iteration 1 was not trained again
     assert torch.equal(resumed.select, full.select) and torch.equal(resumed.removed, full.removed)
     assert resumed.iterations == full.iterations and resumed.eps_hat == full.eps_hat

@@ -17,7 +17,7 @@ import torch
 from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import load_checkpoint, state_store
 from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .engine.subset import estimate_noise_rate, subset_predictor, subset_trainer
@@ -753,6 +753,7 @@ def build_run(
     ctx.train_model = subset_trainer(ctx)
     ctx.predict = subset_predictor(ctx)
     ctx.run_dir = run_dir  # where multi-stage methods checkpoint their stages
+    ctx.stage_state = lambda name: state_store(run_dir / name if run_dir is not None else None)
     built = None
     if method:
         from .methods import _builtin  # noqa: F401  (registers the built-in methods)

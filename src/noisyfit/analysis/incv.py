@@ -237,7 +237,7 @@ def incv_select(
             its last iteration (a run stopped during the selection loses at most one).
         save_state: called after each iteration with the state (masks, ε̂, the split
             generator, the RNG, the log; CPU tensors), e.g. to write it atomically
-            (``noisyfit.methods.incv.selection_store``).
+            (``noisyfit.engine.checkpoint.state_store``).
 
     Returns:
         An :class:`IncvResult`.

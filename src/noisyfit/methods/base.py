@@ -142,6 +142,8 @@ class Context:
         predict: ``predict(model, mask=None, *, loader=None) -> (n, K)`` softmax
             probabilities on the training samples in ``mask`` (or on ``loader``), in index
             order, always without augmentation and in eval mode.
+        stage_state: ``stage_state(file name) -> {"saved_state", "save_state"}``: a resumable
+            state file of a multi-stage method in the run folder (``{}`` without one).
         config: the run's TrainConfig.
         val: a loader over the noisy validation split (given labels, no augmentation, in
             order), when the run holds one out (``--val-ratio``/``--val-file``); methods that
@@ -161,6 +163,7 @@ class Context:
     seed: int = 0
     train_model: Callable[..., nn.Module] | None = None
     predict: Callable[..., torch.Tensor] | None = None
+    stage_state: Callable[[str], dict] | None = None
     config: Any = None
     extra: dict = field(default_factory=dict)
     val: DeviceLoader | None = None

@@ -53,8 +53,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,18 +104,6 @@ def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv", init_state: dic
         return ctx.predict(model, mask)
 
     return train_fn, predict_fn
-
-
-def selection_store(path: str | Path | None) -> dict[str, Any]:
-    """``saved_state``/``save_state`` of :func:`~noisyfit.analysis.incv.incv_select` for a
-    state file (INCV's ``incv_stage1.pt``, written atomically); ``{}`` for None."""
-    if path is None:
-        return {}
-    from ..engine.checkpoint import load_checkpoint, save_checkpoint
-
-    path = Path(path)
-    saved = load_checkpoint(path) if path.is_file() else None
-    return {"saved_state": saved, "save_state": lambda st: save_checkpoint(st, path)}
 
 
 def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> float:
@@ -213,9 +200,7 @@ class INCV(Method):
             eps=cfg.eps,
             keep_best=cfg.keep_best,
             seed=seed,
-            **selection_store(
-                rd / "incv_stage1.pt" if (rd := getattr(ctx, "run_dir", None)) else None
-            ),
+            **(ctx.stage_state("incv_stage1.pt") if ctx.stage_state else {}),
         )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
