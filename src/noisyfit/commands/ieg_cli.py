@@ -309,6 +309,7 @@ def train(a: IEGArgs) -> dict[str, Any]:
     """Train (or continue) the run of ``a`` through the one run-folder writer
     (:func:`noisyfit.api.run_in_folder`); returns the last epoch's record."""
     from ..api import run_in_folder
+    from ..engine.run import RunLock
 
     run_dir = run_dir_of(a)
     resume = (run_dir / "checkpoint.pt").is_file()
@@ -319,15 +320,18 @@ def train(a: IEGArgs) -> dict[str, Any]:
     files = {"ieg_args.json": _args_json(a)}
     if probe_info is not None:
         files["probe.json"] = probe_info
-    res, _ = run_in_folder(
-        run,
-        run_dir,
-        resume=resume,
-        report=False,
-        describe=f"{a.method} ",
-        files=files,
-        extra={"ieg": {"method": a.method, "dataset": a.dataset, "network_name": a.network_name}},
-    )
+    with RunLock(run_dir):  # one writer per run folder, as `noisyfit train`
+        res, _ = run_in_folder(
+            run,
+            run_dir,
+            resume=resume,
+            report=False,
+            describe=f"{a.method} ",
+            files=files,
+            extra={
+                "ieg": {"method": a.method, "dataset": a.dataset, "network_name": a.network_name}
+            },
+        )
     return res.history[-1] if res.history else {}
 
 
