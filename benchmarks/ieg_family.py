@@ -42,12 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from noisyfit.api import prepare_data, resolve_device, seed_everything
+from noisyfit.api import build_run
 from noisyfit.config import TrainConfig
-from noisyfit.data.loader import DeviceLoader
 from noisyfit.engine.loop import fit
-from noisyfit.methods.base import Context, build_method
-from noisyfit.models import build_model
 
 METHODS = ("standard", "supervised", "l2r", "ieg")
 #: Optional extra rows (``--methods ... ieg-nokl``): IEG without the consistency term (k = 0).
@@ -95,36 +92,15 @@ def run_one(
         lr_schedule="cosine-restarts" if ieg_pipeline else "step",
         checkpoint=False,
         device=args.device,
+        eval_batch_size=1000,
     )
-    device = resolve_device(cfg.device)
-    seed_everything(seed)
-    data = prepare_data(cfg)
-    ds = data.dataset
-    kw = dict(mean=ds.mean, std=ds.std, device=device)
-    train = DeviceLoader(ds.x, data.noisy.labels, batch_size=100, augment=True, seed=seed, **kw)
-    test = DeviceLoader(ds.test_x, ds.test_labels, batch_size=1000, shuffle=False, **kw)
-    probe = DeviceLoader(
-        data.probe_x, data.probe_labels, batch_size=100, augment=True, seed=seed + 1, **kw
-    )
-    ctx = Context(
-        num_classes=ds.num_classes,
-        num_samples=len(ds),
-        input_shape=ds.input_shape,
-        epochs=cfg.epochs,
-        batch_size=100,
-        device=device,
-        make_model=lambda: build_model("cnn-small", ds.num_classes, ds.input_shape).to(device),
-        loader=train,
-        probe=probe,
-        seed=seed,
-        config=cfg,
-    )
-    m = build_method(cfg.method, ctx, cfg.method_options)
+    run = build_run(cfg)  # the one run builder: seeded data, loaders, context, method
+    m = run.method
     t0 = time.perf_counter()
-    res = fit(m, train, test, cfg, true_labels=torch.as_tensor(data.true, device=device))
+    res = fit(m, run.train, run.test, cfg, true_labels=run.true_labels)
     wall = time.perf_counter() - t0
     h = res.history
-    step_time = sum(r["epoch_time_s"] for r in h) / (len(train) * len(h))
+    step_time = sum(r["epoch_time_s"] for r in h) / (len(run.train) * len(h))
     last = h[-1]
     return {
         "acc": last["test_acc"],
@@ -133,8 +109,8 @@ def run_one(
         "lp": last.get("label_precision"),
         "lr": last.get("label_recall"),
         "wp": last.get("weight_precision"),
-        "realized": data.noisy.manifest.realized_rate,
-        "n_train": len(ds),
+        "realized": run.data.noisy.manifest.realized_rate,
+        "n_train": len(run.data.dataset),
     }
 
 

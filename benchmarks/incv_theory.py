@@ -4,7 +4,7 @@ For symmetric 0.2/0.5/0.8 and pair 0.2/0.4: train a network on one seeded noisy 
 training set, predict the other half, and compare the measured test accuracy w.r.t. the noisy
 labels, label precision and label recall (selection "prediction = given label") with the
 theory from T (:mod:`noisyfit.analysis.incv`), and with the exact expectation from the
-measured confusion M. Every check goes through ``noisyfit.analysis.incv.noisy_cross_validation``
+measured confusion M. Every check goes through ``noisyfit.commands.theory.noisy_cross_validation``
 (the ``noisyfit theory`` command).
 
 Protocol (scaled from the paper's ResNet-110, 200 epochs, Adam 1e-3 ×0.1 after 80/120/160 …):
@@ -112,7 +112,7 @@ def config(a, noise: str, rate: float) -> TrainConfig:
 
 
 def main(argv=None) -> int:
-    from noisyfit.analysis.incv import noisy_cross_validation
+    from noisyfit.commands.theory import noisy_cross_validation
 
     a = parse(argv)
     if a.threads:

@@ -24,11 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from noisyfit.api import PreparedData, prepare_data
+from noisyfit.api import PreparedData, build_run, prepare_data
 from noisyfit.config import TrainConfig
-from noisyfit.data.loader import DeviceLoader
 from noisyfit.engine.loop import fit
-from noisyfit.methods import Context, build_method
 from noisyfit.models import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,27 +61,12 @@ def bare_loop(data: PreparedData, cfg: TrainConfig, epochs: int, seed: int) -> f
 
 def fit_loop(data: PreparedData, cfg: TrainConfig, epochs: int, seed: int) -> float:
     """Images/s of noisyfit's fit() with the standard method (no evaluation, no files)."""
-    ds = data.dataset
     torch.manual_seed(seed)
-    loader = DeviceLoader(
-        ds.x, data.noisy.labels, batch_size=cfg.batch_size, mean=ds.mean, std=ds.std, seed=seed
-    )
-    ctx = Context(
-        num_classes=ds.num_classes,
-        num_samples=len(ds),
-        input_shape=ds.input_shape,
-        epochs=epochs,
-        batch_size=cfg.batch_size,
-        device=torch.device("cpu"),
-        make_model=lambda: build_model(cfg.model, ds.num_classes, ds.input_shape),
-        loader=loader,
-        config=cfg,
-    )
-    method = build_method("standard", ctx)
-    true = torch.as_tensor(data.true)
+    cfg = cfg.replace(epochs=epochs, seed=seed, method="standard", augment=False, device="cpu")
+    run = build_run(cfg, data=data)  # the one run builder (no evaluation, no files here)
     t0 = time.perf_counter()
-    fit(method, loader, None, cfg.replace(epochs=epochs), true_labels=true)
-    return epochs * len(ds) / (time.perf_counter() - t0)
+    fit(run.method, run.train, None, cfg, true_labels=run.true_labels)
+    return epochs * len(data.dataset) / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -369,12 +369,16 @@ def test_ieg_command_trains_and_evaluation_restores_exactly(tmp_path, method, ca
     assert run == tmp_path / "synthetic_uniform_0.4_p0.05" / "cnn-tiny"
     summary = json.loads((run / "summary.json").read_text())
     probe = json.loads((run / "probe.json").read_text())
-    assert summary["epoch"] == 2  # 16 steps / 8 steps per epoch
+    assert summary["epochs"] == 2  # 16 steps / 8 steps per epoch; the one summary schema
+    assert summary["ieg"] == {
+        "method": method, "dataset": "synthetic_uniform_0.4", "network_name": "cnn-tiny"
+    }  # fmt: skip
     assert probe["size"] == 24 and probe["used_by_method"] == (method != "supervised")
     assert len(np.load(run / "noisy_labels.npy")) == 512 - 24  # probe held out before noise
     res = evaluation(a)
     assert list(res)[0] == "ema"
-    assert res["ema"]["acc"] == summary["test_acc"] and res["ema"]["loss"] == summary["test_loss"]
+    assert res["ema"]["acc"] == summary["last_test_acc"]
+    assert res["ema"]["loss"] == summary["last_test_loss"]
     assert main(["ieg", *args, "--mode", "evaluation"]) == 0
     assert "top-5" in capsys.readouterr().out
 
@@ -505,3 +509,26 @@ def test_webvision_mini_in_memory_dataset_and_ieg_command(webvision_tree, tmp_pa
     assert last["epoch"] == 1 and 0 <= last["test_acc"] <= 1 and "label_precision" not in last
     res = evaluation(a)
     assert res["ema"]["acc"] == last["test_acc"]
+
+
+def test_ieg_command_builds_its_run_as_noisyfit_train(tmp_path):
+    """One run builder and one run-folder writer: ``noisyfit ieg`` (supervised, no EMA) trains
+    exactly what ``noisyfit.train`` trains from the translated config, and its summary.json
+    has train's schema plus the optional ``ieg`` key."""
+    import noisyfit
+    from noisyfit.commands.ieg_cli import IEGArgs, run_dir_of, train, train_config
+
+    a = IEGArgs(
+        dataset="synthetic_uniform_0.4", network_name="cnn-tiny", method="supervised",
+        use_ema=False, batch_size=64, probe_dataset_hold_ratio=0.05, max_iteration=16,
+        checkpoint_path=tmp_path / "ieg", progress=False, device="cpu",
+    )  # fmt: skip
+    train(a)
+    ieg = json.loads((run_dir_of(a) / "summary.json").read_text())
+    cfg = train_config(a).replace(epochs=2, out=str(tmp_path / "train"), name="r")
+    r = noisyfit.train(cfg, report=False)
+    hist = [json.loads(x) for x in (run_dir_of(a) / "metrics.jsonl").read_text().splitlines()]
+    assert [h["train_loss"] for h in hist] == [h["train_loss"] for h in r.history]
+    assert ieg["last_test_acc"] == r.summary["last_test_acc"] is not None
+    assert set(ieg) == set(r.summary) | {"ieg"}
+    assert ieg["ieg"]["method"] == "supervised" and ieg["method"] == "standard"

@@ -514,3 +514,53 @@ def test_incv_resume_keeps_the_selection(tmp_path, monkeypatch, interrupted):
     assert len(r.history) == 3
     assert torch.equal(r.method.select.cpu(), saved["select"].cpu())
     assert r.method.eps_hat == saved["eps_hat"]
+
+
+# ---------------------------------------------------------------------------- τ estimate
+
+
+def test_tau_estimate_predicts_without_augmentation():
+    """``--tau auto --augment``: the estimate's predictions are those of the un-augmented
+    inputs — the same as without ``--augment`` for the same trained networks (they used to be
+    of random crops: another agreement, another τ)."""
+    from noisyfit.api import build_run
+    from noisyfit.config import TrainConfig
+    from noisyfit.engine.subset import estimate_noise_rate
+
+    cfg = TrainConfig(
+        dataset="synthetic", model="cnn-tiny", progress=False, batch_size=64, epochs=1,
+        noise_rate=0.4, device="cpu",
+    )  # fmt: skip
+    plain = build_run(cfg, method=False)
+    torch.manual_seed(0)
+    nets = [plain.ctx.train_model(None), plain.ctx.train_model(None)]  # the two folds' networks
+    est, preds = {}, {}
+    for augment in (False, True):
+        ctx = build_run(cfg.replace(augment=augment), method=False).ctx
+        assert ctx.loader.augment == augment
+        folds = iter(nets)
+        ctx.train_model = lambda *a, folds=folds, **k: next(folds)
+        preds[augment] = seen = []
+        ctx.predict = lambda m, mask=None, p=ctx.predict, seen=seen: (
+            seen.append(p(m, mask)) or seen[-1]
+        )
+        est[augment] = estimate_noise_rate(ctx, epochs=1, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(preds[False], preds[True]))
+    assert est[True] == est[False]
+    # the estimate's agreement is that of the plain inputs, counted by hand
+    half = torch.zeros(512, dtype=torch.bool)
+    half[torch.randperm(512, generator=torch.Generator().manual_seed(3))[:256]] = True
+    x, y = plain.ctx.loader, plain.ctx.loader.labels
+    hits = 0
+    for net, other in zip(nets, (~half, half)):
+        net.eval()
+        with torch.no_grad():
+            xb = x.transform(x.x[other])
+            hits += int((net(xb).argmax(1) == y[other]).sum())
+    assert est[True]["agreement"] == hits / 512
+    # and augmentation does change these networks' predictions: the check can fail
+    aug = build_run(cfg.replace(augment=True), method=False).ctx.loader.subset(~half)
+    aug.shuffle = False
+    with torch.no_grad():
+        crops = torch.cat([nets[0](b.x).argmax(1) for b in aug.epoch(0)])
+    assert not torch.equal(crops, preds[False][0].argmax(1))

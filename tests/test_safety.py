@@ -520,6 +520,7 @@ def _fake_cv(calls: list, stop_at: int | None = None):
 
 def test_incv_selection_checkpoints_each_iteration_and_resumes(tmp_path):
     from noisyfit.analysis.incv import incv_select
+    from noisyfit.engine.checkpoint import state_store
 
     labels = torch.arange(60) % 3
     labels[::7] = (labels[::7] + 1) % 3  # some wrong labels
@@ -529,10 +530,10 @@ def test_incv_selection_checkpoints_each_iteration_and_resumes(tmp_path):
     f = tmp_path / "incv_stage1.pt"
     cut_calls: list = []
     with pytest.raises(KeyboardInterrupt):
-        incv_select(labels, 3, *_fake_cv(cut_calls, stop_at=4), **kw, state_file=f)  # iter 2
+        incv_select(labels, 3, *_fake_cv(cut_calls, stop_at=4), **kw, **state_store(f))
     assert torch.load(f, weights_only=True)["epoch"] == 1  # iteration 1 is saved
     rest: list = []
-    resumed = incv_select(labels, 3, *_fake_cv(rest), **kw, state_file=f)
+    resumed = incv_select(labels, 3, *_fake_cv(rest), **kw, **state_store(f))
     assert len(rest) == len(full_calls) - 2  # iteration 1 was not trained again
     assert torch.equal(resumed.select, full.select) and torch.equal(resumed.removed, full.removed)
     assert resumed.iterations == full.iterations and resumed.eps_hat == full.eps_hat
@@ -743,7 +744,7 @@ def test_random_configs_give_a_clean_run_or_a_clear_error(tmp_path_factory, caps
 
 
 def test_incv_run_stopped_in_its_selection_resumes_there(tmp_path, monkeypatch, capsys):
-    from noisyfit.analysis import incv
+    from noisyfit.methods import incv
 
     real, calls = incv.make_cv_trainer, []
 

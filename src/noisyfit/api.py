@@ -18,10 +18,11 @@ from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset
 from .data.loader import DeviceLoader, Loader
 from .engine import distributed as dist
-from .engine.checkpoint import load_checkpoint
+from .engine.checkpoint import load_checkpoint, state_store
 from .engine.ddp import on_main
 from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
+from .engine.subset import estimate_noise_rate, subset_predictor, subset_trainer
 from .errors import ConfigError, DataError, RunError, RunExistsError
 from .methods.base import METHODS, Context, build_method, check_needs, method_config
 from .models import build_model
@@ -465,14 +466,31 @@ def _train_in(
     run_dir, cfg, data, device, method_cls, resume, report, model_obj=None
 ) -> TrainResult:
     """The run itself, in a locked run folder."""
+    run = build_run(cfg, data=data, model=model_obj, device=device, run_dir=run_dir)
+    res, summary = run_in_folder(run, run_dir, resume=resume is not None, report=report)
+    return TrainResult(run_dir, summary, res.history, data.noisy.manifest, run.method)
+
+
+def start_run_folder(
+    run: Run, run_dir: Path, *, resume: bool = False, files: dict[str, Any] | None = None
+) -> None:
+    """Write what a run folder holds before training (the layout of
+    :mod:`noisyfit.engine.run`): config.yaml (not on resume), env.json, and for a prepared
+    dataset noise.json, data_source.json, noisy_labels.npy, train_index.npy, data.json,
+    val_index.npy, probe_indices.npy and probe.json. ``files``: more JSON files by name
+    (e.g. ``ieg_args.json``); a ``probe.json`` entry is merged into the written one."""
     from .engine.run import data_source
 
-    ds, true, noisy = data.dataset, data.true, data.noisy
-    main = dist.is_main()  # W > 1: rank 0 alone writes the run folder
-    if main:
-        if resume is None:
-            save_config(cfg, run_dir / "config.yaml")
-        write_json(run_dir / "env.json", environment(device))
+    cfg, data = run.cfg, run.data
+    files = dict(files or {})
+    probe = files.pop("probe.json", None)
+    if not resume:
+        save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "env.json", environment(run.device))
+    for name, obj in files.items():
+        write_json(run_dir / name, obj)
+    if data is not None:
+        ds, noisy = data.dataset, data.noisy
         write_json(run_dir / "noise.json", noisy.manifest.to_dict())
         write_json(run_dir / "data_source.json", data_source(ds, cfg))
         np.save(run_dir / "noisy_labels.npy", noisy.labels)
@@ -489,61 +507,90 @@ def _train_in(
         )
         if data.val_index is not None:
             np.save(run_dir / "val_index.npy", data.val_index)
-    ctx, test_loader = build_context(cfg, data, device, model=model_obj)
-    train_loader = ctx.loader
-    if data.probe_index is not None and main:
-        np.save(run_dir / "probe_indices.npy", data.probe_index)
-        write_json(
-            run_dir / "probe.json",
-            {
+        if data.probe_index is not None:
+            np.save(run_dir / "probe_indices.npy", data.probe_index)
+            probe = {
                 "size": len(data.probe_index),
                 "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
                 "source": cfg.probe_file or "seeded class-balanced draw before noise injection",
                 "indices_file": "probe_indices.npy (indices into the training split after "
                 "--train-subset, before the probe is taken out)",
-            },
-        )
-    ctx.run_dir = run_dir  # where multi-stage methods checkpoint their stages
-    ctx.noise_rate = (
-        resolve_tau(cfg, data, ctx, run_dir)
-        if method_cls.needs_noise_rate
-        else _nominal_tau(cfg, data)
-    )
-    tau = ctx.noise_rate
-    method = build_method(cfg.method, ctx, cfg.method_options)
-    true_t = torch.as_tensor(true, device=device) if true is not None else None
-    t0 = time.perf_counter()
-    res: FitResult = fit(
-        method,
-        train_loader,
-        test_loader,
-        cfg,
-        true_labels=true_t,
-        run_dir=run_dir,
-        resume=resume is not None and (run_dir / "checkpoint.pt").is_file(),
-        describe="",
-        val=ctx.val,
-    )
-    wall = time.perf_counter() - t0
-    summary = summarize(cfg, res.history, noisy.manifest, run_dir, wall, tau)
-    if not main:
-        return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
-    for fname, arr in method.artifacts().items():  # e.g. F-correction's t_hat.npy
+                **(probe or {}),
+            }
+    if probe is not None:
+        write_json(run_dir / "probe.json", probe)
+
+
+def finish_run_folder(
+    run: Run,
+    run_dir: Path,
+    res: FitResult,
+    wall: float,
+    *,
+    report: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write what a run folder holds after training: the method's artifacts, samples.csv,
+    summary.json (:func:`summarize`'s schema; ``extra``: optional keys added to it) and the
+    report. Returns the summary."""
+    data = run.data
+    for fname, arr in run.method.artifacts().items():  # e.g. F-correction's t_hat.npy
         np.save(run_dir / fname, np.asarray(arr))
     v = res.verdicts
+    given = data.noisy.labels if data is not None else run.train.labels.cpu().numpy()
     write_samples_csv(
         run_dir / "samples.csv",
-        noisy.labels,
-        true,
+        given,
+        data.true if data is not None else None,
         v.verdict.cpu().numpy(),
         v.label.cpu().numpy(),
         v.score.cpu().numpy(),
         v.weight.cpu().numpy(),
     )
+    manifest = data.noisy.manifest if data is not None else None
+    summary = summarize(run.cfg, res.history, manifest, run_dir, wall, run.ctx.noise_rate)
+    summary.update(extra or {})
     write_json(run_dir / "summary.json", summary)
     if report:
         write_report(run_dir, data)
-    return TrainResult(run_dir, summary, res.history, noisy.manifest, method)
+    return summary
+
+
+def run_in_folder(
+    run: Run,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    report: bool = True,
+    describe: str = "",
+    files: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> tuple[FitResult, dict[str, Any]]:
+    """Train a built run in ``run_dir`` (the one run-folder writer): the files before
+    (:func:`start_run_folder`), ``fit``, the files after (:func:`finish_run_folder`).
+    ``resume``: continue from the folder's checkpoint if it has one. Returns the fit result
+    and the summary. Under torchrun (W > 1) rank 0 alone writes the folder."""
+    main = dist.is_main()
+    if main:
+        start_run_folder(run, run_dir, resume=resume, files=files)
+    t0 = time.perf_counter()
+    res: FitResult = fit(
+        run.method,
+        run.train,
+        run.test,
+        run.cfg,
+        true_labels=run.true_labels,
+        run_dir=run_dir,
+        resume=resume and (run_dir / "checkpoint.pt").is_file(),
+        describe=describe,
+        val=run.ctx.val,
+    )
+    wall = time.perf_counter() - t0
+    if not main:
+        manifest = run.data.noisy.manifest if run.data is not None else None
+        return res, summarize(run.cfg, res.history, manifest, run_dir, wall, run.ctx.noise_rate)
+    summary = finish_run_folder(run, run_dir, res, wall, report=report, extra=extra)
+    return res, summary
 
 
 def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None:
@@ -589,8 +636,167 @@ def split_objects(
     return dataset_obj, model_obj, overrides
 
 
+@dataclass
+class Loaders:
+    """The loaders of a run, for data that is not a prepared in-memory dataset (e.g.
+    WebVision's image folders): ``train`` (given labels, shuffled, augmented), ``test``
+    (clean, None: no evaluation), ``probe`` (clean probe set or None), ``val`` (noisy
+    validation split or None); ``num_classes`` K and ``input_shape`` of the networks."""
+
+    train: Any
+    num_classes: int
+    input_shape: tuple[int, ...]
+    test: Any = None
+    probe: Any = None
+    val: Any = None
+
+
+@dataclass
+class Run:
+    """A built run: what :func:`~noisyfit.engine.loop.fit` runs on.
+
+    Attributes:
+        cfg: the run's config.  device: where it trains.
+        data: the prepared dataset (None when the loaders were given).
+        ctx: the method Context (loaders, ``make_model``, ``train_model``, ``predict``, τ).
+        method: the built method (None with ``build_run(..., method=False)``).
+        train, test: the training loader (= ``ctx.loader``) and the clean test loader (or None).
+        true_labels: (N,) int64 truth of the training samples on the device, or None.
+    """
+
+    cfg: TrainConfig
+    device: torch.device
+    data: PreparedData | None
+    ctx: Context
+    method: Any
+    train: Any
+    test: Any
+    true_labels: torch.Tensor | None
+
+
+def data_loaders(cfg: TrainConfig, data: PreparedData, device: torch.device) -> Loaders:
+    """The loaders of a prepared dataset: training (given labels, ``cfg.augment``), clean
+    test, probe (augmented as training) and the noisy validation split (no augmentation)."""
+    ds = data.dataset
+    kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
+    train = DeviceLoader(
+        ds.x,
+        data.noisy.labels,
+        batch_size=cfg.batch_size,
+        augment=cfg.augment,
+        shuffle=True,
+        seed=cfg.seed,
+        **kw,
+    )
+    eval_batch = cfg.eval_batch_for(device)
+    test = (
+        DeviceLoader(ds.test_x, ds.test_labels, batch_size=eval_batch, shuffle=False, **kw)
+        if len(ds.test_x)
+        else None
+    )
+    probe = None
+    if data.probe_index is not None:
+        probe = DeviceLoader(
+            data.probe_x,
+            data.probe_labels,
+            batch_size=cfg.batch_size,
+            augment=cfg.augment,
+            shuffle=True,
+            seed=cfg.seed + 1,
+            **kw,
+        )
+    val = None
+    if data.val_x is not None:  # the noisy validation split: given labels, no augmentation
+        val = DeviceLoader(data.val_x, data.val_labels, batch_size=eval_batch, shuffle=False, **kw)
+    return Loaders(train, ds.num_classes, tuple(ds.input_shape), test, probe, val)
+
+
+def build_run(
+    cfg: TrainConfig,
+    *,
+    data: PreparedData | None = None,
+    dataset: Dataset | None = None,
+    model: Any = None,
+    loaders: Loaders | None = None,
+    device: torch.device | None = None,
+    run_dir: Path | None = None,
+    method: bool = True,
+) -> Run:
+    """Build a run — the one place every entry point builds one (``noisyfit train``, ``ieg``
+    (CIFAR and WebVision), ``selfie-cli``, ``demo``, ``find-issues``, ``clean``, ``theory``,
+    ``reproduce``, ``bench``, :class:`~noisyfit.RobustClassifier`, the benchmarks).
+
+    Data: ``data`` (prepared already), else ``loaders`` (e.g. WebVision's folder loaders), else
+    the seeded :func:`prepare_data` of ``cfg`` (or of ``dataset``, an in-memory Dataset).
+    Then the loaders, ``make_model`` (``model``: a factory ``(num_classes, input_shape) ->
+    nn.Module`` instead of ``cfg.model``; channels_last and ``cfg.compile`` on CUDA), the
+    Context with its ``train_model``/``predict`` services, τ (``ctx.noise_rate``: resolved,
+    and estimated with ``--tau auto`` into ``run_dir/tau.json``, for methods that need one)
+    and the method (``method=False``: none, for commands that only use the Context).
+    """
+    device = device or resolve_device(cfg.device)
+    if data is None and loaders is None:
+        seed_everything(cfg.seed, cfg.deterministic)
+        data = prepare_data(cfg, dataset)
+    if loaders is None:
+        loaders = data_loaders(cfg, data, device)
+    k, shape = loaders.num_classes, tuple(loaders.input_shape)
+
+    def make_model() -> torch.nn.Module:
+        if model is not None:
+            m = model(k, shape).to(device)
+        else:
+            m = build_model(cfg.model, k, shape).to(device)
+        if device.type == "cuda" and len(shape) == 3:
+            m = m.to(memory_format=torch.channels_last)
+        if cfg.compile and device.type == "cuda":
+            m.forward = torch.compile(m.forward)
+        return m
+
+    ctx = Context(
+        num_classes=k,
+        num_samples=len(loaders.train.labels),
+        input_shape=shape,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        device=device,
+        make_model=make_model,
+        loader=loaders.train,
+        probe=loaders.probe,
+        seed=cfg.seed,
+        config=cfg,
+        val=loaders.val,
+    )
+    ctx.train_model = subset_trainer(ctx)
+    ctx.predict = subset_predictor(ctx)
+    ctx.run_dir = run_dir  # where multi-stage methods checkpoint their stages
+    ctx.stage_state = lambda name: state_store(run_dir / name if run_dir is not None else None)
+    built = None
+    if method:
+        from .methods import _builtin  # noqa: F401  (registers the built-in methods)
+
+        method_cls = METHODS.get(cfg.method)
+        # what the method needs, against the loaders it gets (WebVision's folder loader too)
+        check_needs(
+            method_cls,
+            cfg,
+            loaders.train,
+            loaders.probe,
+            noise_rate=_nominal_tau(cfg, data) if method_cls.needs_noise_rate else None,
+        )
+        ctx.noise_rate = (
+            resolve_tau(cfg, data, ctx, run_dir)
+            if method_cls.needs_noise_rate
+            else _nominal_tau(cfg, data)
+        )
+        built = build_method(cfg.method, ctx, cfg.method_options)
+    true = data.true if data is not None else None
+    true_t = torch.as_tensor(true, device=device) if true is not None else None
+    return Run(cfg, device, data, ctx, built, loaders.train, loaders.test, true_t)
+
+
 def train_loader_class(cfg: TrainConfig) -> type[Loader]:
-    """The class of the training loader :func:`build_context` builds for ``cfg`` (its
+    """The class of the training loader :func:`data_loaders` builds for ``cfg`` (its
     capabilities, ``supports_subsets`` and ``in_memory``, are class attributes, so a run's
     needs are checked before the data is loaded onto the device)."""
     return DeviceLoader
@@ -602,81 +808,16 @@ def build_context(
     device: torch.device | None = None,
     *,
     model: Any = None,
-) -> tuple[Context, DeviceLoader | None]:
-    """The method Context of a prepared dataset (training and probe loaders, ``make_model``,
-    ``train_model``) and the clean test loader (None when the dataset has no test rows): what
-    :func:`train` runs on, for commands that train outside a run (``theory``, ``clean``,
-    ``ieg --mode evaluation``). ``model``: a factory ``(num_classes, input_shape) -> nn.Module``
-    used instead of the registered ``cfg.model``."""
-    device = device or resolve_device(cfg.device)
-    ds = data.dataset
-    kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
-    train_loader = DeviceLoader(
-        ds.x,
-        data.noisy.labels,
-        batch_size=cfg.batch_size,
-        augment=cfg.augment,
-        shuffle=True,
-        seed=cfg.seed,
-        **kw,
-    )
-    test_loader = (
-        DeviceLoader(
-            ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
-        )
-        if len(ds.test_x)
-        else None
-    )
-    probe_loader = None
-    if data.probe_index is not None:
-        probe_loader = DeviceLoader(
-            data.probe_x,
-            data.probe_labels,
-            batch_size=cfg.batch_size,
-            augment=cfg.augment,
-            shuffle=True,
-            seed=cfg.seed + 1,
-            **kw,
-        )
-
-    val_loader = None
-    if data.val_x is not None:  # the noisy validation split: given labels, no augmentation
-        val_loader = DeviceLoader(
-            data.val_x, data.val_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
-        )
-
-    def make_model() -> torch.nn.Module:
-        if model is not None:
-            m = model(ds.num_classes, ds.input_shape).to(device)
-        else:
-            m = build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
-        if device.type == "cuda" and len(ds.input_shape) == 3:
-            m = m.to(memory_format=torch.channels_last)
-        if cfg.compile and device.type == "cuda":
-            m.forward = torch.compile(m.forward)
-        return m
-
-    ctx = Context(
-        num_classes=ds.num_classes,
-        num_samples=len(ds),
-        input_shape=ds.input_shape,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        device=device,
-        make_model=make_model,
-        loader=train_loader,
-        probe=probe_loader,
-        seed=cfg.seed,
-        config=cfg,
-        val=val_loader,
-    )
-    ctx.train_model = subset_trainer(ctx)
-    return ctx, test_loader
+) -> tuple[Context, Any]:
+    """The Context and clean test loader of :func:`build_run` without a method (for code
+    that trains outside a run)."""
+    run = build_run(cfg, data=data, device=device, model=model, method=False)
+    return run.ctx, run.test
 
 
 def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
     """The expected wrong-label rate of the injected noise (None where unknown)."""
-    if data.true is None:
+    if data is None or data.true is None:
         return None
     if cfg.noise in ("labels", "matrix") or cfg.noise in CIFAR_N:
         return data.noisy.manifest.realized_rate
@@ -701,45 +842,19 @@ def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Pat
     nominal = _nominal_tau(cfg, data)
     if cfg.tau is None and nominal is not None:
         return nominal
-    saved = run_dir / "tau.json"
-    if saved.is_file():
+    saved = run_dir / "tau.json" if run_dir is not None else None
+    if saved is not None and saved.is_file():
         return json.loads(saved.read_text())["tau"]
-    from .analysis.noise_rate import estimate_noise_rate
-
     kind = cfg.noise if cfg.noise in ("symmetric", "pair", "uniform") else "symmetric"
     est = estimate_noise_rate(ctx, kind=kind, epochs=cfg.tau_epochs, seed=cfg.seed)
     est["nominal"] = nominal
-    if dist.is_main():
+    if saved is not None and dist.is_main():
         write_json(saved, est)
     print(
         f"estimated noise rate τ = {est['tau']:.3f} (agreement {est['agreement']:.3f}; "
         f"nominal {nominal})"
     )
     return est["tau"]
-
-
-def subset_trainer(ctx: Context):
-    """The ``ctx.train_model`` service: train a fresh network with plain cross-entropy on a
-    subset of the training set (see :class:`~noisyfit.methods.base.Context`)."""
-
-    def train_model(
-        mask=None, *, epochs=None, init_state=None, labels=None, describe="", **changes
-    ) -> torch.nn.Module:
-        from .methods.standard import Standard
-
-        cfg = ctx.config.replace(
-            epochs=epochs or ctx.config.epochs, checkpoint=False, ema=0.0, mixup=0.0, **changes
-        )  # the run's add-ons (--ema, --mixup) are for the method's own training only
-        loader = ctx.loader if labels is None else ctx.loader.with_labels(labels)
-        if mask is not None:
-            loader = loader.subset(torch.as_tensor(mask, device=ctx.device))
-        net = Standard(Standard.Config(), ctx)
-        if init_state is not None:
-            net.models["net"].load_state_dict(init_state)
-        fit(net, loader, None, cfg, describe=describe)
-        return net.models["net"]
-
-    return train_model
 
 
 def select_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -767,8 +882,10 @@ def select_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
-    """The final summary: selected (best noisy-validation epoch) and last clean test
-    accuracy, the test-set oracle (``best_test_acc``), noise, timing."""
+    """The final summary (``summary.json``, one schema for every command): selected (best
+    noisy-validation epoch) and last clean test accuracy, loss and top-5, the test-set oracle
+    (``best_test_acc``), noise (``manifest`` None: no injected noise known), timing.
+    Commands may add optional keys (``noisyfit ieg``: ``ieg``, its seed's names)."""
     sel = select_epoch(history)
     last = history[-1] if history else {}
     return {
@@ -778,12 +895,14 @@ def summarize(cfg, history, manifest, run_dir, wall, tau) -> dict[str, Any]:
         "noise": cfg.noise,
         # no nominal rate where no noise was injected (--noise none: the user's own labels)
         "nominal_noise_rate": None if cfg.noise == "none" else cfg.noise_rate,
-        "realized_noise_rate": manifest.realized_rate,
+        "realized_noise_rate": manifest.realized_rate if manifest is not None else None,
         "tau": tau,
         "epochs": len(history),
         "val_ratio": cfg.val_ratio if not cfg.val_file else None,
         "val_file": cfg.val_file,
         **sel,
+        "last_test_loss": last.get("test_loss"),
+        "last_test_top5": last.get("test_top5"),
         "last_label_precision": last.get("label_precision"),
         "last_label_recall": last.get("label_recall"),
         "mean_images_per_s": float(

@@ -445,8 +445,6 @@ def cross_val_probs(
     """
     import torch
 
-    from .analysis.incv import predict_on
-
     n = ctx.num_samples
     if folds < 2:
         raise ConfigError(f"cross-validation needs folds ≥ 2, got {folds}")
@@ -459,9 +457,9 @@ def cross_val_probs(
         held = torch.zeros(n, dtype=torch.bool, device=ctx.device)
         held[torch.as_tensor(part, device=ctx.device)] = True
         model = ctx.train_model(~held & ~ex, epochs=epochs, describe=f"fold {f + 1}/{folds} ")
-        probs[np.sort(part)] = predict_on(ctx, model, held).cpu().numpy()
+        probs[np.sort(part)] = ctx.predict(model, held).cpu().numpy()
         if exclude.any():
-            probs[exclude] += predict_on(ctx, model, ex).cpu().numpy() / folds
+            probs[exclude] += ctx.predict(model, ex).cpu().numpy() / folds
         if log:
             log(
                 f"fold {f + 1}/{folds}: trained on {int(n - len(part) - exclude.sum())}, "
@@ -473,12 +471,12 @@ def cross_val_probs(
 
 def _from_result(res) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict]:
     """(given, pred_probs, scores, samples) of a finished training run (a TrainResult)."""
-    from .analysis.incv import predict_on
     from .report import read_samples
 
     samples = read_samples(res.run_dir)
     given = samples["given"]
-    probs = predict_on(res.method.ctx, res.method.main_model).cpu().numpy().astype(np.float32)
+    ctx = res.method.ctx
+    probs = ctx.predict(res.method.main_model).cpu().numpy().astype(np.float32)
     flagged = np.isin(samples["verdict"], ["dropped", "relabelled"])
     sugg = np.where(samples["verdict"] == "relabelled", samples["label"], probs.argmax(1))
     return given, probs, flag_scores(given, probs, flagged=flagged, suggested=sugg), samples
@@ -565,7 +563,7 @@ def find_issues(
         res = noisyfit.find_issues(dataset="arrays", data_dir="mine.npz", noise="none")
         res.ranked()[:20], res.pred_probs   # pred_probs go to cleanlab as they are
     """
-    from .api import build_context, prepare_data, seed_everything, split_objects
+    from .api import build_run, prepare_data, seed_everything, split_objects
     from .config import resolve_config
     from .data.folder import holdout_split
     from .methods import _builtin  # noqa: F401
@@ -598,7 +596,7 @@ def find_issues(
     given = np.asarray(data.noisy.labels, dtype=np.int64)
     held = None
     if method == "cv":
-        ctx, _ = build_context(cfg, data, model=model_obj)
+        ctx = build_run(cfg, data=data, model=model_obj, method=False).ctx
         if holdout > 0:
             held = np.zeros(len(given), dtype=bool)
             held[holdout_split(given, holdout, cfg.seed)[1]] = True

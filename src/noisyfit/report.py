@@ -125,17 +125,16 @@ def run_pred_probs(run_dir: Path, cfg, data) -> np.ndarray:
     model) over its training samples, in index order."""
     import torch
 
-    from .analysis.incv import predict_on
-    from .api import build_context
+    from .api import build_run
     from .engine.checkpoint import load_checkpoint
 
     ck = load_checkpoint(run_dir / "checkpoint.pt")
     states = ck["models"]
     state = states.get("net") or next(iter(states.values()))
-    ctx, _ = build_context(cfg.replace(device="cpu", augment=False), data, torch.device("cpu"))
-    model = ctx.make_model()
+    run = build_run(cfg.replace(device="cpu"), data=data, device=torch.device("cpu"), method=False)
+    model = run.ctx.make_model()
     model.load_state_dict(state)
-    return predict_on(ctx, model).numpy()
+    return run.ctx.predict(model).numpy()
 
 
 def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:

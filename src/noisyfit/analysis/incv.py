@@ -28,22 +28,23 @@ can be tested without a network and reused by the ``incv`` method and ``noisyfit
 * ``predict_fn(model, mask) -> (n, K)`` probabilities of the samples of ``mask``, in index
   order.
 
-:func:`make_cv_trainer` builds both from a method :class:`~noisyfit.methods.base.Context`.
+:func:`noisyfit.methods.incv.make_cv_trainer` builds both from a method Context (the
+engine's ``ctx.train_model`` and ``ctx.predict``). Everything here is array-in/array-out: no
+network is trained in this module.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, RunError
+from ..errors import RunError
+from ..noise import realized_transition
 from .noise_rate import agreement_of, rate_from_agreement
 
 # --------------------------------------------------------------------------------------------
@@ -209,7 +210,8 @@ def incv_select(
     seed: int = 0,
     true_labels: torch.Tensor | None = None,
     log: Callable[[str], None] | None = print,
-    state_file: str | Path | None = None,
+    saved_state: dict[str, Any] | None = None,
+    save_state: Callable[[dict[str, Any]], None] | None = None,
 ) -> IncvResult:
     """Iterative noisy cross-validation (``INCV.py``): select S, keep candidates C.
 
@@ -231,9 +233,11 @@ def incv_select(
         seed: seed of the random halves.
         true_labels: (N,) truth, only to log LP/LR per iteration (never used to select).
         log: where progress lines go (None: silent).
-        state_file: where the state is saved after each iteration (masks, ε̂, the split
-            generator, the RNG, the log), atomically; if it exists, the selection continues
-            after its last iteration (a run stopped during the selection loses at most one).
+        saved_state: a state ``save_state`` received before: the selection continues after
+            its last iteration (a run stopped during the selection loses at most one).
+        save_state: called after each iteration with the state (masks, ε̂, the split
+            generator, the RNG, the log; CPU tensors), e.g. to write it atomically
+            (``noisyfit.engine.checkpoint.state_store``).
 
     Returns:
         An :class:`IncvResult`.
@@ -252,15 +256,13 @@ def incv_select(
     oos = None
     clean = None if true_labels is None else (true_labels.to(dev) == labels)
     first = 1
-    if state_file is not None and Path(state_file).is_file():
-        from ..engine.checkpoint import load_checkpoint
-
-        st = load_checkpoint(state_file)
+    if saved_state is not None:
+        st = saved_state
         if st.get("n") != n or st.get("iterations") != iterations:
             raise RunError(
-                f"{state_file}: INCV's saved selection is for {st.get('n')} samples and "
-                f"{st.get('iterations')} iterations, not {n} and {iterations}; delete the file "
-                "to select again"
+                f"INCV's saved selection is for {st.get('n')} samples and "
+                f"{st.get('iterations')} iterations, not {n} and {iterations}; delete its "
+                "file (incv_stage1.pt) to select again"
             )
         select, candidate, removed = (st[k].to(dev) for k in ("select", "candidate", "removed"))
         oos = None if st["oos"] is None else st["oos"].to(dev)
@@ -270,7 +272,7 @@ def incv_select(
         history = list(st["history"])
         first = int(st["epoch"]) + 1
         if log:
-            log(f"INCV: resuming the selection after iteration {first - 1} ({state_file})")
+            log(f"INCV: resuming the selection after iteration {first - 1}")
     for it in range(first, iterations + 1):
         cand_idx = torch.nonzero(candidate).flatten()
         if len(cand_idx) < 2:
@@ -342,10 +344,8 @@ def incv_select(
             )
         if eps_hat is not None and it == save_best_until(eps_hat, symmetric):
             best = False
-        if state_file is not None:
-            from ..engine.checkpoint import save_checkpoint
-
-            save_checkpoint(
+        if save_state is not None:
+            save_state(
                 {
                     "epoch": it,  # the last finished iteration (named as checkpoints are)
                     "models": {},
@@ -362,8 +362,7 @@ def incv_select(
                     "rho": rho,
                     "best": best,
                     "history": history,
-                },
-                state_file,
+                }
             )
     removed &= ~select
     return IncvResult(
@@ -379,175 +378,30 @@ def incv_select(
 
 
 # --------------------------------------------------------------------------------------------
-# training helpers on a method Context
+# Verify_Theory: one noisy 2-fold check, from its predictions
 
 
-#: INCV.py's schedule for the cross-validation models: Adam(1e-3, β1 0.9), LR ×0.5 after
-#: epoch 20, ×0.25 after 30, ×0.1 after 40 of 50. Our step schedule has one factor, so the
-#: last step is ×0.125 instead of ×0.1; milestones are fractions of the epochs.
-INCV_CV_SCHEDULE = dict(
-    optimizer="adam",
-    lr=1e-3,
-    momentum=0.9,
-    lr_schedule="step",
-    lr_milestones=(0.42, 0.62, 0.82),
-    lr_decay=0.5,
-)
+def theory_check(
+    true: np.ndarray, given: np.ndarray, pred: np.ndarray, nominal_t: np.ndarray, k: int
+) -> dict[str, Any]:
+    """Measured vs theoretical quantities of one noisy 2-fold check (Verify_Theory).
 
+    Args:
+        true, given, pred: (n,) true labels, given (noisy) labels and predictions of the
+            held-out half (predicted by a network trained on the other half).
+        nominal_t: (K, K) the nominal noise transition T.  k: K.
 
-def eval_loader(loader, mask: torch.Tensor | None = None):
-    """A loader over ``mask`` (None: all) of ``loader``'s samples, in index order, without
-    augmentation (for prediction)."""
-    sub = (
-        loader.subset(mask)
-        if mask is not None
-        else loader.subset(torch.ones(len(loader.labels), dtype=torch.bool, device=loader.device))
-    )
-    sub.shuffle = False
-    sub.augment = False
-    return sub
-
-
-def predict_on(ctx, model: torch.nn.Module, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, K) softmax probabilities of ``model`` on the training samples of ``mask``."""
-    from ..engine.evaluate import predict_probs
-
-    return predict_probs(model, eval_loader(ctx.loader, mask))
-
-
-def train_keep_best(
-    ctx,
-    mask: torch.Tensor,
-    val_mask: torch.Tensor,
-    *,
-    epochs: int,
-    init_state: dict | None = None,
-    describe: str = "",
-    **changes,
-) -> torch.nn.Module:
-    """Like ``ctx.train_model`` but returns the epoch with the best accuracy w.r.t. the given
-    labels on ``val_mask`` (INCV's ``ModelCheckpoint(monitor='val_acc', save_best_only)``).
-
-    One prediction pass over the validation samples per epoch; the best weights are kept on
-    the device. Ties keep the earlier epoch (Keras saves only on strict improvement).
+    Returns:
+        ``measured`` test accuracy w.r.t. the noisy labels, LP, LR; the ``theory`` from the
+        nominal T and from the realized T, the prediction from the measured M
+        (:func:`predicted_from_confusion`), M, T, the realized T and max |M − T|.
     """
-    from ..engine.loop import fit
-    from ..methods.standard import Standard
-
-    cfg = ctx.config.replace(epochs=epochs, checkpoint=False, **changes)
-    loader = ctx.loader.subset(torch.as_tensor(mask, device=ctx.device))
-    val = eval_loader(ctx.loader, torch.as_tensor(val_mask, device=ctx.device))
-    val_labels = ctx.loader.labels[val.indices]
-
-    class _KeepBest(Standard):
-        def __init__(self):
-            super().__init__(Standard.Config(), ctx)
-            self.best_acc = -1.0
-            self.best_state: dict | None = None
-
-        def on_epoch_end(self, epoch):
-            from ..engine.evaluate import predict_probs
-
-            acc = float(
-                (predict_probs(self.models["net"], val).argmax(1) == val_labels).float().mean()
-            )
-            if acc > self.best_acc:
-                self.best_acc = acc
-                self.best_state = copy.deepcopy(self.models["net"].state_dict())
-            return {"val_acc_noisy": acc}
-
-    net = _KeepBest()
-    if init_state is not None:
-        net.models["net"].load_state_dict(init_state)
-    fit(net, loader, None, cfg, describe=describe)
-    if net.best_state is not None:
-        net.models["net"].load_state_dict(net.best_state)
-    return net.models["net"]
-
-
-def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv", init_state: dict | None = None):
-    """(train_fn, predict_fn) for :func:`incv_select` on a method Context.
-
-    Every model starts from ``init_state`` (one fresh network's weights, as INCV's
-    ``weights_initial``). ``schedule="incv"`` uses :data:`INCV_CV_SCHEDULE`, ``"run"`` the
-    run's optimizer and schedule. The last-epoch models are trained by ``ctx.train_model``.
-    """
-    if init_state is None:
-        init_state = copy.deepcopy(ctx.make_model().state_dict())
-    changes = dict(INCV_CV_SCHEDULE) if schedule == "incv" else {}
-    count = [0]
-
-    def train_fn(train_mask, val_mask, keep_best):
-        count[0] += 1
-        it, half = (count[0] + 1) // 2, 2 - count[0] % 2
-        describe = f"INCV it {it} half {half} "
-        if keep_best:
-            return train_keep_best(
-                ctx,
-                train_mask,
-                val_mask,
-                epochs=epochs,
-                init_state=init_state,
-                describe=describe,
-                **changes,
-            )
-        return ctx.train_model(
-            train_mask, epochs=epochs, init_state=init_state, describe=describe, **changes
-        )
-
-    def predict_fn(model, mask):
-        return predict_on(ctx, model, mask)
-
-    return train_fn, predict_fn
-
-
-def build_context(cfg, data, device: torch.device | None = None):
-    """The method Context of a prepared dataset (see :func:`noisyfit.api.build_context`)."""
-    from ..api import build_context as _build
-
-    return _build(cfg, data, device)[0]
-
-
-# --------------------------------------------------------------------------------------------
-# Verify_Theory: one noisy 2-fold check
-
-
-def noisy_cross_validation(cfg, *, split_seed: int = 0, data=None) -> dict[str, Any]:
-    """Train on one seeded noisy half of the training set, predict the other (Verify_Theory).
-
-    Returns a dict with the measured test accuracy w.r.t. the noisy labels, LP, LR and M
-    (w.r.t. the truth, on the held-out half), the theory from the nominal T and from the
-    realized T, and the prediction from the measured M (:func:`predicted_from_confusion`).
-    """
-    from ..api import prepare_data, seed_everything
-    from ..noise import realized_transition
-
-    seed_everything(cfg.seed, cfg.deterministic)
-    data = data or prepare_data(cfg)
-    if data.true is None:
-        raise ConfigError(f"{cfg.dataset} has no true labels: the theory check needs them")
-    ctx = build_context(cfg, data)
-    n, k = ctx.num_samples, ctx.num_classes
-    g = torch.Generator().manual_seed(int(split_seed))
-    perm = torch.randperm(n, generator=g)
-    train = torch.zeros(n, dtype=torch.bool)
-    train[perm[: n // 2]] = True
-    train = train.to(ctx.device)
-    net = ctx.train_model(train, describe="theory ")
-    probs = predict_on(ctx, net, ~train)
-    held = torch.nonzero(~train).flatten().cpu().numpy()
-    pred = probs.argmax(1).cpu().numpy()
-    true, given = data.true[held], data.noisy.labels[held]
     meas = measured(true, given, pred, k)
-    t_nom = np.asarray(data.noisy.manifest.nominal_T, dtype=float)
+    t_nom = np.asarray(nominal_t, dtype=float)
     t_real = realized_transition(true, given, k)
     prior = meas["prior"]
-    out = {
-        "noise": cfg.noise,
-        "noise_rate": cfg.noise_rate,
-        "num_classes": k,
-        "train_size": int(train.sum()),
-        "held_out": int(len(held)),
+    return {
+        "held_out": int(len(given)),
         "measured": {key: meas[key] for key in ("test_acc", "label_precision", "label_recall")},
         "theory": theory(t_nom),
         "theory_realized_T": theory(t_real, prior),
@@ -557,7 +411,6 @@ def noisy_cross_validation(cfg, *, split_seed: int = 0, data=None) -> dict[str, 
         "T_realized": t_real.tolist(),
         "M_minus_T_max_abs": float(np.abs(meas["confusion"] - t_nom).max()),
     }
-    return out
 
 
 def cross_entropy_of(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -8,12 +8,13 @@ A by 2-fold cross-validation and inverting A(ε) through the noise family gives 
 INCV's code inverts the *symmetric* formula (1 − ε)² + ε²/(K − 1) for every noise type, on a
 0.001 grid, taking the smallest ε with A(ε) ≤ the measured agreement. ``rate_from_agreement``
 does the same for any noise family (``kind``), defaulting to INCV's symmetric choice.
+The estimate itself (two networks trained on the halves) is the engine's
+:func:`noisyfit.engine.subset.estimate_noise_rate`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..noise import transition_matrix
 
@@ -36,43 +37,3 @@ def rate_from_agreement(
         if agreement_of(transition_matrix(kind, num_classes, float(e), **kw)) <= agreement:
             return float(round(e, 6))
     return float(eps[-1])
-
-
-@torch.no_grad()
-def _predict(model: torch.nn.Module, loader) -> torch.Tensor:
-    model.eval()
-    out = [model(b.x).argmax(1) for b in loader.epoch(0)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
-
-
-def estimate_noise_rate(
-    ctx, *, kind: str = "symmetric", epochs: int | None = None, seed: int = 0
-) -> dict:
-    """τ̂ by 2-fold noisy cross-validation (INCV's first iteration), using ``ctx.train_model``.
-
-    Splits the training set in two seeded halves, trains a fresh network on each half (the
-    run's optimizer and schedule, ``epochs`` epochs), predicts the other half, and inverts the
-    agreement with the given labels through the ``kind`` family.
-
-    Returns:
-        {"tau": ε̂, "agreement": measured agreement, "kind": kind, "epochs": epochs}
-    """
-    n = ctx.num_samples
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    half = torch.zeros(n, dtype=torch.bool)
-    half[perm[: n // 2]] = True
-    agree = 0
-    for k, mask in enumerate((half, ~half)):
-        net = ctx.train_model(mask, epochs=epochs, describe=f"τ-estimate fold {k + 1}/2 ")
-        other = ctx.loader.subset((~mask).to(ctx.device))
-        other.shuffle = False
-        pred = _predict(net, other)
-        agree += int((pred == ctx.loader.labels[other.indices]).sum())
-    a = agree / n
-    return {
-        "tau": rate_from_agreement(a, ctx.num_classes, kind),
-        "agreement": a,
-        "kind": kind,
-        "epochs": epochs or ctx.epochs,
-    }

@@ -65,22 +65,25 @@ def clean_incv(
     """
     import torch
 
-    from ..analysis.incv import build_context, incv_select, make_cv_trainer
-    from ..api import prepare_data, seed_everything
+    from ..analysis.incv import incv_select
+    from ..api import build_run, seed_everything
     from ..engine.run import write_json
+    from ..methods import incv
     from ..methods.base import method_config
-    from ..methods.incv import INCV
 
-    opts = method_config(INCV, cfg.method_options)
-    seed_everything(cfg.seed, cfg.deterministic)
-    data = data or prepare_data(cfg)
-    ctx = build_context(cfg, data)
+    opts = method_config(incv.INCV, cfg.method_options)
+    if data is not None:  # given data: seeded as the selection of a fresh run
+        seed_everything(cfg.seed, cfg.deterministic)
+    run = build_run(cfg, data=data, method=False)
+    ctx, data = run.ctx, run.data
     symmetric = (
         cfg.noise not in ("pair", "asymmetric")
         if opts.noise_kind == "auto"
         else opts.noise_kind == "symmetric"
     )
-    train_fn, predict_fn = make_cv_trainer(ctx, epochs=opts.cv_epochs, schedule=opts.cv_schedule)
+    train_fn, predict_fn = incv.make_cv_trainer(
+        ctx, epochs=opts.cv_epochs, schedule=opts.cv_schedule
+    )
     true_t = None if data.true is None else torch.as_tensor(data.true, device=ctx.device)
     t0 = time.perf_counter()
     res = incv_select(

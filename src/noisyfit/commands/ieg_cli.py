@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 import tyro
 
 from ..cli import command
-from ..config import TrainConfig, save_config
+from ..config import TrainConfig
 from ..data import webvision as _webvision  # noqa: F401  (registers webvision-mini)
 from ..errors import ConfigError
 
@@ -193,96 +192,37 @@ def train_config(a: IEGArgs, epochs: int = 1) -> TrainConfig:
 # building a run
 
 
-@dataclass
-class Pipeline:
-    method: Any
-    train: Any
-    test: Any
-    true_labels: torch.Tensor | None
-    cfg: TrainConfig
-    noisy: Any = None
-    probe_info: dict | None = None
+def build_pipeline(a: IEGArgs, epochs_for=None):
+    """The run of ``a`` (:func:`noisyfit.api.build_run`; ``epochs_for(steps_per_epoch) ->
+    epochs``). CIFAR-like data goes through the shared data preparation; WebVision-mini's
+    folder loaders are passed in as the run's loaders. Returns ``(run, probe_info)``."""
+    from ..api import build_run, prepare_data, resolve_device, seed_everything
 
-
-def build_pipeline(a: IEGArgs, epochs_for=None) -> Pipeline:
-    """Data, loaders and the method of a run (``epochs_for(steps_per_epoch) -> epochs``)."""
     if parse_dataset(a.dataset)[0] == "webvisionmini":
-        return _webvision_pipeline(a, epochs_for)
-    from ..api import prepare_data, resolve_device, seed_everything, subset_trainer
-    from ..data.loader import DeviceLoader
-    from ..methods.base import Context, build_method
-    from ..models import build_model
-
+        return _webvision_run(a, epochs_for)
     cfg = train_config(a)
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, cfg.deterministic)
     data = prepare_data(cfg)
-    ds = data.dataset
     if data.probe_index is None:
         raise ConfigError(
             f"--probe-dataset-hold-ratio {a.probe_dataset_hold_ratio} holds out "
             "no probe image; use a larger ratio"
         )
-    steps = -(-len(ds) // cfg.batch_size)
+    steps = -(-len(data.dataset) // cfg.batch_size)
     cfg = cfg.replace(epochs=epochs_for(steps) if epochs_for else 1)
-    kw = dict(mean=ds.mean, std=ds.std, normalize=cfg.normalize, device=device)
-    train = DeviceLoader(
-        ds.x,
-        data.noisy.labels,
-        batch_size=cfg.batch_size,
-        augment=True,
-        shuffle=True,
-        seed=cfg.seed,
-        **kw,
-    )
-    test = DeviceLoader(
-        ds.test_x, ds.test_labels, batch_size=cfg.eval_batch_for(device), shuffle=False, **kw
-    )
-    probe = DeviceLoader(
-        data.probe_x,
-        data.probe_labels,
-        batch_size=cfg.batch_size,
-        augment=True,
-        shuffle=True,
-        seed=cfg.seed + 1,
-        **kw,
-    )
-
-    def make_model():
-        return build_model(cfg.model, ds.num_classes, ds.input_shape).to(device)
-
-    ctx = Context(
-        num_classes=ds.num_classes,
-        num_samples=len(ds),
-        input_shape=ds.input_shape,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        device=device,
-        make_model=make_model,
-        loader=train,
-        probe=probe,
-        seed=cfg.seed,
-        config=cfg,
-    )
-    ctx.train_model = subset_trainer(ctx)
-    method = build_method(cfg.method, ctx, cfg.method_options)
-    true = torch.as_tensor(data.true, device=device) if data.true is not None else None
+    run = build_run(cfg, data=data, device=resolve_device(cfg.device))
     info = {
-        "size": len(data.probe_index),
-        "per_class": np.bincount(data.probe_labels, minlength=ds.num_classes).tolist(),
         "source": "seeded class-balanced draw before noise injection "
         f"(probe_dataset_hold_ratio {a.probe_dataset_hold_ratio})",
         "used_by_method": a.method != "supervised",
         "indices": data.probe_index.tolist(),
     }
-    return Pipeline(method, train, test, true, cfg, data.noisy, info)
+    return run, info
 
 
-def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
-    from ..api import resolve_device, seed_everything
+def _webvision_run(a: IEGArgs, epochs_for):
+    from ..api import Loaders, build_run, resolve_device, seed_everything
     from ..data import webvision as wv
-    from ..methods.base import Context, build_method
-    from ..models import build_model
 
     _, _, per_class = parse_dataset(a.dataset)
     device = resolve_device(a.device)
@@ -346,26 +286,9 @@ def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
         eval_batch_size=a.val_batch_size,
         progress=a.progress,
     )
-    k = len(wnids)
-
-    def make_model():
-        return build_model(a.network_name, k, (3, 224, 224)).to(device)
-
-    ctx = Context(
-        num_classes=k,
-        num_samples=len(train_items),
-        input_shape=(3, 224, 224),
-        epochs=epochs,
-        batch_size=a.batch_size,
-        device=device,
-        make_model=make_model,
-        loader=train,
-        probe=probe,
-        seed=a.seed,
-        config=cfg,
-    )
-    method = build_method(method_name, ctx, opts)
-    return Pipeline(method, train, test, None, cfg, None, info)
+    loaders = Loaders(train, len(wnids), (3, 224, 224), test=test, probe=probe)
+    run = build_run(cfg, loaders=loaders, device=device)
+    return run, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,40 +296,33 @@ def _webvision_pipeline(a: IEGArgs, epochs_for) -> Pipeline:
 
 
 def train(a: IEGArgs) -> dict[str, Any]:
-    """Train (or continue) the run of ``a``; returns the last epoch's record."""
-    from ..engine.loop import fit
-    from ..engine.run import environment, write_json
+    """Train (or continue) the run of ``a`` through the one run-folder writer
+    (:func:`noisyfit.api.run_in_folder`); returns the last epoch's record."""
+    from ..api import run_in_folder
+    from ..engine.run import RunLock
 
     run_dir = run_dir_of(a)
     resume = (run_dir / "checkpoint.pt").is_file()
-    p = build_pipeline(a, lambda steps: max(1, math.ceil(a.max_iteration / steps)))
+    run, probe_info = build_pipeline(a, lambda steps: max(1, math.ceil(a.max_iteration / steps)))
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(p.cfg, run_dir / "config.yaml")
-    write_json(run_dir / "ieg_args.json", _args_json(a))
-    write_json(run_dir / "env.json", environment(p.train.device))
-    if p.noisy is not None:
-        write_json(run_dir / "noise.json", p.noisy.manifest.to_dict())
-        np.save(run_dir / "noisy_labels.npy", p.noisy.labels)
-    if p.probe_info is not None:
-        write_json(run_dir / "probe.json", p.probe_info)
     if resume:
         print(f"continuing the run in {run_dir} from its checkpoint")
-    res = fit(
-        p.method,
-        p.train,
-        p.test,
-        p.cfg,
-        true_labels=p.true_labels,
-        run_dir=run_dir,
-        resume=resume,
-        describe=f"{a.method} ",
-    )
-    last = res.history[-1] if res.history else {}
-    write_json(
-        run_dir / "summary.json",
-        {"method": a.method, "dataset": a.dataset, "network_name": a.network_name, **last},
-    )
-    return last
+    files = {"ieg_args.json": _args_json(a)}
+    if probe_info is not None:
+        files["probe.json"] = probe_info
+    with RunLock(run_dir):  # one writer per run folder, as `noisyfit train`
+        res, _ = run_in_folder(
+            run,
+            run_dir,
+            resume=resume,
+            report=False,
+            describe=f"{a.method} ",
+            files=files,
+            extra={
+                "ieg": {"method": a.method, "dataset": a.dataset, "network_name": a.network_name}
+            },
+        )
+    return res.history[-1] if res.history else {}
 
 
 def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
@@ -439,12 +355,12 @@ def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
         )
         old = json.loads(saved.read_text())
         a = IEGArgs(**{**_args_from_json(old), **{k: getattr(a, k) for k in keep}})
-    p = build_pipeline(a)
-    state = load_checkpoint(path, map_location=p.train.device)
-    for k, m in p.method.models.items():
+    run, _ = build_pipeline(a)
+    state = load_checkpoint(path, map_location=run.device)
+    for k, m in run.method.models.items():
         m.load_state_dict(state["models"][k])
-    p.method.load_state_dict(state["method"])
-    res = evaluate(p.method, p.test)
+    run.method.load_state_dict(state["method"])
+    res = evaluate(run.method, run.test)
     for name, r in res.items():
         print(
             f"[evaluation] {name}: top-1 {100 * r['acc']:.2f}%  top-5 {100 * r['top5']:.2f}%  "

@@ -145,6 +145,48 @@ def plot_confusion(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def noisy_cross_validation(cfg: TrainConfig, *, split_seed: int = 0, data=None) -> dict[str, Any]:
+    """Train on one seeded noisy half of the training set, predict the other (Verify_Theory).
+
+    The run is built by :func:`noisyfit.api.build_run` (``data``: a prepared dataset instead
+    of ``cfg``'s); the comparison is :func:`noisyfit.analysis.incv.theory_check`. Returns the
+    measured test accuracy w.r.t. the noisy labels, LP, LR and M (w.r.t. the truth, on the
+    held-out half), the theory from the nominal T and from the realized T, and the prediction
+    from the measured M.
+    """
+    import torch
+
+    from ..analysis.incv import theory_check
+    from ..api import build_run, seed_everything
+    from ..errors import ConfigError
+
+    if data is not None:
+        seed_everything(cfg.seed, cfg.deterministic)
+    run = build_run(cfg, data=data, method=False)
+    ctx, data = run.ctx, run.data
+    if data.true is None:
+        raise ConfigError(f"{cfg.dataset} has no true labels: the theory check needs them")
+    n, k = ctx.num_samples, ctx.num_classes
+    g = torch.Generator().manual_seed(int(split_seed))
+    perm = torch.randperm(n, generator=g)
+    train = torch.zeros(n, dtype=torch.bool)
+    train[perm[: n // 2]] = True
+    train = train.to(ctx.device)
+    net = ctx.train_model(train, describe="theory ")
+    pred = ctx.predict(net, ~train).argmax(1).cpu().numpy()
+    held = torch.nonzero(~train).flatten().cpu().numpy()
+    check = theory_check(
+        data.true[held], data.noisy.labels[held], pred, data.noisy.manifest.nominal_T, k
+    )
+    return {
+        "noise": cfg.noise,
+        "noise_rate": cfg.noise_rate,
+        "num_classes": k,
+        "train_size": int(train.sum()),
+        **check,
+    }
+
+
 def run_sweep(
     cfg: TrainConfig,
     rates: Sequence[float],
@@ -156,7 +198,6 @@ def run_sweep(
     log=print,
 ) -> list[dict[str, Any]]:
     """The check for every (kind, rate); writes sweep.json, sweep.md and the figures."""
-    from ..analysis.incv import noisy_cross_validation
     from ..engine.run import write_json
 
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +255,6 @@ def cmd_theory(argv: Sequence[str]) -> int:
     """noisyfit theory [--sweep] [--rates ...] [--kinds ...] [TrainConfig flags]"""
     a = parse_args(TheoryArgs, argv, prog="noisyfit theory")
     cfg = a.train
-    from ..analysis.incv import noisy_cross_validation
     from ..engine.run import write_json
 
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -59,3 +59,15 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     if missing:
         raise CheckpointError(f"{path}: not a noisyfit checkpoint (no {', '.join(missing)}); {fix}")
     return state
+
+
+def state_store(path: str | Path | None) -> dict[str, Any]:
+    """A multi-stage method's resumable state file (INCV's ``incv_stage1.pt``) as the
+    ``saved_state`` (the file's content, None if absent) and ``save_state(state)`` (an
+    atomic write) that :func:`noisyfit.analysis.incv.incv_select` takes; ``{}`` for None.
+    Methods get it as ``ctx.stage_state(file name)``."""
+    if path is None:
+        return {}
+    path = Path(path)
+    saved = load_checkpoint(path) if path.is_file() else None
+    return {"saved_state": saved, "save_state": lambda st: save_checkpoint(st, path)}

@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +148,13 @@ class Context:
         train_model: ``train_model(mask=None, *, epochs=None, init_state=None, labels=None,
             describe="", **config_changes) -> nn.Module`` trains a fresh network with plain
             cross-entropy on the training samples in ``mask`` (bool (N,)), with the run's
-            optimizer and schedule unless changed; for multi-stage methods and estimates.
+            optimizer and schedule unless changed; for multi-stage methods and estimates
+            (``keep_best=KeepBest(...)``: the best validation epoch instead of the last).
+        predict: ``predict(model, mask=None, *, loader=None) -> (n, K)`` softmax
+            probabilities on the training samples in ``mask`` (or on ``loader``), in index
+            order, always without augmentation and in eval mode.
+        stage_state: ``stage_state(file name) -> {"saved_state", "save_state"}``: a resumable
+            state file of a multi-stage method in the run folder (``{}`` without one).
         config: the run's TrainConfig.
         val: a loader over the noisy validation split (given labels, no augmentation, in
             order), when the run holds one out (``--val-ratio``/``--val-file``); methods that
@@ -167,6 +173,8 @@ class Context:
     probe: Loader | None = None
     seed: int = 0
     train_model: Callable[..., nn.Module] | None = None
+    predict: Callable[..., torch.Tensor] | None = None
+    stage_state: Callable[[str], dict] | None = None
     config: Any = None
     extra: dict = field(default_factory=dict)
     val: Loader | None = None
@@ -174,6 +182,29 @@ class Context:
 
 #: What a method may declare in ``Method.needs``.
 NEEDS = frozenset({"probe", "subsets", "noise_rate", "in_memory"})
+
+
+@dataclass
+class KeepBest:
+    """Ask ``ctx.train_model`` for the best epoch instead of the last (``engine.subset``).
+
+    Attributes:
+        on: the validation samples: an (N,) bool mask over the training set (scored against
+            the given labels), or a loader (scored against its own labels).
+        metric: ``"acc"`` (top-1 agreement with the labels, higher is better: INCV's
+            ``ModelCheckpoint(monitor='val_acc', save_best_only=True)``) or ``"loss"``
+            (cross-entropy, lower is better: F-correction's stage 1). Ties keep the earlier
+            epoch (Keras saves only on strict improvement).
+
+    Filled in by the trainer: ``best_epoch`` (1-based), ``best`` (its score) and ``scores``
+    (one per epoch).
+    """
+
+    on: Any
+    metric: Literal["acc", "loss"] = "acc"
+    best_epoch: int | None = None
+    best: float | None = None
+    scores: list[float] = field(default_factory=list)
 
 
 class Method:

@@ -50,7 +50,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .base import METHODS, ConfigError, Method, StepOutput, batch_mean
+from .base import METHODS, ConfigError, KeepBest, Method, StepOutput, batch_mean
 
 EPS = 1e-7  # Keras' epsilon: the clip of p̂ before the log
 
@@ -108,13 +108,7 @@ def train_best_val_loss(
     The split is ``ctx.val`` when the run has one, else ``holdout`` of the training samples
     (stratified on the given labels, seeded by the run's seed), left out of this training.
     """
-    import copy
-
-    from ..analysis.incv import eval_loader
     from ..api import stratified_subset
-    from ..engine.evaluate import evaluate
-    from ..engine.loop import fit
-    from .standard import Standard
 
     mask = None
     val = ctx.val
@@ -123,29 +117,10 @@ def train_best_val_loss(
         hold = np.zeros(len(given), dtype=bool)
         hold[stratified_subset(given, max(1, round(holdout * len(given))), ctx.seed + 17)] = True
         mask = torch.as_tensor(~hold, device=ctx.device)
-        val = eval_loader(ctx.loader, torch.as_tensor(hold, device=ctx.device))
-
-    class _BestValLoss(Standard):
-        distributed = True  # W > 1: a distributed stage 1; the validation loss all-reduced
-
-        def __init__(self):
-            super().__init__(Standard.Config(), ctx)
-            self.best = (float("inf"), 0, None)
-            self.losses: list[float] = []
-
-        def on_epoch_end(self, epoch):
-            loss = next(iter(evaluate(self, val).values()))["loss"]
-            self.losses.append(loss)
-            if loss < self.best[0]:
-                self.best = (loss, epoch + 1, copy.deepcopy(self.models["net"].state_dict()))
-            return {"val_loss_noisy": loss}
-
-    cfg = ctx.config.replace(epochs=epochs or ctx.config.epochs, checkpoint=False)
-    loader = ctx.loader if mask is None else ctx.loader.subset(mask)
-    net = _BestValLoss()
-    fit(net, loader, None, cfg, describe=describe)
-    net.models["net"].load_state_dict(net.best[2])
-    return net.models["net"], net.best[1], net.losses
+        val = torch.as_tensor(hold, device=ctx.device)
+    keep = KeepBest(val, metric="loss")
+    net = ctx.train_model(mask, epochs=epochs, describe=describe, keep_best=keep)
+    return net, keep.best_epoch, keep.scores
 
 
 @METHODS.register("f-correction")
@@ -196,14 +171,11 @@ class FCorrection(Method):
         if self.config.t_file is not None:
             return
         ctx = self.ctx
-        if ctx.train_model is None or ctx.loader is None:
+        if ctx.train_model is None or ctx.predict is None or ctx.loader is None:
             raise ConfigError(
-                "f-correction needs ctx.train_model to estimate T̂; give a "
+                "f-correction needs ctx.train_model and ctx.predict to estimate T̂; give a "
                 "known T with t_file, or run it through noisyfit.train"
             )
-        from ..analysis.incv import predict_on
-        from ..engine.evaluate import predict_probs
-
         describe = "F-correction stage 1 (CE) "
         if self.config.stage1 == "last":
             net = ctx.train_model(None, epochs=self.config.estimate_epochs, describe=describe)
@@ -212,9 +184,9 @@ class FCorrection(Method):
             net, self.stage1_epoch, _ = train_best_val_loss(
                 ctx, self.config.holdout, epochs=self.config.estimate_epochs, describe=describe
             )
-        probs = predict_on(ctx, net)
+        probs = ctx.predict(net)
         if ctx.val is not None:  # the original predicts on all of X_train, its val part too
-            probs = torch.cat([probs, predict_probs(net, ctx.val)])
+            probs = torch.cat([probs, ctx.predict(net, loader=ctx.val)])
         t = estimate_transition(probs, self.config.percentile)
         self._set(t)
         with np.printoptions(precision=3, suppress=True):

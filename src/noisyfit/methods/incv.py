@@ -42,7 +42,7 @@ Departures from the original code:
 * **Learning rate**: the engine's schedule (the original: Adam 1e-3, ×0.1 at 80, 120, 160 and
   ×0.5 at 180 of 200 epochs, re-compiling — which resets Adam's moments — at each change); use
   ``--optimizer adam --lr 1e-3 --lr-milestones 0.4 0.6 0.8 --lr-decay 0.1`` for the nearest.
-* Cross-validation models: see :mod:`noisyfit.analysis.incv` (schedule ×0.125 instead of
+* Cross-validation models: :func:`make_cv_trainer` (schedule ×0.125 instead of
   ×0.1 for the last 9 epochs; ε̂'s grid starts at 0, not 0.001; a removal count of 0 removes
   nothing, where the original's ``[-0:]`` slice removed the whole half).
 * Noise type: ``noise_kind="auto"`` reads the run's ``--noise`` (``pair``/``asymmetric`` →
@@ -58,7 +58,52 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput, keep_smallest
+from ..analysis.incv import incv_select
+from .base import METHODS, ConfigError, KeepBest, Method, StepOutput, keep_smallest
+
+#: INCV.py's schedule for the cross-validation models: Adam(1e-3, β1 0.9), LR ×0.5 after
+#: epoch 20, ×0.25 after 30, ×0.1 after 40 of 50. Our step schedule has one factor, so the
+#: last step is ×0.125 instead of ×0.1; milestones are fractions of the epochs.
+INCV_CV_SCHEDULE = dict(
+    optimizer="adam",
+    lr=1e-3,
+    momentum=0.9,
+    lr_schedule="step",
+    lr_milestones=(0.42, 0.62, 0.82),
+    lr_decay=0.5,
+)
+
+
+def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv", init_state: dict | None = None):
+    """(train_fn, predict_fn) for :func:`~noisyfit.analysis.incv.incv_select` on a method
+    Context: ``ctx.train_model`` (with ``keep_best``: the epoch of the best accuracy w.r.t.
+    the given labels on the validation half) and ``ctx.predict``.
+
+    Every model starts from ``init_state`` (one fresh network's weights, as INCV's
+    ``weights_initial``). ``schedule="incv"`` uses :data:`INCV_CV_SCHEDULE`, ``"run"`` the
+    run's optimizer and schedule.
+    """
+    if init_state is None:
+        init_state = copy.deepcopy(ctx.make_model().state_dict())
+    changes = dict(INCV_CV_SCHEDULE) if schedule == "incv" else {}
+    count = [0]
+
+    def train_fn(train_mask, val_mask, keep_best):
+        count[0] += 1
+        it, half = (count[0] + 1) // 2, 2 - count[0] % 2
+        return ctx.train_model(
+            train_mask,
+            epochs=epochs,
+            init_state=init_state,
+            describe=f"INCV it {it} half {half} ",
+            keep_best=KeepBest(val_mask) if keep_best else None,
+            **changes,
+        )
+
+    def predict_fn(model, mask):
+        return ctx.predict(model, mask)
+
+    return train_fn, predict_fn
 
 
 def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> float:
@@ -140,13 +185,11 @@ class INCV(Method):
 
     # -- stage 1 ------------------------------------------------------------------------------
     def prepare(self) -> None:
-        from ..analysis.incv import incv_select, make_cv_trainer
-
         ctx, cfg = self.ctx, self.config
-        if ctx.train_model is None or ctx.loader is None:
+        if ctx.train_model is None or ctx.predict is None or ctx.loader is None:
             raise ConfigError(
                 "incv needs the engine's training services (ctx.train_model, "
-                "ctx.loader); run it through noisyfit.train"
+                "ctx.predict, ctx.loader); run it through noisyfit.train"
             )
         init_state = copy.deepcopy(ctx.make_model().state_dict())
         train_fn, predict_fn = make_cv_trainer(
@@ -163,7 +206,7 @@ class INCV(Method):
             eps=cfg.eps,
             keep_best=cfg.keep_best,
             seed=seed,
-            state_file=rd / self.stage_files[0] if (rd := getattr(ctx, "run_dir", None)) else None,
+            **(ctx.stage_state(self.stage_files[0]) if ctx.stage_state else {}),
         )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
