@@ -94,6 +94,8 @@ class _KeepBest(Standard):
     """A Standard network that scores itself on a validation set after every epoch and keeps
     the best weights (on the device)."""
 
+    distributed = True  # W > 1: scored alike on every rank (evaluate all-reduces)
+
     def __init__(self, ctx, keep: KeepBest):
         super().__init__(Standard.Config(), ctx)
         self.keep = keep
