@@ -1,0 +1,1 @@
+"""The engine: the one training loop, evaluation, checkpoints, run folders, subsets, DDP."""
