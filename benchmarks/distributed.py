@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import torch  # noqa: E402
 
-from noisyfit.engine import distributed as dist  # noqa: E402
+from noisyfit import distributed as dist  # noqa: E402
 
 #: method options that put each method in its active phase from the second epoch
 ACTIVE = {

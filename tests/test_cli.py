@@ -106,7 +106,7 @@ def test_resume_via_cli_after_interrupt(tmp_path, monkeypatch):
         (["train", *TINY, "--model", "resnet-9000"], "Valid models"),
         (["train", *TINY, "--method", "magic"], "Valid methods"),
         (["train", *TINY, "--noise", "gaussian"], "Valid noise kinds"),
-        (["train", *TINY, "--method-options", "foo", "1"], "valid: label_smoothing"),
+        (["train", *TINY, "--method-options", "foo", "1"], "valid: ema_decay, label_smoothing"),
         (["frobnicate"], "Valid commands"),
     ],
 )

@@ -517,7 +517,7 @@ def _rule_meta_weights(run: Recorded) -> None:
 def rule_l2r(run: Recorded) -> None:
     _rule_meta_weights(run)
     assert run.state["probe_step"] == len(run.steps)
-    assert run.state["ema"]["num_updates"] + run.state["ema"]["pending"] == len(run.steps)
+    assert run.state["ema"]["num_updates"] == len(run.steps)  # after_step: one per step
 
 
 def rule_ieg(run: Recorded) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from noisyfit.engine import distributed as dist
+from noisyfit import distributed as dist
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="torch.distributed is not available"
@@ -143,35 +143,34 @@ def _make_model(bn: bool):
 
 def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
     """One fit on the tiny data (1 process or this rank of W); what the test compares."""
-    from noisyfit.api import subset_trainer
+    from noisyfit.api import Loaders, build_run
     from noisyfit.config import TrainConfig
     from noisyfit.data.loader import DeviceLoader
     from noisyfit.engine.loop import fit
-    from noisyfit.methods.base import Context, build_method
 
     x, y, noisy = _tiny_data()
     kw = dict(normalize="none", device="cpu")
     train = DeviceLoader(x, noisy, batch_size=BATCH, shuffle=True, seed=3, **kw)
     test = DeviceLoader(x[:31], y[:31], batch_size=8, shuffle=False, **kw)
     cfg = TrainConfig(
-        method=method, epochs=EPOCHS, batch_size=BATCH, lr=0.05, progress=False, checkpoint=False
-    )
-    torch.manual_seed(0)  # the same initial networks in every process
-    ctx = Context(
-        num_classes=K,
-        num_samples=N,
-        input_shape=(D,),
+        method=method,
         epochs=EPOCHS,
         batch_size=BATCH,
-        device=torch.device("cpu"),
-        make_model=lambda: _make_model(bn),
-        noise_rate=tau,
-        loader=train,
-        seed=0,
-        config=cfg,
+        lr=0.05,
+        progress=False,
+        checkpoint=False,
+        device="cpu",
+        tau=tau,
+        method_options={k: str(v) for k, v in options.items()},
     )
-    ctx.train_model = subset_trainer(ctx)  # multi-stage methods' first stages
-    m = build_method(method, ctx, options)
+    torch.manual_seed(0)  # the same initial networks in every process
+    run = build_run(  # the one run builder, on the tiny loaders and model
+        cfg,
+        loaders=Loaders(train, K, (D,), test=test),
+        model=lambda k, shape: _make_model(bn),
+        device=torch.device("cpu"),
+    )
+    m = run.method
     res = fit(m, train, test, cfg, true_labels=y)
     state = {k: v.clone() for k, v in m.state_dict().items() if torch.is_tensor(v)}
     return {
@@ -258,7 +257,7 @@ def _stop_then_resume(rank: int, out: str) -> None:
         assert main(["train", *RUN, "--out", out, "--name", "d2"]) == 130
     finally:
         CoTeaching.on_epoch_end = original
-    from noisyfit.engine import distributed as d
+    from noisyfit import distributed as d
 
     d.init_process(rank, 2, f"file://{out}/pg2", timeout_s=60)  # main() left the group
     assert main(["train", "--resume", f"{out}/d2", "--no-progress", "--no-report"]) == 0

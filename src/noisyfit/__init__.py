@@ -11,8 +11,7 @@ Public API::
     noisyfit.list_methods()
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from .api import TrainResult, train  # noqa: E402
 from .classifier import RobustClassifier  # noqa: E402
 from .config import TrainConfig  # noqa: E402

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed as dist
 from .config import TrainConfig, load_config, resolve_config, save_config
-from .data.base import Dataset, load_dataset
+from .data.base import Dataset, load_dataset, stratified_subset
 from .data.loader import DeviceLoader, Loader
-from .engine import distributed as dist
 from .engine.checkpoint import load_checkpoint, state_store
 from .engine.ddp import on_main
 from .engine.loop import FitResult, check_addons, fit
@@ -69,20 +69,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = not deterministic
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of a seeded subset of ``n`` samples with the class proportions of ``labels``."""
-    if n >= len(labels):
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(labels))
-    # interleave classes in order of their random rank, then take the first n
-    ranks = np.empty(len(labels))
-    for c in np.unique(labels):
-        members = order[labels[order] == c]
-        ranks[members] = (np.arange(len(members)) + rng.random()) / len(members)
-    return np.sort(np.argsort(ranks, kind="stable")[:n])
 
 
 @dataclass
@@ -593,6 +579,30 @@ def run_in_folder(
     return res, summary
 
 
+def report_run(
+    run_dir: str | Path, *, top: int = 32, log=print, data: PreparedData | None = None
+) -> Path:
+    """``noisyfit report``: :func:`noisyfit.report.build_report` of a run folder, with the
+    data (``data``, or prepared again from its config.yaml) and its network's predictions."""
+    from .report import build_report
+
+    return build_report(
+        run_dir, top=top, log=log, data=data, load_data=prepare_data, pred_probs=run_pred_probs
+    )
+
+
+def run_pred_probs(run_dir: Path, cfg: TrainConfig, data: PreparedData) -> np.ndarray:
+    """(N, K) in-sample probabilities of a run's main network (the checkpoint's first model)
+    over its training samples, in index order (un-augmented, on the CPU)."""
+    ck = load_checkpoint(Path(run_dir) / "checkpoint.pt")
+    states = ck["models"]
+    state = states.get("net") or next(iter(states.values()))
+    run = build_run(cfg.replace(device="cpu"), data=data, device=torch.device("cpu"), method=False)
+    model = run.ctx.make_model()
+    model.load_state_dict(state)
+    return run.ctx.predict(model).numpy()
+
+
 def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None:
     """``noisyfit report`` at the end of a run; a failure only warns (the run stands).
     ``NOISYFIT_REPORT=0`` in the environment turns it off everywhere (e.g. in test suites)."""
@@ -602,9 +612,7 @@ def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None
     if os.environ.get("NOISYFIT_REPORT", "1") == "0":
         return None
     try:
-        from .report import build_report
-
-        return build_report(run_dir, log=None, data=data)
+        return report_run(run_dir, log=None, data=data)
     except Exception as e:  # noqa: BLE001
         warnings.warn(
             f"the report of {run_dir} failed ({type(e).__name__}: {e}); try "

@@ -135,7 +135,7 @@ def cmd_train(argv: Sequence[str]) -> int:
         result = train(resume=a.resume, progress=a.train.progress, report=a.report)
     else:
         result = train(a.train, report=a.report)
-    from .engine.distributed import is_main
+    from .distributed import is_main
 
     if is_main():  # torchrun: rank 0 speaks for the run
         _print_summary(result.summary)
@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(usage())
             return 0
         if argv[0] in ("--version", "version"):
-            from . import __version__
+            from ._version import __version__
 
             print(f"noisyfit {__version__}")
             return 0
@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"noisyfit: error: {msg}", file=sys.stderr)
         return 2
     finally:
-        from .engine.distributed import shutdown
+        from .distributed import shutdown
 
         # torchrun runs: barrier (not after an error: the others may never come), then leave
         shutdown(barrier=clean)

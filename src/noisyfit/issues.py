@@ -617,7 +617,7 @@ def find_issues(
                 ),
             )
     elif method == "incv":
-        from .commands.clean import clean_incv
+        from .cleaning import clean_incv
 
         s = clean_incv(cfg.replace(method="incv"), data=data, log=log)
         probs = s["arrays"]["oos_probs"].astype(np.float32)

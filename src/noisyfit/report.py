@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, RunError
 
 #: File names (in the run folder) read as an estimated transition matrix (K, K), in order.
 ESTIMATED_T_FILES = ("estimated_T.npy", "T_hat.npy", "t_hat.npy", "transition_estimate.npy")
@@ -120,29 +120,13 @@ def estimated_transition(run_dir: Path, k: int) -> tuple[np.ndarray, str] | None
 # suspected label errors
 
 
-def run_pred_probs(run_dir: Path, cfg, data) -> np.ndarray:
-    """(N, K) in-sample probabilities of the run's main network (the checkpoint's first
-    model) over its training samples, in index order."""
-    import torch
-
-    from .api import build_run
-    from .engine.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(run_dir / "checkpoint.pt")
-    states = ck["models"]
-    state = states.get("net") or next(iter(states.values()))
-    run = build_run(cfg.replace(device="cpu"), data=data, device=torch.device("cpu"), method=False)
-    model = run.ctx.make_model()
-    model.load_state_dict(state)
-    return run.ctx.predict(model).numpy()
-
-
-def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:
+def suspected_errors(run_dir: Path, cfg=None, data=None, pred_probs=None) -> dict[str, Any]:
     """Rank the training samples by label quality (lowest first).
 
     Returns ``{"given", "suggested", "quality", "true" (or None), "source"}`` arrays over all
     N samples. Uses ``label_issues.csv`` of the run folder if present (out-of-sample), else
-    the checkpoint's network (in-sample).
+    the checkpoint's network (in-sample): ``pred_probs(run_dir, cfg, data) -> (N, K)``
+    (:func:`noisyfit.api.run_pred_probs`; None: that section is skipped).
     """
     issues = run_dir / "label_issues.csv"
     if issues.is_file():
@@ -161,7 +145,9 @@ def suspected_errors(run_dir: Path, cfg=None, data=None) -> dict[str, Any]:
             "true": true,
             "source": f"label_issues.csv: {meta.get('pred_probs', 'pred_probs')}",
         }
-    probs = run_pred_probs(run_dir, cfg, data)
+    if pred_probs is None:
+        raise RunError("no label_issues.csv and no network to predict with (pred_probs)")
+    probs = pred_probs(run_dir, cfg, data)
     given = np.load(run_dir / "noisy_labels.npy")
     q = probs[np.arange(len(given)), given]
     return {
@@ -429,7 +415,15 @@ console.error('figure not shown: '+im[i].alt);}}
 document.documentElement.setAttribute('data-figures',ok+'/'+im.length);});"""
 
 
-def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) -> Path:
+def build_report(
+    run_dir: str | Path,
+    *,
+    top: int = 32,
+    log=print,
+    data=None,
+    load_data=None,
+    pred_probs=None,
+) -> Path:
     """Write ``RUN_DIR/report/index.html`` and its PNGs (see the module docstring).
 
     Args:
@@ -437,7 +431,12 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         top: number of suspected label errors in the grid and the CSV.
         log: where a line per skipped section goes (None: silent).
         data: the run's :class:`~noisyfit.api.PreparedData` if at hand (else loaded again
-            from ``config.yaml`` with ``prepare_data``).
+            from ``config.yaml`` with ``load_data(cfg)``, e.g. :func:`noisyfit.api.prepare_data`;
+            None: the panels that need the data are skipped).
+        pred_probs: ``(run_dir, cfg, data) -> (N, K)`` probabilities of the run's network
+            (:func:`noisyfit.api.run_pred_probs`), for the suspected errors of runs without
+            ``label_issues.csv`` (None: that section is skipped).
+            :func:`noisyfit.api.report_run` passes both.
 
     Returns:
         The path of ``index.html``.
@@ -546,9 +545,9 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
     # the training data (class names, images of suspects)
     data_error: Exception | None = None
     try:
-        from .api import prepare_data
-
-        data = data if data is not None else prepare_data(cfg)
+        if data is None and load_data is None:
+            raise RunError("no data given and no loader (load_data)")
+        data = data if data is not None else load_data(cfg)
     except Exception as e:  # noqa: BLE001 - dataset gone or changed: those panels are skipped
         data, data_error = None, e
     names = data.dataset.class_names if data is not None else None
@@ -574,7 +573,7 @@ def build_report(run_dir: str | Path, *, top: int = 32, log=print, data=None) ->
         saved = run_dir / "noisy_labels.npy"
         if saved.is_file() and len(np.load(saved)) != len(data.dataset):
             raise DataError("the dataset no longer matches the run's noisy_labels.npy")
-        s = suspected_errors(run_dir, cfg, data)
+        s = suspected_errors(run_dir, cfg, data, pred_probs)
         order = np.argsort(s["quality"], kind="stable")[:top]
         # each sample as the user knows it: its file, or its row in the user's array
         extra, src = data.dataset.extra, data.source_index

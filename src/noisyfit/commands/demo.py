@@ -206,9 +206,9 @@ def cmd_demo(argv: Sequence[str]) -> int:
     issues = issues_from_run(best["res"], out=folder)
     try:  # the run's report then shows these as its suspected errors
         issues_from_run(best["res"])
-        from ..report import build_report
+        from ..api import report_run
 
-        build_report(best["res"].run_dir, log=None)
+        report_run(best["res"].run_dir, log=None)
     except Exception as e:  # noqa: BLE001
         print(f"  (report of {best['method']} not refreshed: {e})")
     s = issues.summary

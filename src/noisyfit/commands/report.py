@@ -29,11 +29,11 @@ class ReportArgs:
 def cmd_report(argv: Sequence[str]) -> int:
     import sys
 
-    from ..report import build_report
+    from ..api import report_run
 
     a = tyro.cli(ReportArgs, args=list(argv), prog="noisyfit report")
     try:
-        page = build_report(a.run_dir, top=a.top)
+        page = report_run(a.run_dir, top=a.top)
     except ImportError as e:
         print(f"noisyfit report: error: {e}", file=sys.stderr)
         return 2

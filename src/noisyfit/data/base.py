@@ -219,3 +219,17 @@ def data_warning(message: str) -> None:
     if log is not None:
         log["warnings"].append(message)
     warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def stratified_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of a seeded subset of ``n`` samples with the class proportions of ``labels``."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    # interleave classes in order of their random rank, then take the first n
+    ranks = np.empty(len(labels))
+    for c in np.unique(labels):
+        members = order[labels[order] == c]
+        ranks[members] = (np.arange(len(members)) + rng.random()) / len(members)
+    return np.sort(np.argsort(ranks, kind="stable")[:n])

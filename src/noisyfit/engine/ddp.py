@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import distributed as dist
 from ..errors import ConfigError
-from . import distributed as dist
 
 
 def check_distributed(method: Any, cfg: Any) -> None:

@@ -7,9 +7,9 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from .. import distributed as dist
 from ..data.loader import Loader
 from ..data.sharded import eval_shard
-from . import distributed as dist
 
 
 def autocast_for(device: torch.device):

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .. import distributed as dist
 from ..config import TrainConfig
 from ..data.loader import Loader
 from ..errors import CheckpointError, ConfigError, NoisyfitError
 from ..methods.base import Method, Mix
-from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ddp import Replicas, check_distributed
 from .diagnostics import SampleVerdicts, SelectionMeter

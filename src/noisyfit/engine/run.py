@@ -217,7 +217,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     """Versions, device and host facts recorded in ``env.json``."""
     import torchvision
 
-    from .. import __version__
+    from .._version import __version__
 
     env = {
         "noisyfit": __version__,

@@ -32,15 +32,11 @@ from .loop import fit
 
 def eval_view(loader, mask: torch.Tensor | None = None):
     """A view of ``loader`` over ``mask`` (N,) bool (None: all samples), in index order and
-    without augmentation: what prediction runs on. The loader itself is not changed."""
-    if hasattr(loader, "eval_view"):  # a loader that knows its own un-augmented view
-        return loader.eval_view(mask)
-    if mask is None:
-        mask = torch.ones(len(loader.labels), dtype=torch.bool, device=loader.device)
-    sub = loader.subset(torch.as_tensor(mask, device=loader.device))
-    sub.shuffle = False
-    sub.augment = False
-    return sub
+    without augmentation (the Loader protocol's ``eval_view``): what prediction runs on. The
+    loader itself is not changed."""
+    if mask is not None:
+        loader = loader.subset(torch.as_tensor(mask, device=loader.device))
+    return loader.eval_view()
 
 
 def predict(model: torch.nn.Module, loader, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -72,7 +72,7 @@ from torch import nn
 
 from ..config import to_dataclass
 from ..data.loader import Batch, Loader
-from ..engine.distributed import all_gather_rows, all_reduce_sum, current_step, rank
+from ..distributed import all_gather_rows, all_reduce_sum, current_step, rank
 from ..errors import ConfigError  # noqa: F401  (methods import it from here)
 from ..registry import Registry
 
@@ -249,6 +249,7 @@ class Method:
             )
         cls.needs_probe = "probe" in cls.needs
         cls.needs_noise_rate = "noise_rate" in cls.needs
+
     #: the step is exact under torchrun with W > 1 processes (global-batch losses and
     #: selection via the helpers at the end of this file, per-sample state written only at
     #: ``batch.index``); the engine refuses W > 1 for the others (engine.ddp). Declared on

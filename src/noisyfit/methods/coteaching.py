@@ -53,7 +53,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..engine.distributed import all_reduce_sum
+from ..distributed import all_reduce_sum
 from .base import (
     METHODS,
     ConfigError,

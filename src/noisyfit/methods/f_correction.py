@@ -108,7 +108,7 @@ def train_best_val_loss(
     The split is ``ctx.val`` when the run has one, else ``holdout`` of the training samples
     (stratified on the given labels, seeded by the run's seed), left out of this training.
     """
-    from ..api import stratified_subset
+    from ..data.base import stratified_subset
 
     mask = None
     val = ctx.val
