@@ -19,7 +19,7 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   echo "[setup] installing ${TORCH_PINS[*]}"
   pip_install "${TORCH_PINS[@]}"
 fi
-if ! .venv/bin/python -c "import noisyfit, pytest, hypothesis, matplotlib" 2>/dev/null; then
+if ! .venv/bin/python -c "import noisyfit, pytest, hypothesis, matplotlib, importlinter" 2>/dev/null; then
   echo "[setup] installing noisyfit (editable) with test and report extras"
   pip_install -e ".[test,report]"
 fi
