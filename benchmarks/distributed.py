@@ -39,37 +39,34 @@ ACTIVE = {
 
 
 def _cell(rank: int, a: dict, out: str) -> None:
+    from noisyfit.api import build_run, prepare_data
     from noisyfit.config import TrainConfig
-    from noisyfit.data.loader import DeviceLoader
     from noisyfit.data.synthetic import synthetic
     from noisyfit.engine import ddp
     from noisyfit.engine.loop import fit
-    from noisyfit.methods.base import Context, build_method
-    from noisyfit.models import build_model
 
     dev = torch.device(f"cuda:{rank}") if a["device"] == "cuda" else torch.device("cpu")
     ds = synthetic(n_train=a["n"], n_test=256, num_classes=10, image_size=16, channels=3)
-    kw = dict(mean=ds.mean, std=ds.std, device=dev)
-    train = DeviceLoader(ds.x, ds.labels, batch_size=a["batch"], seed=0, **kw)
     options, tau = ACTIVE[a["method"]]
     epochs = a["epochs"]
     if a["method"] == "selfie":
         options = {**options, "round_epochs": str(epochs)}
-    cfg = TrainConfig(method=a["method"], epochs=epochs, batch_size=a["batch"], progress=False)
-    torch.manual_seed(0)
-    ctx = Context(
-        num_classes=10,
-        num_samples=len(ds),
-        input_shape=ds.input_shape,
+    cfg = TrainConfig(
+        method=a["method"],
+        model=a["model"],
+        noise="none",
         epochs=epochs,
         batch_size=a["batch"],
-        device=dev,
-        make_model=lambda: build_model(a["model"], 10, ds.input_shape).to(dev),
-        noise_rate=tau,
-        loader=train,
-        config=cfg,
+        tau=tau,
+        method_options=options,
+        augment=False,
+        progress=False,
+        checkpoint=False,
+        device=str(dev),
     )
-    method = build_method(a["method"], ctx, options)
+    torch.manual_seed(0)
+    run = build_run(cfg, data=prepare_data(cfg, ds), device=dev)  # the one run builder
+    method, train = run.method, run.train
     times: list[float] = []
     original = ddp.Replicas.sync
 
