@@ -347,3 +347,22 @@ def test_reproduce_override_is_typed_and_checked(capsys):
     assert "unknown config key 'epochz'" in err and "valid:" in err
     assert main(["reproduce", "incv-cifar10-sym-0.5", "--override", "epochs=two"]) == 2
     assert "config key 'epochs': 'two' is not an integer" in capsys.readouterr().err
+
+
+def test_a_missing_file_the_user_named_is_one_line_but_an_os_error_from_a_bug_is_not(
+    tmp_path, capsys, monkeypatch
+):
+    """MissingFileError (the user's path) → one line, exit 2; a bare FileNotFoundError raised
+    inside the code is a bug → its traceback (the CLI catches noisyfit's own types only)."""
+    assert main(["report", str(tmp_path / "no-such-run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no-such-run" in err and "not a run folder" in err
+
+    import noisyfit.api
+
+    def bug(*a, **k):
+        raise FileNotFoundError("/internal/cache.bin")
+
+    monkeypatch.setattr(noisyfit.api, "train", bug)
+    with pytest.raises(FileNotFoundError, match="internal"):
+        main(["train", "--epochs", "1"])

@@ -23,7 +23,7 @@ from .engine.ddp import on_main
 from .engine.loop import FitResult, check_addons, fit
 from .engine.run import environment, write_json, write_samples_csv
 from .engine.subset import estimate_noise_rate, subset_predictor, subset_trainer
-from .errors import ConfigError, DataError, RunError, RunExistsError
+from .errors import ConfigError, DataError, MissingFileError, RunError, RunExistsError
 from .methods.base import METHODS, Context, build_method, check_needs, method_config
 from .models import build_model
 from .noise import CIFAR_N, NoiseManifest, expected_noise_rate, inject_noise
@@ -199,7 +199,7 @@ def choose_val(noisy_labels: np.ndarray, source: np.ndarray, cfg: TrainConfig) -
     if cfg.val_file:
         p = Path(cfg.val_file)
         if not p.is_file():
-            raise FileNotFoundError(f"--val-file {p}: no such file; give a .npy or .txt of rows")
+            raise MissingFileError(f"--val-file {p}: no such file; give a .npy or .txt of rows")
         rows = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64, ndmin=1)
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         pos = {int(r): i for i, r in enumerate(source)}

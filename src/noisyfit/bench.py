@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, from_dict
-from .errors import ConfigError
+from .errors import ConfigError, MissingFileError
 
 
 @dataclass
@@ -209,7 +209,7 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"sweep file {p} does not exist")
+        raise MissingFileError(f"sweep file {p} does not exist")
     from .config import read_yaml
 
     d = read_yaml(p, "sweep file")

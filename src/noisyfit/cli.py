@@ -351,9 +351,10 @@ def _debug(argv: list[str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``noisyfit`` command; returns the exit status.
 
-    A :class:`~noisyfit.errors.NoisyfitError` (and a missing or existing file named by the
-    OS) prints one line and exits with 2; Ctrl-C exits with 130; any other exception is a bug
-    and shows its traceback. ``--debug`` or ``NOISYFIT_DEBUG=1`` shows every traceback.
+    A :class:`~noisyfit.errors.NoisyfitError` (a missing file the user named is one too:
+    ``MissingFileError``) prints one line and exits with 2; Ctrl-C exits with 130; any other
+    exception is a bug and shows its traceback. ``--debug`` or ``NOISYFIT_DEBUG=1`` shows every
+    traceback.
     """
     from .errors import NoisyfitError
 
@@ -386,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print("noisyfit: interrupted", file=sys.stderr)
         return 130
-    except (NoisyfitError, FileNotFoundError, FileExistsError, IsADirectoryError) as e:
+    except NoisyfitError as e:
         if debug:
             raise
         msg = " ".join(str(e).split()) if isinstance(e, OSError) else str(e)

@@ -27,6 +27,10 @@ class NoiseError(NoisyfitError, ValueError):
     """Bad noise settings or noise files."""
 
 
+class MissingFileError(NoisyfitError, FileNotFoundError):
+    """A file or folder the user named does not exist (the message says what to pass)."""
+
+
 class RunError(NoisyfitError, RuntimeError):
     """A run folder that cannot be used as asked (locked, finished, changed, corrupt)."""
 

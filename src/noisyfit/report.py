@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, RunError
+from .errors import DataError, MissingFileError, RunError
 
 #: File names (in the run folder) read as an estimated transition matrix (K, K), in order.
 ESTIMATED_T_FILES = ("estimated_T.npy", "T_hat.npy", "t_hat.npy", "transition_estimate.npy")
@@ -445,7 +445,7 @@ def build_report(
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml)")
+        raise MissingFileError(f"{run_dir} is not a run folder (no config.yaml)")
     _plt()  # fails first, with the one-line fix, where matplotlib is missing
     out = run_dir / "report"
     out.mkdir(exist_ok=True)

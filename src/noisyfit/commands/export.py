@@ -29,13 +29,13 @@ import numpy as np
 import tyro
 
 from ..cli import command, parse_args
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 
 
 def read_issues(folder: Path) -> tuple[list[dict], dict]:
     f = folder / "label_issues.csv"
     if not f.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder}: no label_issues.csv; pass a folder written by noisyfit find-issues"
         )
     summ = folder / "issues_summary.json"

@@ -41,7 +41,7 @@ import tyro
 from ..cli import command
 from ..config import TrainConfig
 from ..data import webvision as _webvision  # noqa: F401  (registers webvision-mini)
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 
 NETWORK_WEIGHT_DECAY = {"wrn28-10": 5e-4, "resnet29": 1e-4, "resnet50": 1e-4}
 
@@ -334,7 +334,7 @@ def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
     run_dir = run_dir_of(a)
     path = a.restore or run_dir / "checkpoint.pt"
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no checkpoint at {path}: give the same --dataset, "
             "--network-name, --probe-dataset-hold-ratio and "
             "--checkpoint-path as for training (or --restore FILE)"

@@ -26,7 +26,7 @@ import numpy as np
 import tyro
 
 from ..cli import command, parse_args
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 
 
 def load_run_network(run: Path, device: str = "cpu"):
@@ -39,9 +39,9 @@ def load_run_network(run: Path, device: str = "cpu"):
     from ..models import build_model
 
     if not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run} is not a run folder (no config.yaml); pass a train run")
+        raise MissingFileError(f"{run} is not a run folder (no config.yaml); pass a train run")
     if not (run / "checkpoint.pt").is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{run}: no checkpoint.pt (trained with --no-checkpoint?); train again with "
             "checkpoints on to predict from the command line"
         )
@@ -86,7 +86,7 @@ def read_inputs(path: Path, ds) -> tuple[np.ndarray, list[str] | None]:
             x = x.mean(1, keepdims=True).astype(np.uint8) if c == 1 else np.repeat(x, 3, axis=1)
         return x, [str(f.relative_to(path)) for f in files]
     if path.suffix != ".npz" or not path.is_file():
-        raise FileNotFoundError(f"{path}: expected an .npz file with x, or a folder of images")
+        raise MissingFileError(f"{path}: expected an .npz file with x, or a folder of images")
     with np.load(path, allow_pickle=False) as z:
         if "x" not in z.files:
             raise MalformedDataError(f"{path}: no array 'x' (has {sorted(z.files)})")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingFileError
 from .base import (
     DATASETS,
     Dataset,
@@ -159,7 +160,7 @@ def _locate(name: str, data_dir, download: bool) -> tuple[Path, str]:
         raw = Path(ds.raw_folder)
         missing = [p.name for p in _resolve(raw) if not p.is_file()]
         if missing:
-            raise FileNotFoundError(f"{raw} lacks {', '.join(missing)} after the download")
+            raise MissingFileError(f"{raw} lacks {', '.join(missing)} after the download")
         return raw, "downloaded through torchvision"
     except Exception as err:  # no network, a changed torchvision layout, ...
         raise DatasetNotFoundError(

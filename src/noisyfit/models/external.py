@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MissingFileError
 
 #: The prefix naming a torchvision model, e.g. ``torchvision:resnet18``.
 TORCHVISION = "torchvision:"
@@ -71,7 +71,7 @@ def torchvision_model(name: str, weights: str | Path | None = None) -> ModelFact
             "e.g. resnet18, mobilenet_v3_small"
         )
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{weights}: weights file not found; save one with "
             f"torch.save(torchvision.models.{name}(weights=...).state_dict(), PATH)"
         )
