@@ -62,6 +62,7 @@ from typing import Any
 
 from .config import TrainConfig, from_dict
 from .errors import ConfigError, MissingFileError
+from .methods.base import baseline_method
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Sweep:
                     name = f"{ORACLE}-{kind}{rate:g}-s{seed}"
                     d = {
                         **self.config,
-                        "method": "standard",
+                        "method": baseline_method(),
                         "method_options": {},
                         "dataset": "arrays",
                         "data_dir": str(self.oracle_file(kind, rate)),
@@ -235,7 +236,7 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         raise ConfigError(
             f"{p}: unknown sweep key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
         )
-    methods = d.get("methods") or ["standard"]
+    methods = d.get("methods") or [baseline_method()]
     opts = dict(d.get("method_options") or {})
     if isinstance(methods, dict):
         for m, o in methods.items():
@@ -620,11 +621,12 @@ def aggregate(sweep: Sweep) -> dict[str, Any]:
         for k in METRICS:
             g[f"{k}_mean"], g[f"{k}_std"] = _mean_std([r[k] for r in rs])
         summary.append(g)
+    base = baseline_method()
     for g in summary:  # CPU time per epoch as a multiple of standard's under the same noise
         ref = [
             h["cpu_s_per_epoch_mean"]
             for h in summary
-            if h["method"] == "standard"
+            if h["method"] == base
             and (h["noise"], h["noise_rate"]) == (g["noise"], g["noise_rate"])
         ]
         mine = g["cpu_s_per_epoch_mean"]

@@ -402,6 +402,12 @@ def check_needs(
         raise ConfigError(f"method {name!r} needs {what[n]}: {_NEED_FIX[n]}")
 
 
+def baseline_method() -> str:
+    """The registered name of the plain baseline (the class with ``baseline = True``): what
+    bench's clean-data oracle trains and its cost columns compare with."""
+    return next(n for n in METHODS.names() if METHODS.get(n).baseline)
+
+
 def build_method(name: str, ctx: Context, options: dict[str, Any] | None = None) -> Method:
     """Build the registered method ``name`` with ``options`` for context ``ctx``."""
     from . import _builtin  # noqa: F401  (registers the built-in methods)
