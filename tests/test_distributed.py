@@ -119,6 +119,7 @@ EXACT = [
     ("decoupling", {}, None),
     ("sop", {}, None),
     ("sop-plus", {}, None),
+    ("mentornet", {}, None),
     ("d2l", {"init_epoch": 1, "epoch_win": 1, "k": 5, "lid_batch": 20, "lid_samples": 40}, None),
 ]
 N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
