@@ -120,6 +120,20 @@ EXACT = [
     ("sop", {}, None),
     ("sop-plus", {}, None),
     ("mentornet", {}, None),
+    ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
+    (
+        "incv",
+        {
+            "iterations": 2,
+            "cv_epochs": 2,
+            "e_warm": 0,
+            "t_k": 1,
+            "eps": 0.3,
+            "batches": "all",
+            "rank": "train",
+        },
+        None,
+    ),
     ("d2l", {"init_epoch": 1, "epoch_win": 1, "k": 5, "lid_batch": 20, "lid_samples": 40}, None),
 ]
 N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
