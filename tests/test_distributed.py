@@ -120,6 +120,8 @@ EXACT = [
     ("sop", {}, None),
     ("sop-plus", {}, None),
     ("mentornet", {}, None),
+    ("elr-plus", {}, None),
+    ("elr-plus", {"alpha": 0, "weight_labels": True}, None),
     ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
     (
         "incv",
