@@ -120,6 +120,7 @@ EXACT = [
     ("sop", {}, None),
     ("sop-plus", {}, None),
     ("mentornet", {}, None),
+    ("dividemix", {"warm_up": 1, "lambda_u": 1, "rampup_epochs": 1, "conf_penalty": True}, None),
     ("elr-plus", {}, None),
     ("elr-plus", {"alpha": 0, "weight_labels": True}, None),
     ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
