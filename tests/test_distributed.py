@@ -118,6 +118,27 @@ EXACT = [
     ("elr", {}, None),
     ("decoupling", {}, None),
     ("sop", {}, None),
+    ("sop-plus", {}, None),
+    ("mentornet", {}, None),
+    ("dividemix", {"warm_up": 1, "lambda_u": 1, "rampup_epochs": 1, "conf_penalty": True}, None),
+    ("l2r", {}, None),
+    ("l2r", {"init_weight": 0.1, "meta_momentum": 0.9}, None),
+    ("elr-plus", {}, None),
+    ("elr-plus", {"alpha": 0, "weight_labels": True}, None),
+    ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
+    (
+        "incv",
+        {
+            "iterations": 2,
+            "cv_epochs": 2,
+            "e_warm": 0,
+            "t_k": 1,
+            "eps": 0.3,
+            "batches": "all",
+            "rank": "train",
+        },
+        None,
+    ),
     ("d2l", {"init_epoch": 1, "epoch_win": 1, "k": 5, "lid_batch": 20, "lid_samples": 40}, None),
 ]
 N, D, K, BATCH, EPOCHS = 45, 6, 3, 10, 3  # 45 % 10 = 5: a last global batch split 3/2
@@ -163,10 +184,15 @@ def _train(method: str, options: dict, tau, bn: bool = False) -> dict:
         tau=tau,
         method_options={k: str(v) for k, v in options.items()},
     )
+    from noisyfit.methods import METHODS, _builtin  # noqa: F401
+
+    probe = None  # a clean probe batch of 7 (split 4/3 over 2 ranks), for L2R/IEG
+    if METHODS.get(method).needs_probe:
+        probe = DeviceLoader(x[31:], y[31:], batch_size=7, shuffle=True, seed=4, **kw)
     torch.manual_seed(0)  # the same initial networks in every process
     run = build_run(  # the one run builder, on the tiny loaders and model
         cfg,
-        loaders=Loaders(train, K, (D,), test=test),
+        loaders=Loaders(train, K, (D,), test=test, probe=probe),
         model=lambda k, shape: _make_model(bn),
         device=torch.device("cpu"),
     )
@@ -329,3 +355,46 @@ def test_nproc_shortcut_runs_torchrun_standalone(monkeypatch):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
         + ["-m", "noisyfit", "train", "--epochs", "2"]
     ]
+
+
+def _meta_step(rank: int | None, out: str) -> None:
+    """L2R's meta step on a fixed global batch of 9 (5/4 over 2 ranks) and probe of 7, both
+    paths (forward-mode and double backward): this rank's weights (all of them in 1 process)."""
+    from types import SimpleNamespace
+
+    from noisyfit.methods.l2r import meta_gradients, normalized_weights
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.Tanh(), torch.nn.Linear(8, K))
+    x, y = torch.randn(9, D), torch.arange(9) % K
+    px, py = torch.randn(7, D), torch.arange(7) % K
+    one = rank is None
+    sizes = (9,) if one else (5, 4)
+    part = slice(0, 9) if one else (slice(0, 5), slice(5, 9))[rank]
+    shard = SimpleNamespace(global_size=9, offset=part.start, sizes=sizes)
+    got = []
+    with dist.step_context(shard):
+        for path in ("jvp", "double"):
+            logits = net(x[part])
+            ce = torch.nn.functional.cross_entropy(logits, y[part], reduction="none")
+            eps = torch.full_like(ce, 0.1).requires_grad_(True)
+            (g,), meta, _ = meta_gradients(
+                net, lambda e, ce=ce: (e * ce).sum(), (eps,), px, py, step_size=0.1,
+                weight_decay=0.01, train_x=x[part] if path == "jvp" else None,
+                train_logits=logits if path == "jvp" else None,
+            )  # fmt: skip
+            got.append((normalized_weights(g).detach(), meta))
+    torch.save(got, f"{out}/meta{'' if one else rank}.pt")
+
+
+def test_l2r_meta_step_is_exact_across_ranks(tmp_path):
+    """The spec's exact mode: both meta-gradient paths give 2 ranks the 1-process weights."""
+    dist.run_ranks(_meta_step, 2, str(tmp_path), timeout_s=90)
+    _meta_step(None, str(tmp_path))
+    one = torch.load(tmp_path / "meta.pt")
+    r0, r1 = (torch.load(tmp_path / f"meta{r}.pt") for r in (0, 1))
+    for (w, m), (w0, m0), (w1, m1) in zip(one, r0, r1):
+        _same(torch.cat([w0, w1]), w, "weights", atol=1e-6)
+        _same(m0, m, "probe loss", atol=1e-6)
+        assert torch.equal(m0, m1)
+    assert not torch.allclose(one[0][0], torch.full((9,), 1 / 9), atol=1e-3)  # not uniform

@@ -500,6 +500,48 @@ def global_sum(t: torch.Tensor) -> torch.Tensor:
     return t if current_step() is None else all_reduce_sum(t)
 
 
+def global_batch_sum(t: torch.Tensor) -> torch.Tensor:
+    """Σ over the global batch of this rank's per-sample rows ``t`` (b, ...) → (...): the
+    value is the global sum (an all-reduce), the gradient flows through this rank's rows only
+    (``s + (allreduce(s) − s).detach()``), so a nonlinear function of a batch statistic
+    (SOP+'s class balance, DivideMix's prior) gets its exact gradient summed over ranks.
+    ``t.sum(0)`` in one process."""
+    s = t.sum(0)
+    return s if current_step() is None else s + (all_reduce_sum(s.detach()) - s).detach()
+
+
+def global_term(term: torch.Tensor) -> torch.Tensor:
+    """A loss term of global-batch statistics built with :func:`global_batch_sum` (its
+    gradient reaches the weights through this rank's rows only): this rank's value share
+    b_r/n, so the logged losses of the ranks add up to the term; the gradient is unchanged.
+    ``term`` in one process."""
+    sh = current_step()
+    if sh is None:
+        return term
+    return term - term.detach() * (1 - sh.sizes[rank()] / max(1, sh.global_size))
+
+
+def replicated_term(term: torch.Tensor) -> torch.Tensor:
+    """A loss term every rank computes identically (e.g. a weight-decay term on the replicated
+    weights): this rank's share b_r/n of value and gradient, so the ranks' gradients add up to
+    the term's. ``term`` in one process."""
+    sh = current_step()
+    return term if sh is None else term * (sh.sizes[rank()] / max(1, sh.global_size))
+
+
+def gather_batch(t: torch.Tensor) -> torch.Tensor:
+    """(n, ...) the global batch's rows of per-sample ``t`` (b, ...) in the 1-process order
+    (an all-gather, no gradient); ``t`` in one process. Slice back with :func:`local_part`."""
+    sh = current_step()
+    return t if sh is None else _gathered(t.detach(), sh)
+
+
+def local_part(t: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of a global-batch tensor (n, ...); ``t`` in one process."""
+    sh = current_step()
+    return t if sh is None else t[sh.part]
+
+
 def _gathered(t: torch.Tensor, sh) -> torch.Tensor:
     if t.shape[0] != sh.sizes[rank()]:
         raise RuntimeError(

@@ -74,7 +74,19 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_ce,
+    batch_mean,
+    current_step,
+    gather_batch,
+    global_batch_sum,
+    global_term,
+    local_part,
+)
 
 #: (family, noise, rate) → (λ_u, τ_p): the paper's per-setting hyper-parameters.
 PRESETS: dict[tuple[str, str, float], tuple[float, float]] = {
@@ -162,11 +174,28 @@ def mixmatch_loss(
     if not torch.is_tensor(labelled):
         labelled = torch.arange(n, device=logits.device) < labelled
     m = labelled.float()
+    if current_step() is not None:  # W > 1: this rank's rows of the global mixed batch
+        return _mixmatch_loss_share(logp, probs, targets, m)
     nx = m.sum()
     lx = -((targets * logp).sum(1) * m).sum() / nx.clamp_min(1)
     lu = (((probs - targets) ** 2).sum(1) * (1 - m)).sum() / ((n - nx) * k).clamp_min(1)
     prior = torch.full((k,), 1.0 / k, device=logits.device)
     penalty = (prior * (prior / probs.mean(0)).log()).sum()
+    return lx, lu, penalty
+
+
+def _mixmatch_loss_share(logp, probs, targets, m):
+    """W > 1: this rank's shares of L_X, L_U (sums over its rows / the global counts) and of
+    the prior penalty R (on the global mean prediction; one fused all-reduce for the counts
+    and the mean)."""
+    k = probs.shape[1]
+    ones = torch.ones_like(m)[:, None]
+    tot = global_batch_sum(torch.cat([probs, m[:, None], ones], 1))  # (K + 2,) global sums
+    nx, n = tot[k].detach(), tot[k + 1].detach()
+    lx = -((targets * logp).sum(1) * m).sum() / nx.clamp_min(1)
+    lu = (((probs - targets) ** 2).sum(1) * (1 - m)).sum() / ((n - nx) * k).clamp_min(1)
+    prior = torch.full((k,), 1.0 / k, device=probs.device)
+    penalty = global_term((prior * (prior / (tot[:k] / n)).log()).sum())
     return lx, lu, penalty
 
 
@@ -180,6 +209,7 @@ class DivideMix(Method):
     """DivideMix (ICLR 2020): GMM co-divide into labelled/unlabelled, then MixMatch on both."""
 
     name = "dividemix"
+    distributed = True  # W > 1: co-divide replicated per rank; MixMatch over the global batch
     needs = frozenset({"in_memory"})  # the second view is drawn from the raw images
 
     @dataclass
@@ -283,8 +313,10 @@ class DivideMix(Method):
         loader = self.ctx.loader
         if loader is None or not loader.augment:
             return batch.x
-        raw = loader.x[batch.index.to(loader.storage)].to(batch.x.device)
-        return loader.transform(raw)
+        sh = current_step()  # W > 1: the global batch's draws, this rank's rows
+        idx = batch.index if sh is None else batch.global_index
+        raw = loader.x[idx.to(loader.storage)].to(batch.x.device)
+        return local_part(loader.transform(raw))
 
     def training_step(self, batch, epoch):
         nets = list(self.models.values())
@@ -293,10 +325,10 @@ class DivideMix(Method):
             loss, logits1 = 0.0, None
             for net in nets:
                 z = net(batch.x)
-                loss = loss + F.cross_entropy(z.float(), y)
+                loss = loss + batch_ce(z.float(), y)
                 if self.penalize:  # NegEntropy: mean Σ p log p
                     p = z.float().softmax(1)
-                    loss = loss + (p * p.clamp_min(1e-12).log()).sum(1).mean()
+                    loss = loss + batch_mean((p * p.clamp_min(1e-12).log()).sum(1))
                 logits1 = z if logits1 is None else logits1
             return StepOutput(loss=loss, logits=logits1)
 
@@ -336,9 +368,20 @@ class DivideMix(Method):
             is_lab = torch.cat([lab, lab])
             mix = torch.distributions.Beta(self._alpha, self._alpha, validate_args=False).sample()
             mix = torch.maximum(mix, 1 - mix)
-            perm = torch.randperm(len(inputs), device=x1.device)
-            x_mix = inputs * mix + inputs[perm] * (1 - mix)
-            t_mix = targets * mix + targets[perm] * (1 - mix)
+            sh = current_step()
+            if sh is None:
+                perm = torch.randperm(len(inputs), device=x1.device)
+                x_mix = inputs * mix + inputs[perm] * (1 - mix)
+                t_mix = targets * mix + targets[perm] * (1 - mix)
+            else:  # W > 1: partners drawn over both views of the global batch (2n rows)
+                n = sh.global_size
+                perm = torch.randperm(2 * n, device=x1.device)
+                mine = torch.arange(n, device=x1.device)[sh.part]
+                mine = perm[torch.cat([mine, mine + n])]  # partners of this rank's 2b rows
+                xg = torch.cat([gather_batch(x1), gather_batch(x2)])
+                tg = gather_batch(t)
+                x_mix = inputs * mix + xg[mine] * (1 - mix)
+                t_mix = targets * mix + torch.cat([tg, tg])[mine] * (1 - mix)
         lx, lu, pen = mixmatch_loss(net(x_mix), t_mix, is_lab)
         return lx + lam_u * lu + pen
 

@@ -49,7 +49,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_len,
+    batch_mean,
+    current_step,
+    gather_batch,
+    local_part,
+)
 from .elr import clamped_softmax, elr_regularizer, elr_target_update
 
 
@@ -75,6 +85,7 @@ class ELRPlus(Method):
     """ELR+ (NeurIPS 2020): two networks, targets from the partner's weight EMA, mixup."""
 
     name = "elr-plus"
+    distributed = True  # W > 1: mixup partners from the global batch; targets synced here
 
     @dataclass
     class Config:
@@ -137,27 +148,37 @@ class ELRPlus(Method):
 
     # -- the step ---------------------------------------------------------------------------
     def _loss(self, a: int, net, partner_ema, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(loss of network ``a``, its logits on the clean batch's mixed input)."""
+        """(loss of network ``a``, its logits on the clean batch's mixed input).
+
+        W > 1: the mixup partners come from the whole global batch (its inputs and targets
+        all-gathered; λ and π drawn alike on every rank), this rank mixes its own rows, and
+        the targets of the global batch are written into every replica here."""
         c = self.config
         x, y, idx = batch.x, batch.labels, batch.index
+        sh = current_step()
         onehot = F.one_hot(y, self.ctx.num_classes).float()
         if c.alpha > 0:
             lam = beta_lam(self._alpha, x.device)
-            perm = torch.randperm(len(y), device=x.device)
-            x_mix = x * lam + x[perm] * (1 - lam)
-            y_mix = onehot * lam + onehot[perm] * (1 - lam)
+            perm = torch.randperm(batch_len(batch), device=x.device)
+            mine = local_part(perm)  # the partners of this rank's rows (global positions)
+            xg, yg = gather_batch(x), gather_batch(onehot)
+            x_mix = x * lam + xg[mine] * (1 - lam)
+            y_mix = onehot * lam + yg[mine] * (1 - lam)
         else:
-            lam, perm, x_mix, y_mix = None, None, x, onehot
+            lam, mine, x_mix, y_mix = None, None, x, onehot
         logits = net(x_mix)
         with torch.no_grad():
             p_ema = partner_ema(x).float().softmax(1)
             t = elr_target_update(self.targets[a, idx], p_ema, c.beta)
             self.targets[a, idx] = t
-            q = t if lam is None else t * lam + t[perm] * (1 - lam)
+            tg = gather_batch(t)  # the global batch's targets (t in one process)
+            if sh is not None:  # every rank's new target rows into this replica
+                self.targets[a, batch.global_index] = tg
+            q = t if lam is None else t * lam + tg[mine] * (1 - lam)
         if self.weight_labels:
             y_mix = y_mix * q
             y_mix = y_mix / y_mix.sum(1, keepdim=True)
-        ce = -(y_mix * logits.float().log_softmax(1)).sum(1).mean()
+        ce = batch_mean(-(y_mix * logits.float().log_softmax(1)).sum(1))
         w = sigmoid_rampup(self.steps + 1, c.coef_step)
         reg = elr_regularizer(q, clamped_softmax(logits))
         return ce + w * c.lam * reg, logits

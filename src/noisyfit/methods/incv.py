@@ -59,7 +59,22 @@ import torch
 import torch.nn.functional as F
 
 from ..analysis.incv import incv_select
-from .base import METHODS, ConfigError, KeepBest, Method, StepOutput, keep_smallest
+from ..data.loader import Batch
+from ..data.sharded import shard_sizes
+from ..distributed import is_main, world
+from .base import (
+    METHODS,
+    ConfigError,
+    KeepBest,
+    Method,
+    StepOutput,
+    batch_len,
+    current_step,
+    global_sum,
+    keep_smallest,
+    local_part,
+    rank,
+)
 
 #: INCV.py's schedule for the cross-validation models: Adam(1e-3, β1 0.9), LR ×0.5 after
 #: epoch 20, ×0.25 after 30, ×0.1 after 40 of 50. Our step schedule has one factor, so the
@@ -118,6 +133,7 @@ class INCV(Method):
     """INCV: noisy cross-validation selects clean samples, then Co-teaching on them."""
 
     name = "incv"
+    distributed = True  # W > 1: stage 1 through ctx.train_model; stage 2 global selection
     short_run_options = {"cv_epochs": "{half}", "t_k": "{twentieth}"}
     needs = frozenset({"subsets"})  # trains and predicts on folds of the training set
     stage_files = ("incv_stage1.pt",)
@@ -206,7 +222,7 @@ class INCV(Method):
             eps=cfg.eps,
             keep_best=cfg.keep_best,
             seed=seed,
-            **(ctx.stage_state(self.stage_files[0]) if ctx.stage_state else {}),
+            **self._stage_store(),
         )
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
@@ -218,6 +234,14 @@ class INCV(Method):
             f"{ctx.num_samples}; ε̂ = {self.eps_hat:.3f}, forget rate ε_S = {self.eps_s:.3f}, "
             f"e_warm = {self.e_warm}"
         )
+
+    def _stage_store(self) -> dict:
+        """The stage file's saved state and writer; W > 1: every rank reads, rank 0 writes."""
+        ctx = self.ctx
+        store = dict(ctx.stage_state(self.stage_files[0])) if ctx.stage_state else {}
+        if store and not is_main():
+            store["save_state"] = lambda state: None
+        return store
 
     def state_dict(self):
         return {**super().state_dict(), "c_epoch": self._c_epoch, "c_pos": self._c_pos}
@@ -269,10 +293,13 @@ class INCV(Method):
         return self.eps_s * min(1.0, epoch / self.config.t_k) if self.config.t_k > 0 else self.eps_s
 
     def training_step(self, batch, epoch):
+        sh = current_step()  # W > 1: this rank's share of the global batch
         if self.config.batches == "s":
-            n_s = len(batch)  # the engine's batch is an S-batch
+            n_s = batch_len(batch)  # the engine's batch is an S-batch
             if epoch > self.e_warm and self.c_batch > 0:
                 c = self._next_c_batch()  # extend the engine's batch: its C picks are scored
+                if sh is not None:
+                    c = _c_share(batch, c, sh)
                 batch.index = torch.cat([batch.index, c.index])
                 batch.x = torch.cat([batch.x, c.x])
                 batch.labels = torch.cat([batch.labels, c.labels])
@@ -285,9 +312,10 @@ class INCV(Method):
             if epoch > self.e_warm and self.c_prob > 0:
                 in_c = self.candidate[idx]
                 if self.c_prob < 1:
-                    in_c = in_c & (torch.rand(len(idx), device=idx.device) < self.c_prob)
+                    draw = torch.rand(batch_len(batch), device=idx.device)  # the global batch's
+                    in_c = in_c & (local_part(draw) < self.c_prob)
                 eligible = in_s | in_c
-            n_keep = torch.round(in_s.sum() * (1.0 - self.forget_rate(epoch)))
+            n_keep = torch.round(global_sum(in_s.sum()) * (1.0 - self.forget_rate(epoch)))
         x, y = batch.x, batch.labels
         net1, net2 = self.models["net1"], self.models["net2"]
         den = max(n_keep, 1) if isinstance(n_keep, int) else n_keep.clamp_min(1)
@@ -300,10 +328,12 @@ class INCV(Method):
             ce2 = F.cross_entropy(logits2.float(), y, reduction="none")
             keep1 = keep_smallest(ce1, eligible, n_keep)
             keep2 = keep_smallest(ce2, eligible, n_keep)
-            if isinstance(n_keep, int):  # S-batches: the picks by index (a known count, no sync)
+            if (
+                isinstance(n_keep, int) and sh is None
+            ):  # S-batches: the picks by index (a known count, no sync)
                 pick1 = ce1.detach().argsort(stable=True)[:n_keep]
                 pick2 = ce2.detach().argsort(stable=True)[:n_keep]
-            else:  # batches over all N: the count is a device value, the picks a mask
+            else:  # over all N (a device count) or W > 1 (global picks): the picks a mask
                 pick1, pick2 = keep1, keep2
             loss1 = F.cross_entropy(net1(x[pick2]).float(), y[pick2], reduction="sum")
             loss2 = F.cross_entropy(net2(x[pick1]).float(), y[pick1], reduction="sum")
@@ -326,3 +356,20 @@ class INCV(Method):
             "incv_C_frac": self.sizes[1] / n,
             "incv_C_mixed": float(epoch > self.e_warm and self.c_prob > 0),
         }
+
+
+def _c_share(batch, c, sh) -> Batch:
+    """W > 1: this rank's share of the C-batch ``c`` (the same on every rank); the step's
+    shard (``batch`` and the engine's ``StepShard``) grows by every rank's share, so the
+    selection ranks and the engine syncs the joined global batch [S₀ C₀ S₁ C₁ …]."""
+    cs = shard_sizes(len(c), world())
+    r = rank()
+    part = slice(sum(cs[:r]), sum(cs[: r + 1]))
+    sizes = tuple(a + b for a, b in zip(sh.sizes, cs))
+    if getattr(batch, "global_index", None) is not None:
+        s_parts = batch.global_index.split(list(sh.sizes))
+        c_parts = c.index.split(list(cs))
+        batch.global_index = torch.cat([t for pair in zip(s_parts, c_parts) for t in pair])
+    sh.sizes, sh.global_size, sh.offset = sizes, sh.global_size + len(c), sum(sizes[:r])
+    batch.sizes, batch.global_size, batch.offset = sh.sizes, sh.global_size, sh.offset
+    return Batch(c.index[part], c.x[part], c.labels[part])

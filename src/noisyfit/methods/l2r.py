@@ -40,9 +40,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd import forward_ad
 from torch.func import functional_call
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data.loader import Batch, Loader
-from .base import METHODS, ConfigError, Method, StepOutput
+from ..data.sharded import shard_sizes
+from ..distributed import all_reduce_sum, rank, world
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    current_step,
+    global_sum,
+)
 from .ema import NetEMA
 
 #: Added to the sum of the clipped weights before normalizing (IEG's code).
@@ -188,6 +198,13 @@ def meta_gradients(
         (gradients w.r.t. each coefficient, the probe loss at θ' (detached), probe logits at θ'
         (detached)).
     """
+    sh = current_step()  # W > 1: the spec's "exact" mode (distributed.md §2.6)
+    if isinstance(net, DistributedDataParallel):
+        net = net.module  # the look-ahead runs the plain module (DDP's reducer stays out)
+    if sh is not None:  # this rank's share of the (replicated) probe batch
+        sizes = shard_sizes(len(probe_y), world())
+        part = slice(sum(sizes[: rank()]), sum(sizes[: rank() + 1]))
+        probe_n, probe_x, probe_y = len(probe_y), probe_x[part], probe_y[part]
     cache = _meta_cache(net)
     named, params = cache.named, cache.params
     fixed = isinstance(weight_decay, float) and not isinstance(weight_decay, bool)
@@ -199,16 +216,26 @@ def meta_gradients(
 
     def decay(tensors) -> torch.Tensor | float:
         terms = [0.5 * wd * t.float().pow(2).sum() for t, (wd, _) in zip(tensors, info) if wd]
-        return torch.stack(terms).sum() if terms else 0.0
+        out = torch.stack(terms).sum() if terms else 0.0
+        return out if sh is None else out / world()  # W > 1: each rank's share of a replica
+
+    def probe_loss(logits) -> torch.Tensor:  # W > 1: this rank's share of the probe mean
+        if sh is None:
+            return F.cross_entropy(logits.float(), probe_y)
+        return F.cross_entropy(logits.float(), probe_y, reduction="sum") / max(1, probe_n)
 
     look = lookahead_loss(*coeffs) + decay(params)
     if train_x is not None and train_logits is not None and not _has_active_dropout(net):
         return _meta_gradients_jvp(
             net, cache, look, coeffs, probe_x, probe_y, train_x, train_logits,
             step_size=step_size, momentum=momentum, info=info, decay=decay,
-            zero_at_coeffs=zero_at_coeffs,
+            zero_at_coeffs=zero_at_coeffs, probe_loss=probe_loss, multi=sh is not None,
         )  # fmt: skip
     grads = torch.autograd.grad(look, params, create_graph=True, allow_unused=True)
+    if sh is not None:  # value: the global gradient; derivative: through this rank's ε only
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+        total = _all_reduce_list([g.detach() for g in grads])
+        grads = [g + (t - g).detach() for g, t in zip(grads, total)]
     lookahead: dict[str, torch.Tensor] = {}
     for (name, p), g, (_, buf) in zip(named, grads, info):
         if g is None:
@@ -220,10 +247,32 @@ def meta_gradients(
     # mode) and leaves the live running statistics alone (scratch tensors reused every step)
     buffers = cache.buffers(net)
     logits = functional_call(net, {**lookahead, **buffers}, (probe_x,))
-    meta = F.cross_entropy(logits.float(), probe_y) + decay(list(lookahead.values()))
+    meta = probe_loss(logits) + decay(list(lookahead.values()))
+    if sh is not None:  # ∂L_p/∂θ' all-reduced, then pulled back through this rank's θ'(ε)
+        theta = list(lookahead.values())
+        g_p = torch.autograd.grad(meta, theta, allow_unused=True)
+        g_p = _all_reduce_list(
+            [torch.zeros_like(t) if g is None else g for t, g in zip(theta, g_p)]
+        )
+        live = [(t, g) for t, g in zip(theta, g_p) if t.requires_grad]
+        out = torch.autograd.grad(
+            [t for t, _ in live], list(coeffs), [g for _, g in live], allow_unused=True
+        )
+        out = tuple(torch.zeros_like(c) if g is None else g for c, g in zip(coeffs, out))
+        return out, all_reduce_sum(meta.detach()), logits.detach()
     out = torch.autograd.grad(meta, list(coeffs), allow_unused=True)
     out = tuple(torch.zeros_like(c) if g is None else g for c, g in zip(coeffs, out))
     return out, meta.detach(), logits.detach()
+
+
+def _all_reduce_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Σ over ranks of each tensor (one flat all-reduce), returned detached."""
+    flat = all_reduce_sum(torch.cat([t.detach().reshape(-1) for t in tensors]))
+    out, at = [], 0
+    for t in tensors:
+        out.append(flat[at : at + t.numel()].view_as(t))
+        at += t.numel()
+    return out
 
 
 def _has_active_dropout(net: nn.Module) -> bool:
@@ -236,7 +285,7 @@ def _has_active_dropout(net: nn.Module) -> bool:
 
 def _meta_gradients_jvp(
     net, cache, look, coeffs, probe_x, probe_y, train_x, train_logits, *, step_size, momentum,
-    info, decay, zero_at_coeffs=False,
+    info, decay, zero_at_coeffs=False, probe_loss=None, multi=False,
 ):  # fmt: skip
     """The forward-mode path of :func:`meta_gradients` (see its docstring)."""
     named, params = cache.named, cache.params
@@ -247,6 +296,10 @@ def _meta_gradients_jvp(
         grads = [wd * p.detach() if wd else None for p, (wd, _) in zip(params, info)]
     else:  # ∇_θ L_look, first order (the engine back-propagates the same forward later)
         grads = torch.autograd.grad(look, params, retain_graph=True, allow_unused=True)
+        if multi:  # W > 1: the global batch's gradient (the ranks' shares summed)
+            grads = _all_reduce_list(
+                [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]
+            )
     lookahead = {}
     for name, p, g, (_, buf) in zip(names, params, grads, info):
         step = torch.zeros_like(p) if g is None else g.detach()
@@ -255,9 +308,11 @@ def _meta_gradients_jvp(
         lookahead[name] = (p.detach() - step_size * step).requires_grad_(True)
     buffers = cache.buffers(net)
     logits = functional_call(net, {**lookahead, **buffers}, (probe_x,))
-    meta = F.cross_entropy(logits.float(), probe_y) + decay(list(lookahead.values()))
+    meta = probe_loss(logits) + decay(list(lookahead.values()))
     g_p = torch.autograd.grad(meta, list(lookahead.values()), allow_unused=True)
     g_p = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, g_p))
+    if multi:  # W > 1: ∇_θ' of the global probe loss
+        g_p, meta = tuple(_all_reduce_list(g_p)), all_reduce_sum(meta.detach())
 
     with forward_ad.dual_level():  # J g_p: the training forward with tangents g_p on θ
         duals = {n: forward_ad.make_dual(p.detach(), t) for n, p, t in zip(names, params, g_p)}
@@ -273,7 +328,7 @@ def _meta_gradients_jvp(
 def normalized_weights(grad: torch.Tensor) -> torch.Tensor:
     """w = max(−grad, 0) / (Σ max(−grad, 0) + 1e-5) (L2R step 4, IEG's normalizer)."""
     w = (-grad).clamp_min(0)
-    return w / (w.sum() + NORM_EPS)
+    return w / (global_sum(w.sum()) + NORM_EPS)  # W > 1: the global batch's normaliser
 
 
 def require_probe(method: Method) -> ProbeStream:
@@ -310,6 +365,7 @@ class L2R(ProbeMethod):
     """Learning to Reweight: one-step look-ahead meta-gradient example weights on a clean probe."""
 
     name = "l2r"
+    distributed = True  # W > 1: the spec's exact mode (all-reduced look-ahead and probe grads)
 
     @dataclass
     class Config:

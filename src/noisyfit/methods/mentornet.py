@@ -68,7 +68,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import METHODS, ConfigError, Method, StepOutput
+from .base import (
+    METHODS,
+    ConfigError,
+    Method,
+    StepOutput,
+    batch_mean,
+    gather_batch,
+    local_part,
+    replicated_term,
+)
 
 # --------------------------------------------------------------------------------------------
 # the curriculum and the mentor network
@@ -213,6 +222,7 @@ class MentorNetPD(Method):
     """MentorNet-PD: a mentor net imitating a pre-defined self-paced curriculum weights samples."""
 
     name = "mentornet"
+    distributed = True  # W > 1: λ (EMA of the percentile), v and dropout of the global batch
 
     @dataclass
     class Config:
@@ -266,17 +276,19 @@ class MentorNetPD(Method):
     def training_step(self, batch, epoch):
         logits = self.models["net"](batch.x)
         ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
-        with torch.no_grad():
-            v, v_drop = self.weights(ce.detach(), epoch)
+        with torch.no_grad():  # W > 1: λ, v and the dropout of the global batch, on every rank
+            v, v_drop = self.weights(gather_batch(ce.detach()), epoch)
         self._v_sum += torch.stack([v_drop.sum(), v.new_full((), float(len(v)))])  # no H2D copy
-        loss = (ce * v_drop).mean()
+        v_frac = v_drop.sum() / len(v_drop)
+        v, v_drop = local_part(v), local_part(v_drop)
+        loss = batch_mean(ce * v_drop)
         wd = float(getattr(self.ctx.config, "weight_decay", 0.0) or 0.0)
         if self.config.decay_scaling == "v" and wd > 0:
             if self.optimizer is not None:  # the decay is in the loss, scaled by Σv/b
                 for g in self.optimizer.param_groups:
                     g["weight_decay"] = 0.0
             sq = sum((p.float() ** 2).sum() for p in self.models["net"].parameters())
-            loss = loss + 0.5 * wd * (v_drop.sum() / len(v_drop)) * sq
+            loss = loss + replicated_term(0.5 * wd * v_frac * sq)
         return StepOutput(loss=loss, logits=logits, weights=v_drop, selected=v >= 0.5, score=v)
 
     def on_epoch_end(self, epoch):

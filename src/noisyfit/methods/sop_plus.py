@@ -28,7 +28,16 @@ import torch
 import torch.nn.functional as F
 
 from ..data.augment import StrongAugment
-from .base import METHODS, ConfigError
+from ..data.loader import Batch
+from .base import (
+    METHODS,
+    ConfigError,
+    batch_len,
+    batch_mean,
+    current_step,
+    global_batch_sum,
+    global_term,
+)
 from .sop import EPS, SOP
 
 
@@ -37,6 +46,7 @@ class SOPPlus(SOP):
     """SOP+ (ICML 2022): SOP with a consistency term on a strong view and class balance."""
 
     name = "sop-plus"
+    distributed = True  # W > 1: global class balance, strong view of the global batch
 
     @dataclass
     class Config(SOP.Config):
@@ -70,13 +80,28 @@ class SOPPlus(SOP):
         c = self.config
         k = logits.shape[1]
         loss = torch.zeros((), device=logits.device)
-        if c.ratio_balance > 0:
-            avg = pred.mean(0).clamp(EPS, 1.0)
-            loss = loss + c.ratio_balance * (-(avg.log() / k).sum())
+        if c.ratio_balance > 0:  # W > 1: the global batch's mean p̂, gradient via own rows
+            avg = (global_batch_sum(pred) / batch_len(batch)).clamp(EPS, 1.0)
+            loss = loss + global_term(c.ratio_balance * (-(avg.log() / k).sum()))
         if c.ratio_consistency > 0:
-            x2 = self.augment(self.ctx.loader, batch)
+            x2 = self._strong_view(batch)
             logits2 = self.models["net"](x2).float()
             target = torch.softmax(logits.float(), 1).detach()
             kl = F.kl_div(F.log_softmax(logits2, 1), target, reduction="none").sum(1)
-            loss = loss + c.ratio_consistency * kl.mean()
+            loss = loss + c.ratio_consistency * batch_mean(kl)
         return loss
+
+    def _strong_view(self, batch) -> torch.Tensor:
+        """(b, ...) the strong view; W > 1 with raw uint8 images: the global batch's view (the
+        same random draws as one process) and this rank's rows of it."""
+        loader, sh = self.ctx.loader, current_step()
+        gi = getattr(batch, "global_index", None)
+        raw = (
+            loader is not None
+            and not hasattr(loader, "strong_view")
+            and getattr(loader, "is_image", False)
+            and loader.x.dtype == torch.uint8
+        )
+        if sh is None or gi is None or not raw:
+            return self.augment(loader, batch)
+        return self.augment(loader, Batch(gi, batch.x, loader.labels[gi]))[sh.part]
