@@ -325,6 +325,7 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
     from noisyfit.methods import METHODS, _builtin  # noqa: F401
 
     check_addons(METHODS.get("l2r"), TrainConfig(method="l2r"))  # one process: fine
+    check_addons(METHODS.get("standard"), TrainConfig(sync_bn=True))  # one process: ignored
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc-per-node 2 sets it
     supported = [n for n in METHODS.names() if vars(METHODS.get(n)).get("distributed")]
     assert {"standard", "coteaching", "selfie", "active-bias"} <= set(supported)
@@ -337,6 +338,8 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
             check_addons(METHODS.get(name), cfg)
     with pytest.raises(ConfigError, match="--mixup does not run with 2 processes"):
         check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
+    with pytest.raises(ConfigError, match="--sync-bn with 2 processes needs CUDA"):
+        check_addons(METHODS.get("standard"), TrainConfig(sync_bn=True, device="cpu"))
     assert main(["demo"]) == 2  # only `train` runs under torchrun
     assert "only `noisyfit train`" in capsys.readouterr().err
 

@@ -137,6 +137,9 @@ class TrainConfig:
     """Deterministic algorithms (a resumed run then equals an uninterrupted one bit for bit)."""
     compile: bool = False
     """``torch.compile`` the networks (CUDA only)."""
+    sync_bn: bool = False
+    """Under torchrun (W > 1, CUDA): SyncBatchNorm, batch statistics over the global batch
+    (default: each process normalises its own share). Ignored in one process."""
     out: str = "runs"
     """Parent folder of run folders."""
     name: str | None = None

@@ -49,6 +49,18 @@ def check_distributed(method: Any, cfg: Any) -> None:
             f"--mixup does not run with {w} processes yet (the pairing is per process); "
             "drop --mixup or run in one process"
         )
+    if getattr(cfg, "sync_bn", False):
+        if str(getattr(cfg, "device", "auto")).startswith("cpu") or not torch.cuda.is_available():
+            raise ConfigError(
+                f"--sync-bn with {w} processes needs CUDA (torch's SyncBatchNorm runs on GPUs "
+                "only); drop --sync-bn on CPU (each process then normalises its own share)"
+            )
+        needs = getattr(method, "needs", frozenset())
+        if "probe" in needs:  # the meta step's look-ahead must not run collectives
+            raise ConfigError(
+                f"--sync-bn: method {cfg.method!r} runs a look-ahead (meta) step that must not "
+                "synchronise BatchNorm; drop --sync-bn"
+            )
 
 
 def runs_distributed(method: Any) -> bool:
@@ -67,8 +79,9 @@ class Replicas:
         num_samples: N, the first dim of per-sample state.
     """
 
-    def __init__(self, method: Any, verdicts: Any, num_samples: int):
+    def __init__(self, method: Any, verdicts: Any, num_samples: int, *, sync_bn: bool = False):
         self.method, self.verdicts, self.n = method, verdicts, int(num_samples)
+        self.sync_bn = sync_bn  # convert BatchNorm to SyncBatchNorm at the first wrap
         self.world, self.rank = dist.world(), dist.rank()
         self.live: dict[str, nn.Module] | None = None
 
@@ -78,7 +91,7 @@ class Replicas:
         if not dist.is_distributed():
             return None
         check_distributed(method, cfg)
-        return cls(method, verdicts, num_samples)
+        return cls(method, verdicts, num_samples, sync_bn=bool(getattr(cfg, "sync_bn", False)))
 
     def loader(self, train: Any) -> Any:
         from ..data.sharded import ShardedLoader
@@ -90,6 +103,11 @@ class Replicas:
         """Put one DDP wrapper per network into ``method.models`` (for the epoch's steps)."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        if self.sync_bn:  # once: the same parameters and buffers, in SyncBatchNorm modules
+            self.method.models = {
+                k: nn.SyncBatchNorm.convert_sync_batchnorm(m) for k, m in self.method.models.items()
+            }
+            self.sync_bn = False
         self.live = dict(self.method.models)
         wrapped = {}
         for k, m in self.live.items():
