@@ -401,3 +401,48 @@ def test_l2r_meta_step_is_exact_across_ranks(tmp_path):
         _same(m0, m, "probe loss", atol=1e-6)
         assert torch.equal(m0, m1)
     assert not torch.allclose(one[0][0], torch.full((9,), 1 / 9), atol=1e-3)  # not uniform
+
+
+def test_bench_runs_each_cell_under_torchrun_when_asked(tmp_path, monkeypatch):
+    """``nproc: 2`` in a sweep file: each cell runs under torchrun --standalone with two
+    processes (env.json records them) and equals the 1-process cell on a model without
+    BatchNorm; a method that is not exact across processes is refused when the file loads."""
+    import json
+
+    import yaml
+
+    from noisyfit.bench import load_sweep
+    from noisyfit.cli import main
+    from noisyfit.errors import ConfigError
+
+    monkeypatch.setenv("NOISYFIT_REPORT", "0")
+    cfg = {
+        "dataset": "synthetic",
+        "model": "mlp",
+        "epochs": 2,
+        "batch_size": 64,
+        "train_subset": 256,
+        "test_subset": 64,
+        "augment": False,
+        "device": "cpu",
+    }
+    acc = {}
+    for n in (1, 2):
+        sweep = tmp_path / f"s{n}.yaml"
+        body = {"methods": ["coteaching"], "method_options": {"coteaching": {"t_k": 1}}}
+        body.update(noise=["symmetric:0.4"], seeds=[0], report=False, config=cfg, nproc=n)
+        sweep.write_text(yaml.safe_dump(body))
+        assert main(["bench", str(sweep), "--out", str(tmp_path / f"b{n}")]) == 0
+        (run,) = (tmp_path / f"b{n}" / "runs").iterdir()
+        assert json.loads((run / "env.json").read_text())["processes"] == n
+        hist = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        acc[n] = [(h["train_loss"], h["test_acc"]) for h in hist]
+    for (l1, a1), (l2, a2) in zip(acc[1], acc[2]):
+        assert l2 == pytest.approx(l1, rel=1e-4) and a2 == pytest.approx(a1, abs=1e-6)
+    from noisyfit.methods import METHODS
+
+    monkeypatch.setattr(METHODS.get("ieg"), "distributed", False)  # a method not (yet) exact
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"methods": ["ieg"], "nproc": 2, "config": cfg}))
+    with pytest.raises(ConfigError, match="'ieg' does not run with nproc 2"):
+        load_sweep(bad)

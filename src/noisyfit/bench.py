@@ -18,6 +18,7 @@ A sweep file (YAML)::
     jobs: 1                             # optional: runs at a time (one process each)
     oracle: true                        # optional: add the clean-data reference row
     in_process: false                   # optional: run in this process (small runs)
+    nproc: 1                            # optional: processes per run (torchrun --standalone)
 
 Every combination becomes ``<out>/runs/<method>-<noise><rate>-s<seed>/`` trained by
 ``python -m noisyfit train --config <out>/configs/<run>.yaml`` in its own process. A run whose
@@ -61,8 +62,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig, from_dict
+from .engine.ddp import runs_distributed
 from .errors import ConfigError, MissingFileError
-from .methods.base import baseline_method
+from .methods.base import METHODS, baseline_method, method_config
 
 
 @dataclass
@@ -81,6 +83,7 @@ class Sweep:
     jobs: int = 1
     oracle: bool = False
     in_process: bool = False
+    nproc: int = 1
 
     def oracle_file(self, kind: str, rate: float) -> Path:
         """The clean-rows ``.npz`` of the oracle runs of noise ``kind`` at ``rate``."""
@@ -206,7 +209,6 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
 
 def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
-    from .methods.base import METHODS, method_config
 
     p = Path(path)
     if not p.is_file():
@@ -230,6 +232,7 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         "jobs",
         "oracle",
         "in_process",
+        "nproc",
     }
     unknown = sorted(set(d) - known)
     if unknown:
@@ -249,6 +252,18 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
             method_config(METHODS.get(m), opts.get(m))
         except ConfigError as e:
             raise ConfigError(f"{p}: method_options: {e}") from None
+    nproc = int(d.get("nproc", 1))
+    if nproc < 1 or (nproc > 1 and d.get("in_process")):
+        raise ConfigError(
+            f"{p}: nproc {nproc}: at least 1, and runs of nproc > 1 are not in_process"
+        )
+    if nproc > 1:  # refused methods fail now, not in a cell
+        for m in methods:
+            if not runs_distributed(METHODS.get(m)):
+                raise ConfigError(
+                    f"{p}: method {m!r} does not run with nproc {nproc} (its step is not exact "
+                    "across processes); give it its own sweep with nproc 1"
+                )
     name = d.get("name") or p.stem
     s = Sweep(
         name=name,
@@ -263,6 +278,7 @@ def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         jobs=int(d.get("jobs", 1)),
         oracle=bool(d.get("oracle", False)),
         in_process=bool(d.get("in_process", False)),
+        nproc=nproc,
     )
     s.runs()  # validate every config now
     return s
@@ -369,6 +385,9 @@ def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
     if sweep.in_process:
         return _run_in_process(name, cfg, sweep, log)
     cmd = [sys.executable, "-m", "noisyfit", "train"]
+    if sweep.nproc > 1:  # each cell under torchrun, on this machine
+        launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={sweep.nproc}"]
+        cmd = [sys.executable, *launch, "-m", "noisyfit", "train"]
     if (run_dir / "checkpoint.pt").is_file():
         cmd += ["--resume", str(run_dir), "--no-progress"]
         status = "resumed"
@@ -383,8 +402,8 @@ def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
     (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
     env = os.environ.copy()
     env[PARENT_ENV] = str(os.getpid())  # the child ends itself if the sweep dies (kill -9)
-    if sweep.jobs > 1:  # parallel runs share the cores instead of each taking all of them
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // sweep.jobs))
+    if sweep.jobs * sweep.nproc > 1:  # parallel processes share the cores
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // (sweep.jobs * sweep.nproc)))
     t0 = time.perf_counter()
     with open(sweep.out / "logs" / f"{name}.log", "a") as f:
         # its own process group: a Ctrl-C of the terminal reaches the sweep, which forwards it
@@ -411,27 +430,41 @@ PARENT_ENV = "NOISYFIT_PARENT_PID"
 
 def watch_parent() -> None:
     """In a cell's process: end (SIGTERM) when the sweep that started it ends, however it
-    ends (``kill -9`` included): ``PR_SET_PDEATHSIG`` on Linux, else a thread polling the
-    parent pid every second."""
+    ends (``kill -9`` included): ``PR_SET_PDEATHSIG`` on Linux (for the sweep's direct child),
+    and a thread that checks every second that the sweep is still there — its direct parent,
+    or, for the ranks of a cell run under torchrun (whose parent is torchrun's agent), a live
+    process with the sweep's pid."""
     want = os.environ.get(PARENT_ENV)
     if not want:
         return
     want_pid = int(want)
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and os.getppid() == want_pid:
         try:
-            import ctypes
+            import ctypes  # Linux's prctl, only here
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):
             pass
-    if os.getppid() != want_pid:  # the sweep died before we got here
+
+    def gone() -> bool:
+        if os.getppid() == want_pid:
+            return False
+        try:
+            os.kill(want_pid, 0)  # signal 0: is the sweep still there?
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    if gone():  # the sweep died before we got here
         os.kill(os.getpid(), signal.SIGTERM)
 
     def poll() -> None:
         while True:
             time.sleep(1.0)
-            if os.getppid() != want_pid:
+            if gone():
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
 

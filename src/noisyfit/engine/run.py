@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import distributed as dist
 from ..errors import RunLockedError
 
 LOG_CSV_HEADER = [
@@ -231,6 +232,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        "processes": dist.world(),  # torchrun's world size (1: one process)
     }
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
