@@ -267,7 +267,7 @@ RUN += ["--method", "coteaching", "--tau", "0.3", "--epochs", "3", "--lr", "0.02
 RUN += ["--noise-rate", "0.3", "--device", "cpu", "--no-report"]
 
 
-def _stop_then_resume(rank: int, out: str) -> None:
+def _stop_then_resume(rank: int, out: str, resume_ranks: int = 2) -> None:
     from noisyfit.cli import main
     from noisyfit.methods.coteaching import CoTeaching
 
@@ -283,18 +283,25 @@ def _stop_then_resume(rank: int, out: str) -> None:
         assert main(["train", *RUN, "--out", out, "--name", "d2"]) == 130
     finally:
         CoTeaching.on_epoch_end = original
+    if resume_ranks != 2:  # the test resumes it with another world size
+        return
     from noisyfit import distributed as d
 
     d.init_process(rank, 2, f"file://{out}/pg2", timeout_s=60)  # main() left the group
     assert main(["train", "--resume", f"{out}/d2", "--no-progress", "--no-report"]) == 0
 
 
-def test_a_stopped_two_rank_run_resumes_like_one_uninterrupted_process(tmp_path):
+@pytest.mark.parametrize("resume_ranks", [2, 1])
+def test_a_stopped_two_rank_run_resumes_like_one_uninterrupted_process(tmp_path, resume_ranks):
+    """Stopped with 2 processes, resumed with 2 (or with 1: the checkpoint holds no
+    world size), it equals an uninterrupted 1-process run."""
     import json
 
     from noisyfit.cli import main
 
-    dist.run_ranks(_stop_then_resume, 2, str(tmp_path), timeout_s=150)
+    dist.run_ranks(_stop_then_resume, 2, str(tmp_path), resume_ranks, timeout_s=150)
+    if resume_ranks == 1:
+        assert main(["train", "--resume", str(tmp_path / "d2"), "--no-progress"]) == 0
     assert main(["train", *RUN, "--out", str(tmp_path), "--name", "d1"]) == 0
     read = lambda name: [  # noqa: E731
         json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
