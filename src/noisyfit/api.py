@@ -126,7 +126,6 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     """
     if cfg.probe_file:
         p = Path(cfg.probe_file)
-
         idx = np.unique(read_index_file(p, "probe indices"))
         if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(labels):
             raise DataError(f"{p}: probe indices must lie in [0, {len(labels) - 1}]")
@@ -315,7 +314,6 @@ def train(
             check_new_run_dir(run_dir)  # fail early; checked again under the lock
     device = dist.init(resolve_device(cfg.device))  # torchrun (W > 1): join the group
     seed_everything(cfg.seed, cfg.deterministic)
-
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
     check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work

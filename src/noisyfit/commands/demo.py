@@ -199,7 +199,6 @@ def cmd_demo(argv: Sequence[str]) -> int:
     issues = issues_from_run(best["res"], out=folder)
     try:  # the run's report then shows these as its suspected errors
         issues_from_run(best["res"])
-
         report_run(best["res"].run_dir, log=None)
     except Exception as e:  # noqa: BLE001
         print(f"  (report of {best['method']} not refreshed: {e})")
@@ -231,7 +230,6 @@ def cmd_demo(argv: Sequence[str]) -> int:
         )
         + "</table>"
     )
-
     (folder / "index.html").write_text(
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>noisyfit demo</title>"
         f"<style>{CSS}</style></head><body><h1>noisyfit demo</h1><p>{html.escape(note)}</p>"

@@ -250,7 +250,6 @@ def cmd_theory(argv: Sequence[str]) -> int:
     """noisyfit theory [--sweep] [--rates ...] [--kinds ...] [TrainConfig flags]"""
     a = parse_args(TheoryArgs, argv, prog="noisyfit theory")
     cfg = a.train
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if a.sweep:
         out = Path(cfg.out) / (cfg.name or f"theory-sweep-{cfg.dataset}-{stamp}")
