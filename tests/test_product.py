@@ -99,7 +99,7 @@ def test_report_failure_only_warns(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("no plots today")
 
-    monkeypatch.setattr(noisyfit.report, "build_report", boom)
+    monkeypatch.setattr(noisyfit.api, "build_report", boom)  # the name report_run calls
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         res = noisyfit.train(**TINY, epochs=1, out=str(tmp_path), name="w")

@@ -455,7 +455,7 @@ def test_debug_shows_tracebacks_and_bugs_are_never_swallowed(tmp_path, monkeypat
     def bug(*a, **k):
         raise ValueError("a bug inside noisyfit")
 
-    monkeypatch.setattr(noisyfit.api, "train", bug)
+    monkeypatch.setattr(noisyfit.cli, "train", bug)  # the name cmd_train calls
     with pytest.raises(ValueError, match="a bug inside"):  # not turned into "exit 2"
         main(["train", *FLAGS])
     assert issubclass(ConfigError, NoisyfitError) and issubclass(ConfigError, ValueError)

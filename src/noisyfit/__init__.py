@@ -11,17 +11,17 @@ Public API::
     noisyfit.list_methods()
 """
 
+import importlib
+
 from ._version import __version__  # noqa: E402
 from .api import TrainResult, train  # noqa: E402
 from .classifier import RobustClassifier  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 from .issues import LabelIssues, find_issues, find_label_issues  # noqa: E402
-from .noise import inject_noise, transition_matrix  # noqa: E402
+from .noise import NOISE_KINDS, inject_noise, transition_matrix  # noqa: E402
 
 
 def _names(registry_module: str, attr: str, pattern: str) -> list[str]:
-    import importlib
-
     mod = importlib.import_module(f"noisyfit.{registry_module}")
     importlib.import_module(f"noisyfit.{registry_module}._builtin")
     return getattr(mod, attr).names(pattern)
@@ -44,8 +44,6 @@ def list_methods(pattern: str = "*") -> list[str]:
 
 def list_noise(pattern: str = "*") -> list[str]:
     """Noise kinds matching a wildcard pattern."""
-    from .noise import NOISE_KINDS
-
     return NOISE_KINDS.names(pattern)
 
 

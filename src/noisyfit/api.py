@@ -5,8 +5,12 @@ The CLI calls exactly these functions.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +22,26 @@ from . import distributed as dist
 from .config import TrainConfig, load_config, resolve_config, save_config
 from .data.base import Dataset, load_dataset, stratified_subset
 from .data.loader import DeviceLoader, Loader
+from .data.memory import IN_MEMORY, as_dataset
 from .engine.checkpoint import load_checkpoint, state_store
 from .engine.ddp import on_main
 from .engine.loop import FitResult, check_addons, fit
-from .engine.run import environment, write_json, write_samples_csv
+from .engine.run import RunLock, data_source, environment, run_state, write_json, write_samples_csv
 from .engine.subset import estimate_noise_rate, subset_predictor, subset_trainer
 from .errors import ConfigError, DataError, MissingFileError, RunError, RunExistsError
 from .methods.base import METHODS, Context, build_method, check_needs, method_config
 from .models import build_model
-from .noise import CIFAR_N, NoiseManifest, expected_noise_rate, inject_noise
+from .models.external import as_model_factory
+from .noise import (
+    CIFAR_N,
+    NoiseManifest,
+    expected_noise_rate,
+    inject_noise,
+    labels_sha256,
+    read_index_file,
+    realized_transition,
+)
+from .report import build_report
 
 
 @dataclass
@@ -111,8 +126,6 @@ def choose_probe(labels: np.ndarray, cfg: TrainConfig) -> np.ndarray | None:
     """
     if cfg.probe_file:
         p = Path(cfg.probe_file)
-        from .noise import read_index_file
-
         idx = np.unique(read_index_file(p, "probe indices"))
         if len(idx) == 0 or idx.min() < 0 or idx.max() >= len(labels):
             raise DataError(f"{p}: probe indices must lie in [0, {len(labels) - 1}]")
@@ -138,8 +151,6 @@ def prepare_data(cfg: TrainConfig, dataset: Dataset | None = None) -> PreparedDa
     """Load the dataset (or take ``dataset``, an in-memory one), take the train subset, hold
     out the probe set, inject noise."""
     if dataset is not None:
-        import dataclasses
-
         ds = dataclasses.replace(dataset)  # a shallow copy: the subset below rebinds x, labels
     else:
         ds = load_dataset(cfg.dataset, cfg.data_dir)
@@ -223,10 +234,6 @@ def choose_val(noisy_labels: np.ndarray, source: np.ndarray, cfg: TrainConfig) -
 def _hold_out_val(data: PreparedData, val: np.ndarray) -> None:
     """Move the samples at ``val`` out of the training set into the validation split, and
     recompute the noise manifest over the samples that remain for training."""
-    import dataclasses
-
-    from .noise import labels_sha256, realized_transition
-
     ds, noisy = data.dataset, data.noisy
     keep = np.ones(len(noisy.labels), dtype=bool)
     keep[val] = False
@@ -295,7 +302,6 @@ def train(
         cfg = load_config(run_dir / "config.yaml")
         if overrides:
             cfg = cfg.replace(**{k: v for k, v in overrides.items() if k in ("progress",)})
-        from .engine.run import RunLock, run_state
 
         if run_state(run_dir) == "finished":
             with RunLock(run_dir):
@@ -308,8 +314,6 @@ def train(
             check_new_run_dir(run_dir)  # fail early; checked again under the lock
     device = dist.init(resolve_device(cfg.device))  # torchrun (W > 1): join the group
     seed_everything(cfg.seed, cfg.deterministic)
-    from .methods import _builtin  # noqa: F401  (registers the built-in methods)
-
     method_cls = METHODS.get(cfg.method)  # unknown names fail before anything is written
     method_config(method_cls, cfg.method_options)
     check_addons(method_cls, cfg)  # --mixup where the rule cannot take it: before any work
@@ -343,8 +347,6 @@ def train(
 
 def check_new_run_dir(run_dir: Path) -> None:
     """Refuse a folder that holds a finished run or one to resume (RunExistsError)."""
-    from .engine.run import run_state
-
     state = run_state(run_dir)
     if state == "finished":
         raise RunExistsError(
@@ -361,8 +363,6 @@ def check_new_run_dir(run_dir: Path) -> None:
 def open_run_dir(run_dir: Path, *, new: bool, default_name: bool) -> Any:
     """Create (for a default name: a fresh folder, ``-2``, ``-3``… if taken) and lock the run
     folder; for a new run, check again under the lock that it holds nothing to keep."""
-    from .engine.run import RunLock
-
     if new and default_name:
         base, k = run_dir, 1
         while True:
@@ -394,8 +394,6 @@ RESUME_FREE_KEYS = ("progress", "out", "name", "device", "data_dir", "compile")
 def resume_checks(run_dir: Path, cfg: TrainConfig, labels: np.ndarray) -> TrainResult | None:
     """Before a resume: a finished run is reported untouched (its TrainResult); the folder's
     config.yaml must equal the checkpoint's config and its noisy labels the regenerated ones."""
-    from .engine.run import run_state
-
     if run_state(run_dir) == "finished":  # finished while we waited for the lock
         return finished_result(run_dir)
     if not (run_dir / "checkpoint.pt").is_file() and (run_dir / "incv_stage1.pt").is_file():
@@ -431,8 +429,6 @@ def resume_checks(run_dir: Path, cfg: TrainConfig, labels: np.ndarray) -> TrainR
 
 def finished_result(run_dir: Path) -> TrainResult:
     """The TrainResult of a finished run folder, read from its files (nothing is written)."""
-    import json
-
     summary = json.loads((run_dir / "summary.json").read_text())
     hist_file = run_dir / "metrics.jsonl"
     history = [json.loads(x) for x in hist_file.read_text().splitlines() if x.strip()]
@@ -465,8 +461,6 @@ def start_run_folder(
     dataset noise.json, data_source.json, noisy_labels.npy, train_index.npy, data.json,
     val_index.npy, probe_indices.npy and probe.json. ``files``: more JSON files by name
     (e.g. ``ieg_args.json``); a ``probe.json`` entry is merged into the written one."""
-    from .engine.run import data_source
-
     cfg, data = run.cfg, run.data
     files = dict(files or {})
     probe = files.pop("probe.json", None)
@@ -584,8 +578,6 @@ def report_run(
 ) -> Path:
     """``noisyfit report``: :func:`noisyfit.report.build_report` of a run folder, with the
     data (``data``, or prepared again from its config.yaml) and its network's predictions."""
-    from .report import build_report
-
     return build_report(
         run_dir, top=top, log=log, data=data, load_data=prepare_data, pred_probs=run_pred_probs
     )
@@ -606,9 +598,6 @@ def run_pred_probs(run_dir: Path, cfg: TrainConfig, data: PreparedData) -> np.nd
 def write_report(run_dir: Path, data: PreparedData | None = None) -> Path | None:
     """``noisyfit report`` at the end of a run; a failure only warns (the run stands).
     ``NOISYFIT_REPORT=0`` in the environment turns it off everywhere (e.g. in test suites)."""
-    import os
-    import warnings
-
     if os.environ.get("NOISYFIT_REPORT", "1") == "0":
         return None
     try:
@@ -628,9 +617,6 @@ def split_objects(
     """(dataset object, model factory, the remaining overrides): a ``dataset`` or ``model``
     override that is not a name is taken out, and the config records ``in-memory`` /
     ``custom`` (or the torchvision name) in its place."""
-    from .data.memory import IN_MEMORY, as_dataset
-    from .models.external import as_model_factory
-
     overrides = dict(overrides)
     ds = overrides.get("dataset")
     dataset_obj = None
@@ -781,8 +767,6 @@ def build_run(
     ctx.stage_state = lambda name: state_store(run_dir / name if run_dir is not None else None)
     built = None
     if method:
-        from .methods import _builtin  # noqa: F401  (registers the built-in methods)
-
         method_cls = METHODS.get(cfg.method)
         # what the method needs, against the loaders it gets (WebVision's folder loader too)
         check_needs(
@@ -843,8 +827,6 @@ def _nominal_tau(cfg: TrainConfig, data: PreparedData) -> float | None:
 def resolve_tau(cfg: TrainConfig, data: PreparedData, ctx: Context, run_dir: Path) -> float:
     """τ for methods that need one: the flag, the nominal rate, or an estimate (``auto``,
     and whenever no truth exists), saved in ``tau.json`` so a resumed run reuses it."""
-    import json
-
     if isinstance(cfg.tau, float):
         return cfg.tau
     nominal = _nominal_tau(cfg, data)

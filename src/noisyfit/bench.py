@@ -47,7 +47,10 @@ then ignored.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import copy
 import csv
+import ctypes
 import hashlib
 import json
 import os
@@ -57,13 +60,19 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, from_dict
+import numpy as np
+
+from . import api
+from .api import prepare_data, train
+from .config import TrainConfig, from_dict, load_config, read_yaml, save_config
 from .engine.ddp import runs_distributed
-from .errors import ConfigError, MissingFileError
+from .engine.run import RunLock
+from .errors import ConfigError, MissingFileError, NoisyfitError
 from .methods.base import METHODS, baseline_method, method_config
 
 
@@ -145,10 +154,6 @@ ORACLE = "oracle"
 def oracle_data(sweep: Sweep, kind: str, rate: float) -> Path:
     """Write (once) the oracle's training file: the correctly labelled rows of the noisy
     training set of (kind, rate), and the test split (see the module docstring)."""
-    import numpy as np
-
-    from .api import prepare_data
-
     path = sweep.oracle_file(kind, rate)
     if path.is_file():
         return path
@@ -195,8 +200,6 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
         ConfigError: one line naming the file and the problem (malformed YAML, unknown keys,
             values of the wrong kind, a cell's config out of range).
     """
-    from .errors import NoisyfitError
-
     try:
         return _load_sweep(path, out)
     except NoisyfitError:
@@ -209,11 +212,9 @@ def load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
 
 
 def _load_sweep(path: str | Path, out: str | Path | None = None) -> Sweep:
-
     p = Path(path)
     if not p.is_file():
         raise MissingFileError(f"sweep file {p} does not exist")
-    from .config import read_yaml
 
     d = read_yaml(p, "sweep file")
     if not isinstance(d, dict):
@@ -301,9 +302,6 @@ def _changed_keys(run_dir: Path, cfg: TrainConfig) -> list[str] | None:
 
     A config.yaml that cannot be read counts as changed (key ``config.yaml``).
     """
-    from .config import load_config
-    from .errors import ConfigError
-
     f = run_dir / "config.yaml"
     if not f.is_file():
         return None
@@ -354,9 +352,6 @@ atexit.register(stop_children)
 
 
 def _run_one(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
-    from .config import save_config
-    from .engine.run import RunLock
-
     run_dir = sweep.out / "runs" / name
     holder = RunLock.holder(run_dir) if run_dir.is_dir() else None
     if holder:
@@ -440,8 +435,6 @@ def watch_parent() -> None:
     want_pid = int(want)
     if sys.platform.startswith("linux") and os.getppid() == want_pid:
         try:
-            import ctypes  # Linux's prctl, only here
-
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
         except (OSError, AttributeError):
@@ -484,10 +477,6 @@ class _SharedDatasets:
     shallow copy per run: preparing a run rebinds the arrays, it never writes into them)."""
 
     def __enter__(self):
-        import copy
-
-        from . import api
-
         self._api, self._orig, cache = api, api.load_dataset, {}
 
         def load(name, data_dir=None, **kw):
@@ -504,11 +493,6 @@ class _SharedDatasets:
 
 
 def _run_in_process(name: str, cfg: TrainConfig, sweep: Sweep, log) -> str:
-    import contextlib
-
-    from .api import train
-    from .config import save_config
-
     run_dir = sweep.out / "runs" / name
     (sweep.out / "logs").mkdir(parents=True, exist_ok=True)
     (sweep.out / "configs").mkdir(parents=True, exist_ok=True)
@@ -551,8 +535,6 @@ def run_sweep(sweep: Sweep, *, log=print) -> dict[str, Any]:
             with _SharedDatasets():
                 status = {name: _run_one(name, cfg, sweep, log) for name, cfg in runs}
         elif sweep.jobs > 1:  # runs are independent processes; a pool of threads waits on them
-            from concurrent.futures import ThreadPoolExecutor
-
             with ThreadPoolExecutor(sweep.jobs) as pool:
                 done = pool.map(lambda r: _run_one(r[0], r[1], sweep, log), runs)
                 status = dict(zip([n for n, _ in runs], done))

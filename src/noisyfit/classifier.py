@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from .api import train
+from .config import TrainConfig
+from .data.loader import DeviceLoader
+from .data.memory import from_arrays
+from .engine.evaluate import predict_probs
 from .errors import ConfigError
+from .issues import issues_from_run
 
 
 def predict_inputs(
@@ -38,9 +44,6 @@ def predict_inputs(
 ) -> np.ndarray:
     """(n, K) softmax probabilities of ``model`` on inputs ``x`` (the layout of the training
     data: uint8 (n, C, H, W) or float32 (n, D)), normalized as in training."""
-    from .data.loader import DeviceLoader
-    from .engine.evaluate import predict_probs
-
     if len(x) == 0:
         raise ConfigError("no inputs to predict")
     loader = DeviceLoader(
@@ -95,10 +98,6 @@ class RobustClassifier:
     def fit(self, X, y=None, *, class_names=None) -> RobustClassifier:
         """Train on inputs ``X`` with (possibly wrong) labels ``y``; ``X`` may instead be a
         torch Dataset of (input, label) pairs (then ``y`` is None). Returns self."""
-        from .api import train
-        from .config import TrainConfig
-        from .data.memory import from_arrays
-
         ds = from_arrays(X, y, class_names=class_names)
         model = self.model if self.model is not None else ("cnn-small" if ds.is_image else "mlp")
         out = self.out if self.out is not None else tempfile.mkdtemp(prefix="noisyfit-")
@@ -131,8 +130,6 @@ class RobustClassifier:
 
     def predict_proba(self, X) -> np.ndarray:
         """(n, K) class probabilities of the trained network (columns: ``classes_``)."""
-        from .data.memory import from_arrays
-
         self._check()
         x = from_arrays(X, np.zeros(len(X), dtype=np.int64), num_classes=len(self.classes_)).x
         if tuple(x.shape[1:]) != tuple(self.input_shape_):
@@ -157,8 +154,6 @@ class RobustClassifier:
         :class:`~noisyfit.issues.LabelIssues`; ``is_label_issue`` = dropped or relabelled,
         ``pred_probs`` the main network's in-sample probabilities), also written to the run
         folder as label_issues.csv. For out-of-sample flags use :func:`noisyfit.find_issues`."""
-        from .issues import issues_from_run
-
         self._check()
         res = issues_from_run(self.result_)
         res.class_names = self.class_names_

@@ -9,7 +9,10 @@ message and exit with status 2; Ctrl-C exits with 130 after saying how to resume
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
+import pkgutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,8 +22,20 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import tyro
 
+from . import commands
+from ._version import __version__
+from .api import prepare_data, train
+from .bench import watch_parent
 from .config import TrainConfig, load_config
-from .errors import ConfigError
+from .data import DATASETS
+from .data.base import load_dataset
+from .data.binary import write_binary_dataset
+from .distributed import is_main, shutdown
+from .engine.run import write_json
+from .errors import ConfigError, NoisyfitError
+from .methods import METHODS
+from .models import MODELS
+from .noise import NOISE_KINDS
 from .registry import Registry
 
 COMMANDS = Registry("command")
@@ -118,8 +133,6 @@ class TrainArgs:
 )
 def cmd_train(argv: Sequence[str]) -> int:
     """noisyfit train [--config FILE.yaml] [--resume RUN_DIR] [TrainConfig flags]"""
-    from .api import train
-
     a = parse_args(TrainArgs, argv, prog="noisyfit train")
     if a.nproc is not None:  # the shortcut for torchrun --standalone on this machine
         return _torchrun(a.nproc, _drop_flag(list(argv), "--nproc"))
@@ -135,7 +148,6 @@ def cmd_train(argv: Sequence[str]) -> int:
         result = train(resume=a.resume, progress=a.train.progress, report=a.report)
     else:
         result = train(a.train, report=a.report)
-    from .distributed import is_main
 
     if is_main():  # torchrun: rank 0 speaks for the run
         _print_summary(result.summary)
@@ -158,8 +170,6 @@ def _drop_flag(argv: list[str], flag: str) -> list[str]:
 def _torchrun(nproc: int, argv: list[str]) -> int:
     """``noisyfit train --nproc N ...``: ``torchrun --standalone --nproc-per-node N -m noisyfit
     train ...`` (one machine; several machines: call torchrun yourself, README)."""
-    import subprocess
-
     if nproc < 1:
         raise ConfigError(f"--nproc {nproc}: need at least 1 process")
     if os.environ.get("WORLD_SIZE"):
@@ -231,9 +241,6 @@ class NoiseArgs:
 
 @command("noise", help="write a dataset's noisy labels and their manifest")
 def cmd_noise(argv: Sequence[str]) -> int:
-    from .api import prepare_data
-    from .engine.run import write_json
-
     a = tyro.cli(NoiseArgs, args=list(argv), prog="noisyfit noise")
     cfg = TrainConfig(
         dataset=a.dataset,
@@ -276,9 +283,6 @@ class ConvertArgs:
 
 @command("convert", help="write a registered dataset in the SELFIE binary format")
 def cmd_convert(argv: Sequence[str]) -> int:
-    from .data.base import load_dataset
-    from .data.binary import write_binary_dataset
-
     a = tyro.cli(ConvertArgs, args=list(argv), prog="noisyfit convert")
     ds = load_dataset(a.dataset, a.data_dir)
     if not ds.is_image:
@@ -306,14 +310,6 @@ class ListArgs:
 
 @command("list", help="list datasets, models, methods, noise kinds (wildcards allowed)")
 def cmd_list(argv: Sequence[str]) -> int:
-    from .data import DATASETS
-    from .data import _builtin as _d  # noqa: F401
-    from .methods import METHODS
-    from .methods import _builtin as _me  # noqa: F401
-    from .models import MODELS
-    from .models import _builtin as _mo  # noqa: F401
-    from .noise import NOISE_KINDS
-
     a = tyro.cli(ListArgs, args=list(argv), prog="noisyfit list")
     regs = {"datasets": DATASETS, "models": MODELS, "methods": METHODS, "noise": NOISE_KINDS}
     for key, reg in regs.items():
@@ -329,11 +325,6 @@ def cmd_list(argv: Sequence[str]) -> int:
 
 
 def _load_commands() -> None:
-    import importlib
-    import pkgutil
-
-    from . import commands
-
     for m in pkgutil.iter_modules(commands.__path__):
         if not m.name.startswith("_"):
             importlib.import_module(f"{commands.__name__}.{m.name}")
@@ -356,22 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     exception is a bug and shows its traceback. ``--debug`` or ``NOISYFIT_DEBUG=1`` shows every
     traceback.
     """
-    from .errors import NoisyfitError
-
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
     clean = False  # the command returned (a torchrun rank then waits for the others at exit)
     try:
-        from .bench import watch_parent
-
         watch_parent()  # a cell of `noisyfit bench` ends with its sweep
         _load_commands()
         if not argv or argv[0] in ("-h", "--help", "help"):
             print(usage())
             return 0
         if argv[0] in ("--version", "version"):
-            from ._version import __version__
-
             print(f"noisyfit {__version__}")
             return 0
         if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and argv[0] != "train":
@@ -394,8 +379,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"noisyfit: error: {msg}", file=sys.stderr)
         return 2
     finally:
-        from .distributed import shutdown
-
         # torchrun runs: barrier (not after an error: the others may never come), then leave
         shutdown(barrier=clean)
 

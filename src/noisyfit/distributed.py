@@ -24,12 +24,14 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as tdist
+import torch.multiprocessing as mp
 
 #: Seconds a collective may wait for the other ranks before failing (torchrun runs).
 DEFAULT_TIMEOUT_S = 600.0
@@ -226,10 +228,6 @@ def run_ranks(
     or the whole run exceeds ``timeout_s`` (the processes are then killed), so a desync
     fails instead of hanging. Collectives inside time out after ``timeout_s`` too.
     """
-    import time
-
-    import torch.multiprocessing as mp
-
     url = f"tcp://127.0.0.1:{free_port()}"
     ctx = mp.start_processes(
         _entry,

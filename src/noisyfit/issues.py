@@ -62,8 +62,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from .api import build_run, prepare_data, seed_everything, split_objects, train
+from .cleaning import clean_incv
+from .config import resolve_config
+from .data.base import load_dataset
+from .data.folder import holdout_split
+from .engine.run import write_json
 from .errors import ConfigError
+from .methods.base import METHODS
+from .report import read_samples
 
 #: Methods that are not registered training methods.
 BUILTIN = ("cv", "incv")
@@ -232,7 +241,7 @@ def estimated_noise_rate(labels: np.ndarray, pred_probs: np.ndarray) -> float:
 
 def _cleanlab():
     try:
-        import cleanlab.filter as f
+        import cleanlab.filter as f  # optional dependency
 
         return f
     except ImportError:
@@ -333,7 +342,7 @@ def flagger_name() -> str:
         return (
             "noisyfit's confident-learning fallback (prune_by_noise_rate; cleanlab not installed)"
         )
-    import cleanlab
+    import cleanlab  # optional dependency (installed: checked above)
 
     return f"cleanlab {cleanlab.__version__} filter.find_label_issues (prune_by_noise_rate)"
 
@@ -394,8 +403,6 @@ def quality_checks(given: np.ndarray, probs: np.ndarray, *, out_of_sample: bool)
 
 
 def write_issues(out: Path, res: LabelIssues) -> None:
-    from .engine.run import write_json
-
     out.mkdir(parents=True, exist_ok=True)
     names = res.class_names
 
@@ -443,8 +450,6 @@ def cross_val_probs(
     ``exclude``: (N,) bool rows no fold trains on (a hold-out); each is scored by the mean of
     the ``folds`` networks, so it too is out-of-sample.
     """
-    import torch
-
     n = ctx.num_samples
     if folds < 2:
         raise ConfigError(f"cross-validation needs folds ≥ 2, got {folds}")
@@ -471,8 +476,6 @@ def cross_val_probs(
 
 def _from_result(res) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict]:
     """(given, pred_probs, scores, samples) of a finished training run (a TrainResult)."""
-    from .report import read_samples
-
     samples = read_samples(res.run_dir)
     given = samples["given"]
     ctx = res.method.ctx
@@ -520,8 +523,6 @@ def issues_from_run(res, out: str | Path | None = None) -> LabelIssues:
 def load_all_rows(cfg, dataset=None):
     """The dataset with every row of the user's data in its training split: the
     ``arrays``/``imagefolder`` builders' test hold-out switched off (``test_fraction=0``)."""
-    from .data.base import load_dataset
-
     if dataset is not None:
         return dataset
     if cfg.dataset in USER_DATASETS:
@@ -563,12 +564,6 @@ def find_issues(
         res = noisyfit.find_issues(dataset="arrays", data_dir="mine.npz", noise="none")
         res.ranked()[:20], res.pred_probs   # pred_probs go to cleanlab as they are
     """
-    from .api import build_run, prepare_data, seed_everything, split_objects
-    from .config import resolve_config
-    from .data.folder import holdout_split
-    from .methods import _builtin  # noqa: F401
-    from .methods.base import METHODS
-
     dataset_obj, model_obj, overrides = split_objects(overrides, weights)
     cfg = resolve_config(config, **overrides)
     if method not in BUILTIN and method not in METHODS:
@@ -617,8 +612,6 @@ def find_issues(
                 ),
             )
     elif method == "incv":
-        from .cleaning import clean_incv
-
         s = clean_incv(cfg.replace(method="incv"), data=data, log=log)
         probs = s["arrays"]["oos_probs"].astype(np.float32)
         sc = flag_scores(given, probs, flagged=~s["arrays"]["select"])
@@ -629,8 +622,6 @@ def find_issues(
             **quality_checks(given, probs, out_of_sample=True),
         )
     else:
-        from .api import train
-
         extra = {} if model_obj is None else {"model": model_obj}
         res = train(cfg.replace(method=method), report=False, dataset=full, **extra)
         given, probs, sc, samples = _from_result(res)

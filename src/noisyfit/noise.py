@@ -43,13 +43,16 @@ realized rate, nominal and realized T, seed, mode, SHA-256 of the noisy labels).
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from .data.base import DATA_ENV, cache_dir
 from .errors import NoiseError
 from .registry import Registry
 
@@ -202,18 +205,12 @@ for _kind, (_file, _key, _k) in CIFAR_N.items():
 
 def _download(url: str, dest: Path) -> None:
     """Fetch ``url`` into ``dest`` (through a temporary file)."""
-    import torch
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(dest), progress=False)
 
 
 def cifar_n_search_dirs(data_dir=None) -> list[Path]:
     """Folders searched for a CIFAR-N file, in order."""
-    import os
-
-    from .data.base import DATA_ENV
-
     roots = [Path(data_dir)] if data_dir else []
     if os.environ.get(DATA_ENV):
         roots.append(Path(os.environ[DATA_ENV]))
@@ -228,8 +225,6 @@ def find_cifar_n_file(kind: str, data_dir=None, noise_file=None, download: bool 
     Raises:
         NoiseError: no such file and the download failed (the message says where to put it).
     """
-    from .data.base import cache_dir
-
     file = CIFAR_N[kind][0]
     if noise_file is not None:
         p = Path(noise_file)
@@ -259,8 +254,6 @@ def find_cifar_n_file(kind: str, data_dir=None, noise_file=None, download: bool 
 def load_cifar_n(path: str | Path) -> dict[str, np.ndarray]:
     """The dictionary of label arrays of a released CIFAR-N ``.pt`` file, read with torch's
     ``weights_only`` loader (numpy arrays allowed, nothing else)."""
-    import torch
-
     np_core = getattr(np, "_core", None) or np.core
     rec = np_core.multiarray._reconstruct
     allowed: list = [rec, (rec, "numpy.core.multiarray._reconstruct"), np.ndarray, np.dtype]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import TrainConfig, from_dict
+from .registry import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -290,8 +291,6 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     """The preset ``name``; an unknown name fails with the list of valid ones."""
-    from .registry import UnknownNameError
-
     if name not in PRESETS:
         raise UnknownNameError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
     return PRESETS[name]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,8 +51,6 @@ class Registry:
 
     def _load_builtin(self) -> None:
         if self._builtin is not None:
-            import importlib
-
             module, self._builtin = self._builtin, None  # once (and not again while importing)
             importlib.import_module(module)
 

@@ -37,6 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from .analysis.incv import confusion
+from .config import load_config
+from .engine.checkpoint import load_checkpoint
 from .errors import DataError, MissingFileError, RunError
 
 #: File names (in the run folder) read as an estimated transition matrix (K, K), in order.
@@ -98,14 +101,10 @@ def estimated_transition(run_dir: Path, k: int) -> tuple[np.ndarray, str] | None
     if probs.is_file() and given.is_file():
         p, g = np.load(probs), np.load(given)
         if p.shape == (len(g), k):
-            from .analysis.incv import confusion
-
             return confusion(p.argmax(1), g, k), "predicted class → given label, pred_probs.npy"
     ck = run_dir / "checkpoint.pt"
     if ck.is_file():
         try:
-            from .engine.checkpoint import load_checkpoint
-
             state = load_checkpoint(ck).get("method") or {}
             for key in ("T", "T_hat", "t_hat"):
                 t = state.get(key)
@@ -201,12 +200,12 @@ NO_MATPLOTLIB = (
 
 def _plt():
     try:
-        import matplotlib
+        import matplotlib  # lazy: pyplot costs ~0.4 s and needs the Agg backend chosen first
     except ImportError as e:
         raise ImportError(NO_MATPLOTLIB) from e
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg")
 
     return plt
 
@@ -222,7 +221,7 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def _int_ticks(*axes) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib only when plotting
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -441,8 +440,6 @@ def build_report(
     Returns:
         The path of ``index.html``.
     """
-    from .config import load_config
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise MissingFileError(f"{run_dir} is not a run folder (no config.yaml)")

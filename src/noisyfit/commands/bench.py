@@ -9,6 +9,7 @@ from pathlib import Path
 
 import tyro
 
+from ..bench import aggregate, load_sweep, run_sweep
 from ..cli import command
 
 
@@ -35,8 +36,6 @@ class BenchArgs:
     "and aggregate mean ± std into CSV and Markdown",
 )
 def cmd_bench(argv: Sequence[str]) -> int:
-    from ..bench import aggregate, load_sweep, run_sweep
-
     a = tyro.cli(BenchArgs, args=list(argv), prog="noisyfit bench")
     sweep = load_sweep(a.sweep, a.out)
     if a.jobs is not None:

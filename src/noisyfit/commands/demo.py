@@ -30,8 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..api import report_run, train
 from ..cli import command, parse_args
-from ..config import KeyValues, Names
+from ..config import KeyValues, Names, from_dict
+from ..issues import issues_from_run
+from ..methods.base import METHODS
+from ..report import CSS, _plt, _series
 
 #: Methods run by default, in order (names not registered are skipped).
 DEFAULT_METHODS = ("standard", "coteaching", "selfie", "incv")
@@ -61,9 +65,6 @@ DEMO_CONFIG: dict[str, Any] = dict(
 
 def _options(method: str, epochs: int) -> dict[str, str]:
     """The method's own ``short_run_options`` for a run of ``epochs`` epochs."""
-    from ..methods import _builtin  # noqa: F401
-    from ..methods.base import METHODS
-
     fill = {
         "epochs": str(epochs),
         "quarter": str(max(1, epochs // 4)),
@@ -79,8 +80,6 @@ def _pct(v: float | None) -> str:
 
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:
-    from ..report import _plt, _series
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
@@ -116,12 +115,6 @@ class DemoArgs:
     "symmetric noise (~10 min on 2 CPU cores); table, reports, suspected label errors",
 )
 def cmd_demo(argv: Sequence[str]) -> int:
-    from ..api import train
-    from ..config import from_dict
-    from ..issues import issues_from_run
-    from ..methods import _builtin  # noqa: F401
-    from ..methods.base import METHODS
-
     a = parse_args(DemoArgs, argv, prog="noisyfit demo")
     methods = a.methods or [m for m in DEFAULT_METHODS if m in METHODS]
     for m in methods:
@@ -206,8 +199,6 @@ def cmd_demo(argv: Sequence[str]) -> int:
     issues = issues_from_run(best["res"], out=folder)
     try:  # the run's report then shows these as its suspected errors
         issues_from_run(best["res"])
-        from ..api import report_run
-
         report_run(best["res"].run_dir, log=None)
     except Exception as e:  # noqa: BLE001
         print(f"  (report of {best['method']} not refreshed: {e})")
@@ -239,8 +230,6 @@ def cmd_demo(argv: Sequence[str]) -> int:
         )
         + "</table>"
     )
-    from ..report import CSS
-
     (folder / "index.html").write_text(
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>noisyfit demo</title>"
         f"<style>{CSS}</style></head><body><h1>noisyfit demo</h1><p>{html.escape(note)}</p>"

@@ -18,12 +18,14 @@ names, held_out), ``pred_probs.npy`` (N, K) for
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cli import TrainFlags, command, parse_args
 from ..config import TrainConfig
+from ..issues import BUILTIN, LowAccuracyWarning, find_issues
 
 
 @dataclass
@@ -51,10 +53,6 @@ class FindIssuesArgs:
 )
 def cmd_find_issues(argv: Sequence[str]) -> int:
     """noisyfit find-issues [--method M] [--folds K] [--top N] [--config F] [TrainConfig flags]"""
-    import warnings
-
-    from ..issues import BUILTIN, LowAccuracyWarning, find_issues
-
     a = parse_args(
         FindIssuesArgs, argv, prog="noisyfit find-issues", train_defaults={"method": "cv"}
     )

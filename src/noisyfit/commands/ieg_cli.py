@@ -38,9 +38,14 @@ from typing import Any, Literal
 import numpy as np
 import tyro
 
+from ..api import Loaders, build_run, prepare_data, resolve_device, run_in_folder, seed_everything
 from ..cli import command
 from ..config import TrainConfig
 from ..data import webvision as _webvision  # noqa: F401  (registers webvision-mini)
+from ..data import webvision as wv
+from ..engine.checkpoint import load_checkpoint
+from ..engine.evaluate import evaluate
+from ..engine.run import RunLock
 from ..errors import ConfigError, MissingFileError
 
 NETWORK_WEIGHT_DECAY = {"wrn28-10": 5e-4, "resnet29": 1e-4, "resnet50": 1e-4}
@@ -196,8 +201,6 @@ def build_pipeline(a: IEGArgs, epochs_for=None):
     """The run of ``a`` (:func:`noisyfit.api.build_run`; ``epochs_for(steps_per_epoch) ->
     epochs``). CIFAR-like data goes through the shared data preparation; WebVision-mini's
     folder loaders are passed in as the run's loaders. Returns ``(run, probe_info)``."""
-    from ..api import build_run, prepare_data, resolve_device, seed_everything
-
     if parse_dataset(a.dataset)[0] == "webvisionmini":
         return _webvision_run(a, epochs_for)
     cfg = train_config(a)
@@ -221,9 +224,6 @@ def build_pipeline(a: IEGArgs, epochs_for=None):
 
 
 def _webvision_run(a: IEGArgs, epochs_for):
-    from ..api import Loaders, build_run, resolve_device, seed_everything
-    from ..data import webvision as wv
-
     _, _, per_class = parse_dataset(a.dataset)
     device = resolve_device(a.device)
     seed_everything(a.seed)
@@ -298,9 +298,6 @@ def _webvision_run(a: IEGArgs, epochs_for):
 def train(a: IEGArgs) -> dict[str, Any]:
     """Train (or continue) the run of ``a`` through the one run-folder writer
     (:func:`noisyfit.api.run_in_folder`); returns the last epoch's record."""
-    from ..api import run_in_folder
-    from ..engine.run import RunLock
-
     run_dir = run_dir_of(a)
     resume = (run_dir / "checkpoint.pt").is_file()
     run, probe_info = build_pipeline(a, lambda steps: max(1, math.ceil(a.max_iteration / steps)))
@@ -328,9 +325,6 @@ def train(a: IEGArgs) -> dict[str, Any]:
 def evaluation(a: IEGArgs) -> dict[str, dict[str, float]]:
     """Restore the run's latest checkpoint (or ``--restore``) and evaluate every network
     (the EMA first); labels ≥ K never occur (the 50-class lists are filtered when read)."""
-    from ..engine.checkpoint import load_checkpoint
-    from ..engine.evaluate import evaluate
-
     run_dir = run_dir_of(a)
     path = a.restore or run_dir / "checkpoint.pt"
     if not Path(path).is_file():

@@ -23,21 +23,21 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 import tyro
 
+from ..classifier import predict_inputs
 from ..cli import command, parse_args
+from ..config import load_config
+from ..data.base import MalformedDataError, load_dataset
+from ..data.folder import _decode_images, _image_files, _inputs
+from ..engine.checkpoint import load_checkpoint
 from ..errors import ConfigError, MissingFileError
+from ..models import build_model
 
 
 def load_run_network(run: Path, device: str = "cpu"):
     """(network in eval mode, its TrainConfig, the training Dataset) of a run folder."""
-    import torch
-
-    from ..config import load_config
-    from ..data.base import load_dataset
-    from ..engine.checkpoint import load_checkpoint
-    from ..models import build_model
-
     if not (run / "config.yaml").is_file():
         raise MissingFileError(f"{run} is not a run folder (no config.yaml); pass a train run")
     if not (run / "checkpoint.pt").is_file():
@@ -71,9 +71,6 @@ def load_run_network(run: Path, device: str = "cpu"):
 def read_inputs(path: Path, ds) -> tuple[np.ndarray, list[str] | None]:
     """(inputs in the training layout, file names or None) from an .npz (its ``x``) or an image
     folder (every image under it, sorted)."""
-    from ..data.base import MalformedDataError
-    from ..data.folder import _decode_images, _image_files, _inputs
-
     if path.is_dir():
         files = _image_files(path)
         if not files:
@@ -132,8 +129,6 @@ class PredictArgs:
 @command("predict", help="predict classes with a trained run: CSV of classes and probabilities")
 def cmd_predict(argv: Sequence[str]) -> int:
     """noisyfit predict RUN --data PATH [--out FILE.csv] [--device cpu]"""
-    from ..classifier import predict_inputs
-
     a = parse_args(PredictArgs, argv, prog="noisyfit predict")
     net, cfg, ds = load_run_network(a.run, a.device)
     x, files = read_inputs(a.data, ds)

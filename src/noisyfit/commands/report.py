@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 
+from ..api import report_run
 from ..cli import command
 
 
@@ -27,10 +29,6 @@ class ReportArgs:
     "curves, label precision/recall, T heatmaps, class balance, suspected label errors",
 )
 def cmd_report(argv: Sequence[str]) -> int:
-    import sys
-
-    from ..api import report_run
-
     a = tyro.cli(ReportArgs, args=list(argv), prog="noisyfit report")
     try:
         page = report_run(a.run_dir, top=a.top)

@@ -19,8 +19,11 @@ from typing import Annotated
 
 import tyro
 
+from ..api import train
 from ..cli import command, parse_args
 from ..config import KeyValues
+from ..engine.run import write_json
+from ..presets import PRESETS, compare, get_preset
 
 
 @dataclass
@@ -49,10 +52,6 @@ class ReproduceArgs:
     "published number; --list shows the presets",
 )
 def cmd_reproduce(argv: Sequence[str]) -> int:
-    from ..api import train
-    from ..engine.run import write_json
-    from ..presets import PRESETS, compare, get_preset
-
     a = parse_args(ReproduceArgs, argv, prog="noisyfit reproduce")
     if a.list or not a.name:
         print(f"{'preset':<40} {'metric':<14} {'published':>9} {'tol':>6}  source")

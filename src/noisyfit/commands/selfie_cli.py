@@ -46,8 +46,11 @@ import numpy as np
 import torch
 import tyro
 
+from ..api import train
 from ..cli import command, parse_args
+from ..config import TrainConfig
 from ..errors import RunExistsError
+from ..methods.selfie import replay_refurbishments
 
 DATASETS = {
     "CIFAR-10": "cifar10",
@@ -145,8 +148,6 @@ def _data_dir(data: str, given: str | None) -> str | None:
 
 def build_config(a: SelfieArgs):
     """The TrainConfig of a selfie-cli invocation (the original protocol)."""
-    from ..config import TrainConfig
-
     method = METHODS.get(a.method_name, a.method_name)
     options: dict[str, str] = {}
     epochs = a.epochs
@@ -203,8 +204,6 @@ def build_config(a: SelfieArgs):
     "NOISE_RATE LOG_DIR (original protocol and log.csv)",
 )
 def selfie_cli(argv: Sequence[str]) -> int:
-    from ..api import train
-
     a = parse_selfie_args(argv)
     log_dir = a.log_dir.resolve()
     if a.resume:
@@ -311,8 +310,6 @@ def detail_rows(
     method, truth: np.ndarray, given: np.ndarray, num_classes: int, epochs_done: int
 ) -> list[str]:
     """The lines of SELFIE's detail_log.csv, replayed from the method's refurbishment events."""
-    from ..methods.selfie import replay_refurbishments
-
     k = num_classes
     lines = [_matrix_block(_confusion(truth, given, k))]
     warm_up = method.config.warm_up

@@ -28,9 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..analysis.incv import theory, theory_check
+from ..api import build_run, seed_everything
 from ..cli import TrainFlags, command, parse_args
 from ..config import Floats, Names, TrainConfig
+from ..engine.run import write_json
+from ..errors import ConfigError
+from ..noise import transition_matrix
 
 QUANTITIES = (
     ("test_acc", "test accuracy (noisy labels)"),
@@ -85,13 +91,10 @@ def sweep_table(results: list[dict[str, Any]]) -> str:
 def plot_curves(results: list[dict[str, Any]], path: Path, num_classes: int) -> None:
     """Measured (markers) vs theory (lines) test accuracy, LP and LR against the noise rate,
     one row per noise kind (the paper's LPLR figure)."""
-    import matplotlib
+    import matplotlib  # lazy: pyplot costs ~0.4 s and needs the Agg backend chosen first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..analysis.incv import theory
-    from ..noise import transition_matrix
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg")
 
     kinds = list(dict.fromkeys(r["noise"] for r in results))
     fig, axes = plt.subplots(len(kinds), 3, figsize=(12, 3.4 * len(kinds)), squeeze=False)
@@ -127,10 +130,10 @@ def plot_curves(results: list[dict[str, Any]], path: Path, num_classes: int) -> 
 
 def plot_confusion(r: dict[str, Any], path: Path) -> None:
     """M (measured, w.r.t. the truth) beside T (nominal) as heatmaps."""
-    import matplotlib
+    import matplotlib  # lazy: pyplot costs ~0.4 s and needs the Agg backend chosen first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), constrained_layout=True)
     for ax, (mat, title) in zip(
@@ -154,12 +157,6 @@ def noisy_cross_validation(cfg: TrainConfig, *, split_seed: int = 0, data=None) 
     held-out half), the theory from the nominal T and from the realized T, and the prediction
     from the measured M.
     """
-    import torch
-
-    from ..analysis.incv import theory_check
-    from ..api import build_run, seed_everything
-    from ..errors import ConfigError
-
     if data is not None:
         seed_everything(cfg.seed, cfg.deterministic)
     run = build_run(cfg, data=data, method=False)
@@ -198,8 +195,6 @@ def run_sweep(
     log=print,
 ) -> list[dict[str, Any]]:
     """The check for every (kind, rate); writes sweep.json, sweep.md and the figures."""
-    from ..engine.run import write_json
-
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for kind in kinds:
@@ -255,8 +250,6 @@ def cmd_theory(argv: Sequence[str]) -> int:
     """noisyfit theory [--sweep] [--rates ...] [--kinds ...] [TrainConfig flags]"""
     a = parse_args(TheoryArgs, argv, prog="noisyfit theory")
     cfg = a.train
-    from ..engine.run import write_json
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     if a.sweep:
         out = Path(cfg.out) / (cfg.name or f"theory-sweep-{cfg.dataset}-{stamp}")

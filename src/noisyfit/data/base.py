@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextvars
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, NoisyfitError
+from ..errors import DataError, DataWarning, NoisyfitError
 from ..registry import Registry
 
 DATASETS = Registry("dataset", builtin="noisyfit.data._builtin")
@@ -181,8 +182,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options
             ``.npz`` file itself).
         **options: builder-specific options (e.g. ``download=True``).
     """
-    from . import _builtin  # noqa: F401  (registers the built-in datasets)
-
     builder = DATASETS.get(name)
     record: dict[str, list] = {"files": [], "warnings": []}
     token = _READ_LOG.set(record)
@@ -211,10 +210,6 @@ def note_files_read(*paths: str | os.PathLike) -> None:
 def data_warning(message: str) -> None:
     """A visible warning about the data, also kept in the dataset's ``extra["warnings"]``
     (recorded in a run's ``data_source.json``)."""
-    import warnings
-
-    from ..errors import DataWarning
-
     log = _READ_LOG.get()
     if log is not None:
         log["warnings"].append(message)

@@ -20,6 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torchvision.datasets as tvd
+
+try:
+    from numpy._core import multiarray
+except ImportError:  # numpy < 2
+    from numpy.core import multiarray
 
 from .base import (
     DATASETS,
@@ -150,10 +156,6 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
 def _allowed_globals() -> dict[tuple[str, str], object]:
     """What the python release's pickles may name: numpy's array reconstruction path (and
     scalars, dtypes), and latin-1 bytes; dicts, lists, bytes and str need no global."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy < 2
-        from numpy.core import multiarray
     allowed: dict[tuple[str, str], object] = {
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
@@ -315,8 +317,6 @@ def _download(name: str, cls_name: str, not_found: Exception) -> Path:
     """Download through torchvision into ``cache_dir()/name``; the release folder."""
     root = cache_dir() / name
     try:
-        import torchvision.datasets as tvd
-
         ds = getattr(tvd, cls_name)(root=str(root), train=True, download=True)
         return Path(ds.root) / ds.base_folder
     except Exception as err:  # no network, ...

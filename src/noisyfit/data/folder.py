@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ConfigError
 from .base import (
@@ -105,8 +106,6 @@ def _as_size(image_size) -> tuple[int, int] | None:
 
 def _decode_images(files: Sequence[Path], size: tuple[int, int] | None) -> np.ndarray:
     """Decode ``files`` into uint8 (N, C, H, W); C = 1 if all are grayscale, else 3."""
-    from PIL import Image
-
     note_files_read(*files)
     modes = []
     for f in files:  # headers only: cheap

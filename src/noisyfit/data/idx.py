@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torchvision.datasets as tvd
 
 from ..errors import MissingFileError
 from .base import (
@@ -153,8 +154,6 @@ def _locate(name: str, data_dir, download: bool) -> tuple[Path, str]:
         raise not_found
     root = cache_dir() / name / "tv"
     try:
-        import torchvision.datasets as tvd
-
         cls = tvd.FashionMNIST if name == "fashion-mnist" else tvd.MNIST
         ds = cls(root=str(root), train=True, download=True)
         raw = Path(ds.raw_folder)

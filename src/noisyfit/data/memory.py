@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from .base import Dataset, MalformedDataError
 from .folder import _inputs, _labels
@@ -24,13 +25,8 @@ IN_MEMORY = "in-memory"
 
 
 def _to_numpy(a: Any) -> np.ndarray:
-    try:
-        import torch
-
-        if torch.is_tensor(a):
-            return a.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    if torch.is_tensor(a):
+        return a.detach().cpu().numpy()
     return np.asarray(a)
 
 

@@ -22,13 +22,17 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed as dist
+from ..data.sharded import ShardedLoader
 from ..errors import ConfigError
+from ..methods.base import METHODS
 
 
 def check_distributed(method: Any, cfg: Any) -> None:
@@ -37,8 +41,6 @@ def check_distributed(method: Any, cfg: Any) -> None:
     if w <= 1:
         return
     if not runs_distributed(method):
-        from ..methods.base import METHODS
-
         ok = ", ".join(n for n in METHODS.names() if runs_distributed(METHODS.get(n)))
         raise ConfigError(
             f"method {cfg.method!r} does not run with {w} processes yet (its step is not made "
@@ -94,15 +96,11 @@ class Replicas:
         return cls(method, verdicts, num_samples, sync_bn=bool(getattr(cfg, "sync_bn", False)))
 
     def loader(self, train: Any) -> Any:
-        from ..data.sharded import ShardedLoader
-
         return ShardedLoader(train, self.rank, self.world)
 
     # -- networks ---------------------------------------------------------------------------
     def wrap(self) -> None:
         """Put one DDP wrapper per network into ``method.models`` (for the epoch's steps)."""
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         if self.sync_bn:  # once: the same parameters and buffers, in SyncBatchNorm modules
             self.method.models = {
                 k: nn.SyncBatchNorm.convert_sync_batchnorm(m) for k, m in self.method.models.items()
@@ -201,8 +199,6 @@ def on_main(fn: Any, share: Any = None) -> Any:
 
 def _portable(e: BaseException) -> BaseException:
     """``e`` if it pickles, else a RuntimeError with its message."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(e))
         return e

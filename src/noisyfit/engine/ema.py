@@ -10,6 +10,7 @@ import contextlib
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import ConfigError
 from ..methods.base import Method
@@ -27,8 +28,6 @@ class WeightAverage:
     """
 
     def __init__(self, method: Method, decay: float):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
         if not 0.0 < decay < 1.0:
             raise ConfigError(f"--ema: the decay must lie in (0, 1), e.g. 0.999; got {decay}")
         self.method = method

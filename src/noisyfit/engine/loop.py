@@ -26,7 +26,7 @@ from .. import distributed as dist
 from ..config import TrainConfig
 from ..data.loader import Loader
 from ..errors import CheckpointError, ConfigError, NoisyfitError
-from ..methods.base import Method, Mix
+from ..methods.base import METHODS, Method, Mix
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ddp import Replicas, check_distributed
 from .diagnostics import SampleVerdicts, SelectionMeter
@@ -34,6 +34,7 @@ from .ema import WeightAverage
 from .evaluate import autocast_for, evaluate
 from .run import RunLog
 from .schedule import adam_beta1, learning_rate
+from .tensorboard import TensorBoardLog
 
 CHECK_EVERY = 50  # steps between checks for a non-finite loss (one host sync each)
 #: Share of the training predictions on one class above which an epoch counts as collapsed.
@@ -80,8 +81,6 @@ def make_optimizer(method: Method, cfg: TrainConfig) -> torch.optim.Optimizer:
 def check_addons(method: Method | type[Method], cfg: TrainConfig) -> None:
     """Raise ConfigError if ``--mixup`` is asked of a method whose rule cannot take it."""
     if cfg.mixup > 0 and not method.supports_mixup:
-        from ..methods.base import METHODS
-
         ok = ", ".join(n for n in METHODS.names() if METHODS.get(n).supports_mixup)
         raise ConfigError(
             f"--mixup {cfg.mixup}: method {cfg.method!r} cannot train on mixed targets (its "
@@ -140,8 +139,6 @@ def fit(
     log = RunLog(run_dir) if run_dir is not None and main else None
     tb = None
     if getattr(cfg, "tensorboard", False) and run_dir is not None and main:
-        from .tensorboard import TensorBoardLog
-
         tb = TensorBoardLog(run_dir)
     history: list[dict[str, Any]] = []
     start = 0

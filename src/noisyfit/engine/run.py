@@ -37,9 +37,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision
 
 from .. import distributed as dist
+from .._version import __version__
 from ..errors import RunLockedError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): RunLock takes no lock there
+    fcntl = None
+from .diagnostics import VERDICTS
 
 LOG_CSV_HEADER = [
     "epoch",
@@ -120,9 +128,7 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise RunLockedError naming the holder's pid."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX (Windows): no lock, as before
+        if fcntl is None:  # not POSIX (Windows): no lock, as before
             return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -143,8 +149,6 @@ class RunLock:
 
     def release(self) -> None:
         if self._fd is not None:
-            import fcntl
-
             os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -216,10 +220,6 @@ def git_commit() -> str | None:
 
 def environment(device: torch.device) -> dict[str, Any]:
     """Versions, device and host facts recorded in ``env.json``."""
-    import torchvision
-
-    from .._version import __version__
-
     env = {
         "noisyfit": __version__,
         "git_commit": git_commit(),
@@ -286,8 +286,6 @@ def write_samples_csv(
 ) -> None:
     """``samples.csv``: index, given_label, true_label (empty if unknown), verdict, label
     (the label the method trained on last), score, weight."""
-    from .diagnostics import VERDICTS
-
     names = np.array([VERDICTS[int(k)] for k in range(4)])
 
     def write(f) -> None:

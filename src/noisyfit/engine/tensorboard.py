@@ -25,7 +25,7 @@ class TensorBoardLog:
 
     def __init__(self, run_dir: Path):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # optional dependency (tensorboard)
         except ImportError as e:
             raise ImportError(
                 "--tensorboard needs the tensorboard package: pip install 'noisyfit[tensorboard]'"

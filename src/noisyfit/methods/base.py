@@ -410,8 +410,6 @@ def baseline_method() -> str:
 
 def build_method(name: str, ctx: Context, options: dict[str, Any] | None = None) -> Method:
     """Build the registered method ``name`` with ``options`` for context ``ctx``."""
-    from . import _builtin  # noqa: F401  (registers the built-in methods)
-
     cls = METHODS.get(name)
     return cls(method_config(cls, options), ctx)
 

@@ -50,6 +50,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ..data.base import stratified_subset
+from ..noise import matrix_from_file
 from .base import METHODS, ConfigError, KeepBest, Method, StepOutput, batch_mean
 
 EPS = 1e-7  # Keras' epsilon: the clip of p̂ before the log
@@ -93,8 +95,6 @@ def backward_corrected_loss(
 
 def load_transition(path: str, num_classes: int) -> np.ndarray:
     """A (K, K) row-stochastic matrix from ``.npy``/``.csv``/``.txt``."""
-    from ..noise import matrix_from_file
-
     return matrix_from_file(num_classes, path=path)
 
 
@@ -108,8 +108,6 @@ def train_best_val_loss(
     The split is ``ctx.val`` when the run has one, else ``holdout`` of the training samples
     (stratified on the given labels, seeded by the run's seed), left out of this training.
     """
-    from ..data.base import stratified_subset
-
     mask = None
     val = ctx.val
     if val is None:

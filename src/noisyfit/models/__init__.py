@@ -21,8 +21,6 @@ MODELS = Registry("model", builtin="noisyfit.models._builtin")
 
 def build_model(name: str, num_classes: int, input_shape: Sequence[int]) -> nn.Module:
     """Build the registered model ``name`` for ``num_classes`` classes and ``input_shape``."""
-    from . import _builtin  # noqa: F401  (registers the built-in models)
-
     return MODELS.get(name)(num_classes, tuple(input_shape))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
 from torch import nn
 
 from ..errors import ConfigError, MissingFileError
@@ -63,8 +64,6 @@ def torchvision_model(name: str, weights: str | Path | None = None) -> ModelFact
     1-channel images are repeated to 3 channels. The file is read on each call (one network
     per call, as methods with two networks need).
     """
-    import torchvision
-
     if name not in torchvision.models.list_models():
         raise ConfigError(
             f"unknown torchvision model {name!r}; choose from torchvision.models.list_models(), "
