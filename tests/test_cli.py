@@ -358,11 +358,11 @@ def test_a_missing_file_the_user_named_is_one_line_but_an_os_error_from_a_bug_is
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no-such-run" in err and "not a run folder" in err
 
-    import noisyfit.api
+    import noisyfit.cli
 
     def bug(*a, **k):
         raise FileNotFoundError("/internal/cache.bin")
 
-    monkeypatch.setattr(noisyfit.api, "train", bug)
+    monkeypatch.setattr(noisyfit.cli, "train", bug)  # the name cmd_train calls
     with pytest.raises(FileNotFoundError, match="internal"):
         main(["train", "--epochs", "1"])
