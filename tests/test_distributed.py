@@ -123,6 +123,8 @@ EXACT = [
     ("dividemix", {"warm_up": 1, "lambda_u": 1, "rampup_epochs": 1, "conf_penalty": True}, None),
     ("l2r", {}, None),
     ("l2r", {"init_weight": 0.1, "meta_momentum": 0.9}, None),
+    ("ieg", {}, None),
+    ("ieg", {"threshold": 1.0, "rampup_steps": 3, "aug_type": "default"}, None),
     ("elr-plus", {}, None),
     ("elr-plus", {"alpha": 0, "weight_labels": True}, None),
     ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
@@ -335,6 +337,13 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
             continue
         with pytest.raises(ConfigError, match=f"method '{name}' does not run with 2 processes"):
             check_addons(METHODS.get(name), cfg)
+    assert {"l2r", "ieg", "dividemix"} <= set(supported)
+
+    class Variant(METHODS.get("ieg")):  # a subclass is refused until it declares it again
+        pass
+
+    with pytest.raises(ConfigError, match="method 'my-ieg' does not run with 2 processes"):
+        check_addons(Variant, TrainConfig(method="my-ieg"))
     with pytest.raises(ConfigError, match="--mixup does not run with 2 processes"):
         check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
     assert main(["demo"]) == 2  # only `train` runs under torchrun
