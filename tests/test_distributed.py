@@ -123,6 +123,8 @@ EXACT = [
     ("dividemix", {"warm_up": 1, "lambda_u": 1, "rampup_epochs": 1, "conf_penalty": True}, None),
     ("l2r", {}, None),
     ("l2r", {"init_weight": 0.1, "meta_momentum": 0.9}, None),
+    ("ieg", {}, None),
+    ("ieg", {"threshold": 1.0, "rampup_steps": 3, "aug_type": "default"}, None),
     ("elr-plus", {}, None),
     ("elr-plus", {"alpha": 0, "weight_labels": True}, None),
     ("incv", {"iterations": 1, "cv_epochs": 3, "e_warm": 0, "t_k": 1, "eps": 0.3}, None),
@@ -343,6 +345,13 @@ def test_methods_not_exact_across_ranks_are_refused(monkeypatch, capsys):
             continue
         with pytest.raises(ConfigError, match=f"method '{name}' does not run with 2 processes"):
             check_addons(METHODS.get(name), cfg)
+    assert {"l2r", "ieg", "dividemix"} <= set(supported)
+
+    class Variant(METHODS.get("ieg")):  # a subclass is refused until it declares it again
+        pass
+
+    with pytest.raises(ConfigError, match="method 'my-ieg' does not run with 2 processes"):
+        check_addons(Variant, TrainConfig(method="my-ieg"))
     with pytest.raises(ConfigError, match="--mixup does not run with 2 processes"):
         check_addons(METHODS.get("standard"), TrainConfig(mixup=0.2))
     with pytest.raises(ConfigError, match="--sync-bn with 2 processes needs CUDA"):
@@ -453,3 +462,47 @@ def test_bench_runs_each_cell_under_torchrun_when_asked(tmp_path, monkeypatch):
     bad.write_text(yaml.safe_dump({"methods": ["ieg"], "nproc": 2, "config": cfg}))
     with pytest.raises(ConfigError, match="'ieg' does not run with nproc 2"):
         load_sweep(bad)
+
+
+def _ieg_images(rank: int | None, out: str) -> None:
+    """IEG on tiny uint8 images with crop/flip (its strong view: AutoAugment of the weak
+    view, crop/flip, Cutout), 2 epochs on a model without BatchNorm: the final weights."""
+    from torch import nn
+
+    from noisyfit.api import Loaders, build_run
+    from noisyfit.config import TrainConfig
+    from noisyfit.data.loader import DeviceLoader
+    from noisyfit.engine.loop import fit
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % K
+    x = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g)
+    train = DeviceLoader(x, y, batch_size=BATCH, shuffle=True, seed=3, augment=True, device="cpu")
+    test = DeviceLoader(x[:20], y[:20], batch_size=8, shuffle=False, device="cpu")
+    probe = DeviceLoader(x[30:], y[30:], batch_size=7, shuffle=True, seed=4, device="cpu")
+    cfg = TrainConfig(method="ieg", epochs=2, batch_size=BATCH, lr=0.05, progress=False)
+    cfg.checkpoint, cfg.device = False, "cpu"
+    torch.manual_seed(0)
+    run = build_run(
+        cfg,
+        loaders=Loaders(train, K, (3, 8, 8), test=test, probe=probe),
+        model=lambda k, shape: nn.Sequential(
+            nn.Flatten(), nn.Linear(192, 16), nn.ReLU(), nn.Linear(16, K)
+        ),
+        device=torch.device("cpu"),
+    )
+    fit(run.method, train, test, cfg, true_labels=y)
+    params = {k: v.detach().clone() for k, v in run.method.models["net"].state_dict().items()}
+    torch.save(params, f"{out}/img{'' if rank is None else rank}.pt")
+
+
+def test_ieg_on_images_is_exact_across_ranks(tmp_path):
+    """The strong view, probe draws and MixUp are drawn for the global batch: 2 ranks train
+    the 1-process weights on augmented images too (the tiny vectors of EXACT have no
+    strong view)."""
+    dist.run_ranks(_ieg_images, 2, str(tmp_path), timeout_s=120)
+    _ieg_images(None, str(tmp_path))
+    one, r0, r1 = (torch.load(tmp_path / f"img{r}.pt") for r in ("", 0, 1))
+    for k in one:
+        _same(r0[k], r1[k], f"{k} rank 0 vs 1")
+        _same(r0[k], one[k], f"{k} vs 1 process", atol=1e-5)

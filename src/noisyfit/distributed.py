@@ -13,6 +13,8 @@ Collectives (all ranks must call them in the same order):
   and trimmed after (gloo and NCCL need equal shapes); one collective when the counts are
   known on every rank (the sharded loader knows them), two otherwise.
 * :func:`all_reduce_sum`, :func:`broadcast`, :func:`broadcast_object`, :func:`barrier`.
+* :func:`all_reduce_sum_autograd` — a sum whose backward all-reduces the gradient too (on a
+  group of its own), for a loss of per-sample terms that share a global-batch statistic.
 * :func:`shutdown` — barrier, then ``destroy_process_group`` (without the barrier two-rank gloo
   runs aborted at exit, docs/spec distributed §2.1).
 
@@ -44,6 +46,7 @@ class _World:
     local_rank: int = 0
     backend: str | None = None
     owned: bool = False  # this module initialised the process group (and destroys it)
+    grad_group: Any = None  # the group of :func:`all_reduce_sum_autograd` (made on first use)
 
 
 _W = _World()
@@ -135,6 +138,7 @@ def shutdown(barrier: bool = True) -> None:
         finally:
             tdist.destroy_process_group()
     _W.rank, _W.world, _W.local_rank, _W.backend, _W.owned = 0, 1, 0, None, False
+    _W.grad_group = None
 
 
 # -- collectives ------------------------------------------------------------------------------
@@ -152,6 +156,39 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     out = t.detach().clone()
     tdist.all_reduce(out, op=tdist.ReduceOp.SUM)
     return out
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """Σ over ranks in forward; the gradient is summed over ranks in backward (itself
+    differentiable, so double backward and forward-then-backward meta steps stay exact)."""
+
+    @staticmethod
+    def forward(ctx, t):
+        out = t.detach().clone(memory_format=torch.contiguous_format)
+        tdist.all_reduce(out, op=tdist.ReduceOp.SUM, group=_grad_group())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _SumOverRanks.apply(grad)
+
+
+def _grad_group():
+    """A second process group over all ranks, so that collectives run inside ``backward``
+    never interleave with DDP's gradient all-reduces on the default group. Made on first
+    use, which every rank reaches at the same point of the same training step."""
+    if _W.grad_group is None:
+        _W.grad_group = tdist.new_group(ranks=list(range(_W.world)))
+    return _W.grad_group
+
+
+def all_reduce_sum_autograd(t: torch.Tensor) -> torch.Tensor:
+    """Σ over ranks of ``t`` (any shape) with the exact gradient: ∂L/∂t_r = Σ_r' ∂L_r'/∂(Σt)
+    (the backward all-reduces too, on a separate group). Every rank must run the same forward
+    and the same backward passes through it. ``t`` itself if W = 1."""
+    if _W.world == 1:
+        return t
+    return _SumOverRanks.apply(t)
 
 
 def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:

@@ -41,13 +41,22 @@ import torch.nn.functional as F
 
 from ..data.augment import StrongAugment
 from ..data.loader import Batch, epoch_generator
-from .base import METHODS, StepOutput
+from ..distributed import all_reduce_sum_autograd
+from .base import METHODS, StepOutput, batch_mean, current_step, gather_batch, local_part
 from .l2r import ProbeMethod, meta_gradients, normalized_weights
 
 
 def logit_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """IEG's ``logit_norm``: z / sqrt(mean(z²) + 1e-8) over the whole tensor."""
-    return z * torch.rsqrt(z.pow(2).mean() + eps)
+    """IEG's ``logit_norm``: z / sqrt(mean(z²) + 1e-8) over the whole (b, K) tensor.
+
+    In a multi-process step z is this rank's rows and the mean runs over the global batch's
+    rows; the sum is all-reduced with its gradient (``all_reduce_sum_autograd``), so every
+    rank's logits get the other ranks' ∂L/∂RMS as in one process."""
+    if current_step() is None:
+        return z * torch.rsqrt(z.pow(2).mean() + eps)
+    ss = z.pow(2).sum()
+    tot = all_reduce_sum_autograd(torch.stack([ss, ss.new_tensor(float(z.numel()))]))
+    return z * torch.rsqrt(tot[0] / tot[1] + eps)
 
 
 def guess_labels(
@@ -109,7 +118,9 @@ def ieg_meta_step(
         (ω* (B,), λ* (B,) in {0, 1}, ∂L/∂ω (B,), ∂L/∂λ (B,)), all detached.
     """
     b = logits.shape[0]
-    omega = torch.full((b,), 1.0 / b, device=logits.device, requires_grad=True)
+    sh = current_step()  # W > 1: ω = 1/n over the global batch of n
+    n = b if sh is None else sh.global_size
+    omega = torch.full((b,), 1.0 / n, device=logits.device, requires_grad=True)
     lam = torch.full((b,), float(lam0), device=logits.device, requires_grad=True)
     log_p = logits.float().log_softmax(1)
 
@@ -171,6 +182,7 @@ class IEG(ProbeMethod):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
 
     name = "ieg"
+    distributed = True  # W > 1: exact (global logit RMS with its gradient, global MixUp, ω = 1/n)
     collapse_hint = (
         "IEG on a small network needs a ramp-up and a lower consistency weight: "
         "rampup_steps 500, consistency_factor 0 (docs/methods/ieg.md)."
@@ -205,6 +217,15 @@ class IEG(ProbeMethod):
             self.probe = InterleavedProbe(ctx.probe, ctx.batch_size)
 
     def strong_view(self, batch):
+        """(b, ...) the strong view of ``batch``; in a multi-process step drawn for the whole
+        global batch (the same random draws as one process, on every rank) and cut to this
+        rank's rows."""
+        if current_step() is None or hasattr(self.ctx.loader, "strong_view"):
+            return self._strong_view(batch)
+        whole = Batch(batch.global_index, gather_batch(batch.x), gather_batch(batch.labels))
+        return local_part(self._strong_view(whole))
+
+    def _strong_view(self, batch):
         """The strong view: from the weak view's crop/flip (``strong_from="weak"``, as
         ``autoaug_batch_process_map_fn`` augments the already crop/flipped batch), recovered as
         uint8 by inverting the loader's channel normalization; else (per-image normalization,
@@ -266,7 +287,9 @@ class IEG(ProbeMethod):
         # 5. supervised loss with the new weights and label choices
         target_star = lam_star[:, None] * onehot + (1 - lam_star[:, None]) * guess
         target_0 = cfg.grad_eps_init * onehot + (1 - cfg.grad_eps_init) * guess
-        sup = 0.5 * (soft_ce(logits, target_star).mean() + (w * soft_ce(logits, target_0)).sum())
+        sup = 0.5 * (
+            batch_mean(soft_ce(logits, target_star)) + (w * soft_ce(logits, target_0)).sum()
+        )
 
         # 2. MixUp CE over probe and noisy views; 3. consistency
         xe = self._mixup_ce(batch.x, x_strong, guess, probe, w, target_star)
@@ -288,27 +311,37 @@ class IEG(ProbeMethod):
         cfg = self.config
         if cfg.ce_factor == 0:
             return torch.zeros((), device=x.device)
+        # W > 1: the MixUp of the global batch's 3n rows (probe draws, partners and μ from the
+        # shared RNG, as in one process), of which this rank trains its own 3b rows
+        sh = current_step()
         b, k = x.shape[0], guess.shape[1]
+        n = b if sh is None else sh.global_size
         net = self.models["net"]
-        pick = torch.randint(0, len(probe), (b,), device=x.device)
+        pick = torch.randint(0, len(probe), (n,), device=x.device)
         px, py = probe.x[pick], F.one_hot(probe.labels[pick], k).float()
+        guess, w, target_star = (gather_batch(t) for t in (guess, w, target_star))
         u_target = torch.cat([guess, guess])
-        clean = torch.zeros(2 * b, dtype=torch.bool, device=x.device)
+        clean = torch.zeros(2 * n, dtype=torch.bool, device=x.device)
         if cfg.threshold is not None:  # paper: likely-clean examples join the labelled side
-            likely = (w * b) >= cfg.threshold
+            likely = (w * n) >= cfg.threshold
             clean = torch.cat([likely, likely])
             u_target = torch.where(clean[:, None], torch.cat([target_star, target_star]), u_target)
-        xs = torch.cat([px, x, x_strong])
+        xs = torch.cat([px, gather_batch(x), gather_batch(x_strong)])
         ys = torch.cat([py, u_target.detach()])
         xm, ym, _, _ = mixup(xs, ys, cfg.mixup_beta)
+        labelled_all = torch.cat([torch.ones(n, dtype=torch.bool, device=x.device), clean])
+        labelled = labelled_all
+        if sh is not None:  # this rank's rows of each third
+            mine = torch.arange(n, device=x.device)[sh.part]
+            rows = torch.cat([mine, mine + n, mine + 2 * n])
+            xm, ym, labelled = xm[rows], ym[rows], labelled_all[rows]
         out = net(xm)
         parts = out.split([b, b, b])
         if cfg.logit_norm:
             parts = [logit_norm(p) for p in parts]
         ce = soft_ce(torch.cat(parts), ym)
-        labelled = torch.cat([torch.ones(b, dtype=torch.bool, device=x.device), clean])
-        l_loss = (ce * labelled).sum() / labelled.sum()
-        u_n = (~labelled).sum()
+        l_loss = (ce * labelled).sum() / labelled_all.sum()
+        u_n = (~labelled_all).sum()
         u_loss = (ce * ~labelled).sum() / u_n.clamp_min(1)
         return l_loss + cfg.ce_factor * self.ramp() * u_loss
 
@@ -317,7 +350,7 @@ class IEG(ProbeMethod):
             return torch.zeros((), device=logits.device)
         q = logits.detach().float()
         kl = (q.softmax(1) * (q.log_softmax(1) - aug_logits.float().log_softmax(1))).sum(1)
-        return self.config.consistency_factor * self.ramp() * kl.mean()
+        return self.config.consistency_factor * self.ramp() * batch_mean(kl)
 
     # ------------------------------------------------------------------------------------
     def state_dict(self):
