@@ -506,3 +506,34 @@ def test_ieg_on_images_is_exact_across_ranks(tmp_path):
     for k in one:
         _same(r0[k], r1[k], f"{k} rank 0 vs 1")
         _same(r0[k], one[k], f"{k} vs 1 process", atol=1e-5)
+
+
+FIND = ["find-issues", "--dataset", "synthetic", "--model", "mlp", "--no-progress"]
+FIND += ["--batch-size", "48", "--epochs", "2", "--train-subset", "240", "--test-subset", "48"]
+FIND += ["--noise", "symmetric", "--noise-rate", "0.3", "--device", "cpu", "--folds", "2"]
+
+
+def _find_issues_rank(rank: int, out: str) -> None:
+    from noisyfit.cli import main
+
+    assert main([*FIND, "--out", out, "--name", "fi2"]) == 0
+
+
+def test_find_issues_runs_its_folds_distributed_like_one_process(tmp_path):
+    """``find-issues`` under torchrun: the K fold networks train with 2 processes (the one
+    loop), the predictions are replicated, rank 0 alone writes the folder; every row's flag
+    and label quality equal the 1-process run's."""
+    import csv
+
+    from noisyfit.cli import main
+
+    dist.run_ranks(_find_issues_rank, 2, str(tmp_path), timeout_s=150)
+    assert main([*FIND, "--out", str(tmp_path), "--name", "fi1"]) == 0
+    two, one = (
+        list(csv.DictReader(open(tmp_path / n / "label_issues.csv"))) for n in ("fi2", "fi1")
+    )
+    assert len(two) == len(one) == 240
+    assert [r["is_label_issue"] for r in two] == [r["is_label_issue"] for r in one]
+    for a, b in zip(two, one):
+        assert abs(float(a["label_quality"]) - float(b["label_quality"])) < 1e-4, (a, b)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("fi")) == ["fi1", "fi2"]

@@ -39,6 +39,8 @@ from .noise import NOISE_KINDS
 from .registry import Registry
 
 COMMANDS = Registry("command")
+#: the commands that run under torchrun with several processes
+DISTRIBUTED = ("train", "find-issues")
 
 
 def command(name: str, *, help: str):
@@ -359,10 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in ("--version", "version"):
             print(f"noisyfit {__version__}")
             return 0
-        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and argv[0] != "train":
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and argv[0] not in DISTRIBUTED:
             raise ConfigError(
-                f"noisyfit {argv[0]} runs in one process; under torchrun only `noisyfit train` "
-                "runs with several processes (run it without torchrun)"
+                f"noisyfit {argv[0]} runs in one process; under torchrun only "
+                f"{' and '.join(f'`noisyfit {c}`' for c in DISTRIBUTED)} run with several "
+                "processes (run it without torchrun)"
             )
         rc = COMMANDS.get(argv[0])(argv[1:])
         clean = True

@@ -64,7 +64,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .api import build_run, prepare_data, seed_everything, split_objects, train
+from . import distributed as dist
+from .api import (
+    build_run,
+    prepare_data,
+    resolve_device,
+    seed_everything,
+    split_objects,
+    train,
+)
 from .cleaning import clean_incv
 from .config import resolve_config
 from .data.base import load_dataset
@@ -584,6 +592,9 @@ def find_issues(
         "noise": cfg.noise,
         "nominal_noise_rate": None if cfg.noise == "none" else cfg.noise_rate,
     }
+    # torchrun (W > 1): join the group; the folds train distributed (``ctx.train_model`` runs
+    # the one loop), predictions are replicated, rank 0 alone writes ``out``
+    dist.init(resolve_device(cfg.device))
     seed_everything(cfg.seed, cfg.deterministic)
     full = load_all_rows(cfg, dataset_obj)
     data = prepare_data(cfg, full)
@@ -665,5 +676,6 @@ def find_issues(
     if out is not None:
         result.out = Path(out)
         info["out"] = str(out)
-        write_issues(result.out, result)
+        if dist.is_main():
+            write_issues(result.out, result)
     return result

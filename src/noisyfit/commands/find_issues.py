@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import distributed as dist
+from ..api import resolve_device
 from ..cli import TrainFlags, command, parse_args
 from ..config import TrainConfig
 from ..issues import BUILTIN, LowAccuracyWarning, find_issues
@@ -61,12 +63,15 @@ def cmd_find_issues(argv: Sequence[str]) -> int:
     name = cfg.name or (
         f"issues-{cfg.dataset}-{method}-{cfg.noise}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    out = Path(cfg.out) / name
+    dist.init(resolve_device(cfg.device))  # torchrun (W > 1): join the group first
+    out = Path(dist.broadcast_object(str(Path(cfg.out) / name)))  # rank 0's folder name
     if method not in BUILTIN:  # a training method's own run folder sits beside
         cfg = cfg.replace(name=f"{name}-run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LowAccuracyWarning)  # printed below, with the summary
         res = find_issues(cfg, method=method, folds=a.folds, holdout=a.holdout, out=out)
+    if not dist.is_main():  # torchrun: rank 0 speaks for the run
+        return 0
     s = res.summary
     print(
         f"\n{s['num_issues']} of {s['num_samples']} labels flagged as issues "
