@@ -506,3 +506,70 @@ def test_ieg_on_images_is_exact_across_ranks(tmp_path):
     for k in one:
         _same(r0[k], r1[k], f"{k} rank 0 vs 1")
         _same(r0[k], one[k], f"{k} vs 1 process", atol=1e-5)
+
+
+# -- L2R/IEG meta_sync="per-replica": the official MirroredStrategy rule --------------------
+
+PER_REPLICA = [("l2r", {}), ("ieg", {"aug_type": "default"})]
+
+
+def _per_replica(rank: int | None, out: str) -> None:
+    """Each PER_REPLICA method in both modes on the tiny data, recording this rank's example
+    weights of every step; saves [(mode, weights per step, parameters)]."""
+    from noisyfit.methods import METHODS
+
+    got = []
+    for method, opts in PER_REPLICA:
+        cls = METHODS.get(method)
+        orig = cls.training_step
+        for mode in ("exact", "per-replica"):
+            steps = []
+
+            def record(self, batch, epoch, orig=orig, steps=steps):
+                res = orig(self, batch, epoch)
+                steps.append((res.weights.detach().clone(), res.score.detach().clone()))
+                return res
+
+            cls.training_step = record
+            try:
+                res = _train(method, {**opts, "meta_sync": mode}, None)
+            finally:
+                cls.training_step = orig
+            got.append((method, mode, steps, res["params"]))
+    torch.save(got, f"{out}/replica{'' if rank is None else rank}.pt")
+
+
+def test_per_replica_meta_sync_normalises_each_rank(tmp_path):
+    """meta_sync="per-replica" on 2 ranks: each rank's weights are ≥ 0 and sum to 1 on every
+    step (exact mode: the ranks' shares of one global normaliser), DDP keeps the parameters
+    identical across ranks, and the result differs from the exact mode; with one process
+    both modes give the same numbers."""
+    dist.run_ranks(_per_replica, 2, str(tmp_path), timeout_s=150)
+    _per_replica(None, str(tmp_path))
+    one = torch.load(tmp_path / "replica.pt", weights_only=False)
+    r0, r1 = (torch.load(tmp_path / f"replica{r}.pt", weights_only=False) for r in (0, 1))
+    for i in range(0, len(one), 2):  # (exact, per-replica) of each method
+        (method, _, w_ex1, p_ex1), (_, _, w_pr1, p_pr1) = one[i], one[i + 1]
+        for k in p_ex1:  # one process: the option changes nothing
+            assert torch.equal(p_ex1[k], p_pr1[k]), (method, k)
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(w_ex1, w_pr1))
+        ex = [r[i] for r in (r0, r1)]
+        pr = [r[i + 1] for r in (r0, r1)]
+
+        def local_norm(w, score):  # w = max(−g, 0) / (Σ_rank max(−g, 0) + 1e-5), score = −g
+            c = score.clamp_min(0)
+            return torch.allclose(w, c / (c.sum() + 1e-5), atol=1e-7, rtol=1e-5)
+
+        for _, _, steps, _ in pr:  # per rank: w ≥ 0, normalised over this rank's rows
+            assert len(steps) == len(w_ex1)
+            assert all((w >= 0).all() and local_norm(w, sc) for w, sc in steps), method
+            assert sum(abs(float(w.sum()) - 1) < 1e-3 for w, _ in steps) > len(steps) / 2
+        for _, _, steps, _ in ex:  # exact: a rank's weights are its share of the global sum
+            assert not all(local_norm(w, sc) for w, sc in steps), method
+        for (_, _, _, pa), (_, _, _, pb) in (ex, pr):  # DDP: the ranks stay identical
+            for k in pa:
+                _same(pa[k], pb[k], f"{method} params {k} rank 0 vs 1")
+        diff = max((pr[0][3][k] - ex[0][3][k]).abs().max().item() for k in p_ex1)
+        assert diff > 1e-4, (method, "per-replica trains like exact", diff)
+        for k in p_ex1:  # exact: the 1-process parameters
+            _same(ex[0][3][k], p_ex1[k], f"{method} exact params {k} vs 1 process", atol=1e-5)
