@@ -573,3 +573,31 @@ def test_per_replica_meta_sync_normalises_each_rank(tmp_path):
         assert diff > 1e-4, (method, "per-replica trains like exact", diff)
         for k in p_ex1:  # exact: the 1-process parameters
             _same(ex[0][3][k], p_ex1[k], f"{method} exact params {k} vs 1 process", atol=1e-5)
+
+
+def _tiny_probe(rank: int) -> None:
+    from types import SimpleNamespace
+
+    from noisyfit.data.loader import Batch
+    from noisyfit.errors import ConfigError
+    from noisyfit.methods.l2r import replica_probe
+
+    method = SimpleNamespace(config=SimpleNamespace(meta_sync="per-replica"))
+    shard = SimpleNamespace(global_size=4, offset=2 * rank, sizes=(2, 2))
+    probe = Batch(torch.arange(3), torch.randn(3, D), torch.arange(3) % K)
+    with dist.step_context(shard):
+        got, local = replica_probe(method, probe)
+        assert local and got.index.tolist() == ([0, 1], [2])[rank]  # this rank's share
+        one = Batch(probe.index[:1], probe.x[:1], probe.labels[:1])
+        try:
+            replica_probe(method, one)
+        except ConfigError as e:
+            assert "larger probe batch" in str(e)
+        else:
+            raise AssertionError("a probe batch of 1 for 2 processes was not refused")
+        method.config.meta_sync = "exact"
+        assert replica_probe(method, one) == (one, False)
+
+
+def test_per_replica_refuses_a_probe_batch_smaller_than_the_processes():
+    dist.run_ranks(_tiny_probe, 2, timeout_s=60)

@@ -288,6 +288,12 @@ def replica_probe(method: Method, probe: Batch) -> tuple[Batch, bool]:
     by W; else (the probe batch, False)."""
     if method.config.meta_sync != "per-replica" or current_step() is None:
         return probe, False
+    if len(probe.labels) < world():
+        raise ConfigError(
+            f"meta_sync per-replica gives each of the {world()} processes its share of the "
+            f"probe batch, which has {len(probe.labels)}: use a larger probe batch or "
+            "meta_sync exact"
+        )
     return Batch(*probe_share(probe.index, probe.x, probe.labels)), True
 
 
