@@ -537,3 +537,98 @@ def test_find_issues_runs_its_folds_distributed_like_one_process(tmp_path):
     for a, b in zip(two, one):
         assert abs(float(a["label_quality"]) - float(b["label_quality"])) < 1e-4, (a, b)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("fi")) == ["fi1", "fi2"]
+
+
+# -- L2R/IEG meta_sync="per-replica": the official MirroredStrategy rule --------------------
+
+PER_REPLICA = [("l2r", {}), ("ieg", {"aug_type": "default"})]
+
+
+def _per_replica(rank: int | None, out: str) -> None:
+    """Each PER_REPLICA method in both modes on the tiny data, recording this rank's example
+    weights of every step; saves [(mode, weights per step, parameters)]."""
+    from noisyfit.methods import METHODS
+
+    got = []
+    for method, opts in PER_REPLICA:
+        cls = METHODS.get(method)
+        orig = cls.training_step
+        for mode in ("exact", "per-replica"):
+            steps = []
+
+            def record(self, batch, epoch, orig=orig, steps=steps):
+                res = orig(self, batch, epoch)
+                steps.append((res.weights.detach().clone(), res.score.detach().clone()))
+                return res
+
+            cls.training_step = record
+            try:
+                res = _train(method, {**opts, "meta_sync": mode}, None)
+            finally:
+                cls.training_step = orig
+            got.append((method, mode, steps, res["params"]))
+    torch.save(got, f"{out}/replica{'' if rank is None else rank}.pt")
+
+
+def test_per_replica_meta_sync_normalises_each_rank(tmp_path):
+    """meta_sync="per-replica" on 2 ranks: each rank's weights are ≥ 0 and sum to 1 on every
+    step (exact mode: the ranks' shares of one global normaliser), DDP keeps the parameters
+    identical across ranks, and the result differs from the exact mode; with one process
+    both modes give the same numbers."""
+    dist.run_ranks(_per_replica, 2, str(tmp_path), timeout_s=150)
+    _per_replica(None, str(tmp_path))
+    one = torch.load(tmp_path / "replica.pt", weights_only=False)
+    r0, r1 = (torch.load(tmp_path / f"replica{r}.pt", weights_only=False) for r in (0, 1))
+    for i in range(0, len(one), 2):  # (exact, per-replica) of each method
+        (method, _, w_ex1, p_ex1), (_, _, w_pr1, p_pr1) = one[i], one[i + 1]
+        for k in p_ex1:  # one process: the option changes nothing
+            assert torch.equal(p_ex1[k], p_pr1[k]), (method, k)
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(w_ex1, w_pr1))
+        ex = [r[i] for r in (r0, r1)]
+        pr = [r[i + 1] for r in (r0, r1)]
+
+        def local_norm(w, score):  # w = max(−g, 0) / (Σ_rank max(−g, 0) + 1e-5), score = −g
+            c = score.clamp_min(0)
+            return torch.allclose(w, c / (c.sum() + 1e-5), atol=1e-7, rtol=1e-5)
+
+        for _, _, steps, _ in pr:  # per rank: w ≥ 0, normalised over this rank's rows
+            assert len(steps) == len(w_ex1)
+            assert all((w >= 0).all() and local_norm(w, sc) for w, sc in steps), method
+            assert sum(abs(float(w.sum()) - 1) < 1e-3 for w, _ in steps) > len(steps) / 2
+        for _, _, steps, _ in ex:  # exact: a rank's weights are its share of the global sum
+            assert not all(local_norm(w, sc) for w, sc in steps), method
+        for (_, _, _, pa), (_, _, _, pb) in (ex, pr):  # DDP: the ranks stay identical
+            for k in pa:
+                _same(pa[k], pb[k], f"{method} params {k} rank 0 vs 1")
+        diff = max((pr[0][3][k] - ex[0][3][k]).abs().max().item() for k in p_ex1)
+        assert diff > 1e-4, (method, "per-replica trains like exact", diff)
+        for k in p_ex1:  # exact: the 1-process parameters
+            _same(ex[0][3][k], p_ex1[k], f"{method} exact params {k} vs 1 process", atol=1e-5)
+
+
+def _tiny_probe(rank: int) -> None:
+    from types import SimpleNamespace
+
+    from noisyfit.data.loader import Batch
+    from noisyfit.errors import ConfigError
+    from noisyfit.methods.l2r import replica_probe
+
+    method = SimpleNamespace(config=SimpleNamespace(meta_sync="per-replica"))
+    shard = SimpleNamespace(global_size=4, offset=2 * rank, sizes=(2, 2))
+    probe = Batch(torch.arange(3), torch.randn(3, D), torch.arange(3) % K)
+    with dist.step_context(shard):
+        got, local = replica_probe(method, probe)
+        assert local and got.index.tolist() == ([0, 1], [2])[rank]  # this rank's share
+        one = Batch(probe.index[:1], probe.x[:1], probe.labels[:1])
+        try:
+            replica_probe(method, one)
+        except ConfigError as e:
+            assert "larger probe batch" in str(e)
+        else:
+            raise AssertionError("a probe batch of 1 for 2 processes was not refused")
+        method.config.meta_sync = "exact"
+        assert replica_probe(method, one) == (one, False)
+
+
+def test_per_replica_refuses_a_probe_batch_smaller_than_the_processes():
+    dist.run_ranks(_tiny_probe, 2, timeout_s=60)

@@ -308,7 +308,7 @@ class StepShard:
         return slice(self.offset, self.offset + self.sizes[_W.rank])
 
 
-_STEP: list[StepShard] = []
+_STEP: list[StepShard | None] = []
 
 
 def current_step() -> StepShard | None:
@@ -340,3 +340,16 @@ class step_context:
 def env_rank() -> int:
     """``RANK`` from the environment (0 without torchrun), readable before :func:`init`."""
     return int(os.environ.get("RANK", "0") or 0)
+
+
+class replica_local:
+    """``with replica_local():`` — inside a multi-process step, the method helpers see no step
+    (``current_step()`` is None) and take their 1-process path on this rank's rows alone: no
+    collective, per-rank sums and means (L2R/IEG's ``meta_sync="per-replica"``, the official
+    MirroredStrategy rule). With one process it changes nothing."""
+
+    def __enter__(self) -> None:
+        _STEP.append(None)
+
+    def __exit__(self, *exc) -> None:
+        _STEP.pop()

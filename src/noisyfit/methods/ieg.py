@@ -26,6 +26,13 @@ B·ω*_i ≥ ``threshold`` count as likely clean and join the probe side of the 
 meta-chosen target P(λ*_i), the rest keep the guessed label on the noisy side (the paper's exact
 rule is not in the code; this is our reading, see docs/methods/ieg.md).
 
+Under torchrun, ``meta_sync="exact"`` (default) trains the 1-process step of the global
+batch; ``"per-replica"`` follows the official MirroredStrategy code (``model.py``): the whole
+step on this rank's rows and its share of the probe batch under ``replica_local()`` — ω = 1/b,
+logit RMS, weight normaliser, probe draws, MixUp and means per rank, no collective — and the
+loss divided by W. The strong view alone is still drawn for the global batch (the random
+streams stay aligned across ranks).
+
 Reported to the engine: ``weights`` ω*, ``selected`` ω* > 0 (the isolated "likely clean" set
 for label precision/recall), ``new_labels`` ỹ_i where λ*_i = 1 and argmax g_i where λ*_i = 0
 (correction accuracy), ``score`` −∂L/∂ω.
@@ -41,9 +48,9 @@ import torch.nn.functional as F
 
 from ..data.augment import StrongAugment
 from ..data.loader import Batch, epoch_generator
-from ..distributed import all_reduce_sum_autograd
+from ..distributed import all_reduce_sum_autograd, replica_local, world
 from .base import METHODS, StepOutput, batch_mean, current_step, gather_batch, local_part
-from .l2r import ProbeMethod, meta_gradients, normalized_weights
+from .l2r import ProbeMethod, meta_gradients, normalized_weights, replica_probe
 
 
 def logit_norm(z: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -182,7 +189,8 @@ class IEG(ProbeMethod):
     """IEG: label guessing, meta re-weighting and re-labelling, MixUp and consistency on a probe."""
 
     name = "ieg"
-    distributed = True  # W > 1: exact (global logit RMS with its gradient, global MixUp, ω = 1/n)
+    # W > 1: exact (global logit RMS with its gradient, global MixUp, ω = 1/n) or per-replica
+    distributed = True
     collapse_hint = (
         "IEG on a small network needs a ramp-up and a lower consistency weight: "
         "rampup_steps 500, consistency_factor 0 (docs/methods/ieg.md)."
@@ -190,6 +198,10 @@ class IEG(ProbeMethod):
 
     @dataclass
     class Config:
+        # W > 1: "exact" (the 1-process step of the global batch) or "per-replica" (the
+        # official MirroredStrategy code: this rank's train and probe shard alone, ω = 1/b,
+        # logit RMS, weight normaliser, MixUp and means per rank, loss / W); one process: same
+        meta_sync: Literal["exact", "per-replica"] = "exact"
         ce_factor: float = 5.0  # p, weight of the noisy part of the MixUp CE
         consistency_factor: float = 20.0  # k, weight of the KL consistency loss
         meta_stepsize: float = 0.1  # α of the virtual step
@@ -254,11 +266,20 @@ class IEG(ProbeMethod):
 
     # ------------------------------------------------------------------------------------
     def training_step(self, batch, epoch):
+        probe, local = replica_probe(self, self.probe.next())
+        x_strong = self.strong_view(batch)  # per-replica too: the global batch's draws
+        if not local:
+            return self._step(batch, probe, x_strong)
+        with replica_local():  # official per-replica rule: every sum and mean on this rank
+            out = self._step(batch, probe, x_strong)
+        out.loss = out.loss / world()  # the replicas' mean (DDP then sums the W shares)
+        return out
+
+    def _step(self, batch, probe, x_strong):
+        """The step on ``batch`` (this rank's rows), its probe batch and strong view."""
         cfg = self.config
         net = self.models["net"]
-        probe = self.probe.next()
         k = self.ctx.num_classes
-        x_strong = self.strong_view(batch)
         logits = net(batch.x)
         aug_logits = net(x_strong)
 

@@ -26,6 +26,12 @@ Reported to the engine: ``weights`` w, ``selected`` w > 0 (so label precision/re
 examples L2R keeps) and ``score`` −∂L_p/∂ε (higher = more helpful to the probe). Evaluation
 uses an EMA (0.999) of the weights, as the IEG repository does.
 
+Under torchrun, ``meta_sync`` chooses the rule: ``"exact"`` (default, ``spec/distributed.md``
+§2.6: the 1-process weights of the global batch) or ``"per-replica"`` (google-research/ieg's
+``l2rmodel.py`` under MirroredStrategy: each rank's meta step on its own train shard and its
+own share of the probe batch, no collective, weights normalised over the rank's rows, loss
+divided by W so DDP's gradient is the ranks' mean). One process: both are the same code.
+
 This module also holds the pieces IEG shares: :func:`meta_gradients` and :class:`ProbeStream`.
 """
 
@@ -33,7 +39,9 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +52,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data.loader import Batch, Loader
 from ..data.sharded import shard_sizes
-from ..distributed import all_reduce_sum, rank, world
+from ..distributed import all_reduce_sum, rank, replica_local, world
 from .base import (
     METHODS,
     ConfigError,
@@ -202,9 +210,7 @@ def meta_gradients(
     if isinstance(net, DistributedDataParallel):
         net = net.module  # the look-ahead runs the plain module (DDP's reducer stays out)
     if sh is not None:  # this rank's share of the (replicated) probe batch
-        sizes = shard_sizes(len(probe_y), world())
-        part = slice(sum(sizes[: rank()]), sum(sizes[: rank() + 1]))
-        probe_n, probe_x, probe_y = len(probe_y), probe_x[part], probe_y[part]
+        probe_n, (probe_x, probe_y) = len(probe_y), probe_share(probe_x, probe_y)
     cache = _meta_cache(net)
     named, params = cache.named, cache.params
     fixed = isinstance(weight_decay, float) and not isinstance(weight_decay, bool)
@@ -263,6 +269,32 @@ def meta_gradients(
     out = torch.autograd.grad(meta, list(coeffs), allow_unused=True)
     out = tuple(torch.zeros_like(c) if g is None else g for c, g in zip(coeffs, out))
     return out, meta.detach(), logits.detach()
+
+
+def probe_share(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """This rank's rows of each (P, ...) tensor of the replicated probe batch (the split of
+    ``shard_sizes(P, W)``: rank r gets rows Σ sizes[:r] … Σ sizes[:r+1] − 1); the tensors
+    themselves with one process."""
+    if world() == 1:
+        return tensors
+    sizes = shard_sizes(len(tensors[0]), world())
+    part = slice(sum(sizes[: rank()]), sum(sizes[: rank() + 1]))
+    return tuple(t[part] for t in tensors)
+
+
+def replica_probe(method: Method, probe: Batch) -> tuple[Batch, bool]:
+    """``meta_sync="per-replica"`` in a multi-process step: (this rank's share of the probe
+    batch, True), the caller then runs its step under ``replica_local()`` and divides its loss
+    by W; else (the probe batch, False)."""
+    if method.config.meta_sync != "per-replica" or current_step() is None:
+        return probe, False
+    if len(probe.labels) < world():
+        raise ConfigError(
+            f"meta_sync per-replica gives each of the {world()} processes its share of the "
+            f"probe batch, which has {len(probe.labels)}: use a larger probe batch or "
+            "meta_sync exact"
+        )
+    return Batch(*probe_share(probe.index, probe.x, probe.labels)), True
 
 
 def _all_reduce_list(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -365,10 +397,15 @@ class L2R(ProbeMethod):
     """Learning to Reweight: one-step look-ahead meta-gradient example weights on a clean probe."""
 
     name = "l2r"
-    distributed = True  # W > 1: the spec's exact mode (all-reduced look-ahead and probe grads)
+    distributed = True  # W > 1: the spec's exact mode, or the official per-replica rule
 
     @dataclass
     class Config:
+        # W > 1: "exact" (the 1-process weights of the global batch: all-reduced look-ahead
+        # and probe gradients, one normaliser) or "per-replica" (google-research/ieg under
+        # MirroredStrategy: each rank's meta step on its own train and probe shard, weights
+        # normalised per rank, loss / W); one process: the same
+        meta_sync: Literal["exact", "per-replica"] = "exact"
         meta_stepsize: float = 0.1  # α, step of the virtual update (IEG repo's meta_stepsize)
         init_weight: float = 0.0  # ε₀, where the weights are linearised (L2R: 0)
         meta_momentum: float = 0.0  # factor of the optimizer's momentum in the virtual step
@@ -377,26 +414,27 @@ class L2R(ProbeMethod):
 
     def training_step(self, batch, epoch):
         net = self.models["net"]
-        probe = self.probe.next()
+        probe, local = replica_probe(self, self.probe.next())
         logits = net(batch.x)
         ce = F.cross_entropy(logits.float(), batch.labels, reduction="none")
         eps = torch.full_like(ce, self.config.init_weight).requires_grad_(True)
-        (g_eps,), _, _ = meta_gradients(
-            net,
-            lambda e: (e * ce).sum(),
-            (eps,),
-            probe.x,
-            probe.labels,
-            step_size=self.config.meta_stepsize,
-            momentum=self.config.meta_momentum,
-            optimizer=self.optimizer,
-            weight_decay=self.config.meta_weight_decay,
-            train_x=batch.x,
-            train_logits=logits,
-            zero_at_coeffs=self.config.init_weight == 0,
-        )
-        w = normalized_weights(g_eps).detach()
-        loss = (w * ce).sum()
+        with replica_local() if local else nullcontext():  # per-replica: no collective
+            (g_eps,), _, _ = meta_gradients(
+                net,
+                lambda e: (e * ce).sum(),
+                (eps,),
+                probe.x,
+                probe.labels,
+                step_size=self.config.meta_stepsize,
+                momentum=self.config.meta_momentum,
+                optimizer=self.optimizer,
+                weight_decay=self.config.meta_weight_decay,
+                train_x=batch.x,
+                train_logits=logits,
+                zero_at_coeffs=self.config.init_weight == 0,
+            )
+            w = normalized_weights(g_eps).detach()
+        loss = (w * ce).sum() / (world() if local else 1)  # per-replica: the replicas' mean
         return StepOutput(
             loss=loss, logits=logits, selected=w > 0, weights=w, score=-g_eps.detach()
         )
