@@ -224,6 +224,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks/method_cost.md")
     ap.add_argument("--results", type=Path, default=Path("/tmp/noisyfit-method-cost.jsonl"))
     ap.add_argument("--table-only", action="store_true", help="render --results as the table")
+    ap.add_argument(
+        "--conditions",
+        default="Measured alone on the machine",
+        help="what else ran while measuring (written above the table)",
+    )
     a = ap.parse_args()
     if a.quick:
         a.train_subset, a.test_subset, a.epochs, a.rounds = 512, 256, 2, 1
@@ -302,13 +307,11 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
         + (f"{wall / 60:.0f} min wall in all." if wall == wall else "rendered from saved runs."),
         "",
-        "**The machine was shared with ~6 other engineers' jobs while this ran: wall times are "
-        "contended and not shown as results; the times below are the CPU time of the "
-        "1-thread process** (`epoch_cpu_s`, minimum over epochs and rounds). Peak memory is "
-        "that of the whole process above its RSS when training starts (the same data for "
-        "every method). One contended round per method leaves about ±25% noise on each "
-        "cell: methods that do at least a standard step's work (Active Bias, SELFIE, "
-        "MentorNet, F-correction) then show ratios below 1; read the ratios with that margin.",
+        f"**{a.conditions}: wall times are not shown as results; the times below are the CPU "
+        "time of the 1-thread process** (`epoch_cpu_s`, minimum over epochs and rounds). Peak "
+        "memory is that of the whole process above its RSS when training starts (the same data "
+        "for every method). One round per method on a shared machine leaves about ±25% noise "
+        "on each cell; read the ratios with that margin.",
         "",
         f"| method | train CPU s / epoch | ms / step | × standard | target | eval CPU s | {mem} |",
         "|---|---:|---:|---:|---|---:|---:|",
