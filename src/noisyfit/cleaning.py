@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis.incv import incv_select
 from .api import build_run, seed_everything
 from .config import TrainConfig, save_config
 from .engine.run import write_json
@@ -71,29 +70,10 @@ def clean_incv(
         seed_everything(cfg.seed, cfg.deterministic)
     run = build_run(cfg, data=data, method=False)
     ctx, data = run.ctx, run.data
-    symmetric = (
-        cfg.noise not in ("pair", "asymmetric")
-        if opts.noise_kind == "auto"
-        else opts.noise_kind == "symmetric"
-    )
-    train_fn, predict_fn = incv.make_cv_trainer(
-        ctx, epochs=opts.cv_epochs, schedule=opts.cv_schedule
-    )
+    symmetric = incv.symmetric_noise(opts.noise_kind, cfg.noise)
     true_t = None if data.true is None else torch.as_tensor(data.true, device=ctx.device)
     t0 = time.perf_counter()
-    res = incv_select(
-        ctx.loader.labels,
-        ctx.num_classes,
-        train_fn,
-        predict_fn,
-        iterations=opts.iterations,
-        symmetric=symmetric,
-        eps=opts.eps,
-        keep_best=opts.keep_best,
-        seed=opts.split_seed if opts.split_seed is not None else cfg.seed,
-        true_labels=true_t,
-        log=log,
-    )
+    res = incv.select_on(ctx, opts, symmetric=symmetric, true_labels=true_t, log=log)
     wall = time.perf_counter() - t0
     sel, cand = res.select.cpu().numpy(), res.candidate.cpu().numpy()
     summary: dict[str, Any] = {

@@ -121,6 +121,34 @@ def make_cv_trainer(ctx, *, epochs: int, schedule: str = "incv", init_state: dic
     return train_fn, predict_fn
 
 
+def symmetric_noise(noise_kind: str, noise: str | None) -> bool:
+    """INCV's noise pattern: ``noise_kind`` ``symmetric``/``asymmetric``, or with ``auto`` the
+    run's ``--noise`` (``pair``/``asymmetric`` → asymmetric; a user setting, not the truth)."""
+    if noise_kind == "auto":
+        return noise not in ("pair", "asymmetric")
+    return noise_kind == "symmetric"
+
+
+def select_on(ctx, opts, *, symmetric: bool, **kw):
+    """INCV's first stage on a Context: :func:`~noisyfit.analysis.incv.incv_select` with the
+    cross-validation networks of :func:`make_cv_trainer` and the options ``opts`` (an
+    ``INCV.Config``); ``kw`` goes to ``incv_select`` (``true_labels``, ``log``, the stage
+    state). What the ``incv`` method and ``noisyfit clean`` run."""
+    train_fn, predict_fn = make_cv_trainer(ctx, epochs=opts.cv_epochs, schedule=opts.cv_schedule)
+    return incv_select(
+        ctx.loader.labels,
+        ctx.num_classes,
+        train_fn,
+        predict_fn,
+        iterations=opts.iterations,
+        symmetric=symmetric,
+        eps=opts.eps,
+        keep_best=opts.keep_best,
+        seed=opts.split_seed if opts.split_seed is not None else ctx.seed,
+        **kw,
+    )
+
+
 def selected_noise_rate(eps_hat: float, num_classes: int, symmetric: bool) -> float:
     """ε_S = ε̂² / (ε̂² + k·(1 − ε̂)²), k = K − 1 (symmetric) or 1: the expected noise of S."""
     k = (num_classes - 1) if symmetric else 1
@@ -175,11 +203,7 @@ class INCV(Method):
     # -- settings derived from S, C and ε̂ ------------------------------------------------
     @property
     def symmetric(self) -> bool:
-        kind = self.config.noise_kind
-        if kind == "auto":
-            noise = getattr(self.ctx.config, "noise", None)
-            return noise not in ("pair", "asymmetric")
-        return kind == "symmetric"
+        return symmetric_noise(self.config.noise_kind, getattr(self.ctx.config, "noise", None))
 
     def _derive(self) -> None:
         cfg = self.config
@@ -207,23 +231,7 @@ class INCV(Method):
                 "incv needs the engine's training services (ctx.train_model, "
                 "ctx.predict, ctx.loader); run it through noisyfit.train"
             )
-        init_state = copy.deepcopy(ctx.make_model().state_dict())
-        train_fn, predict_fn = make_cv_trainer(
-            ctx, epochs=cfg.cv_epochs, schedule=cfg.cv_schedule, init_state=init_state
-        )
-        seed = cfg.split_seed if cfg.split_seed is not None else ctx.seed
-        res = incv_select(
-            ctx.loader.labels,
-            ctx.num_classes,
-            train_fn,
-            predict_fn,
-            iterations=cfg.iterations,
-            symmetric=self.symmetric,
-            eps=cfg.eps,
-            keep_best=cfg.keep_best,
-            seed=seed,
-            **self._stage_store(),
-        )
+        res = select_on(ctx, cfg, symmetric=self.symmetric, **self._stage_store())
         self.select.copy_(res.select)
         self.candidate.copy_(res.candidate)
         self.eps_hat = res.eps_hat
