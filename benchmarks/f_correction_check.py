@@ -70,6 +70,8 @@ VARIANTS = (
     ("standard", "standard", {}),
     ("f-correction", "f-correction", {}),
     ("f-correction (stage1=last, before)", "f-correction", {"stage1": "last"}),
+    # a shorter first run (its own step schedule decays within 10 epochs)
+    ("f-correction (stage 1: 10 epochs)", "f-correction", {"estimate_epochs": "10"}),
     # the nominal T given (t_file): what the method reaches when the estimate is exact
     ("f-correction (true T given)", "f-correction", {"t_file": "NOMINAL"}),
 )
