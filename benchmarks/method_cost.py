@@ -215,7 +215,7 @@ def main() -> None:
     ap.add_argument("--train-subset", type=int, default=2000)
     ap.add_argument("--test-subset", type=int, default=1000)
     ap.add_argument("--epochs", type=int, default=3, help="per run; the first is a warm-up")
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -291,6 +291,10 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
             "steps": rs[0]["steps"],
             "peak": max(r.get("peak_mb", float("nan")) for r in rs),
             "wall": min(_best(r.get("train_wall", [float("nan")]), True) for r in rs),
+            # the slowest round's best epoch over the fastest's: the machine's noise on the cell
+            "spread": max(_best(r["train_cpu"], True) for r in rs)
+            / min(_best(r["train_cpu"], True) for r in rs)
+            - 1,
         }
     counts = ", ".join(f"{n} {len(rs)}" for n, rs in runs.items() if rs and len(rs) != 1) or "1"
     counts = counts if counts == "1" else f"1 ({counts})"
@@ -310,11 +314,13 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         f"**{a.conditions}: wall times are not shown as results; the times below are the CPU "
         "time of the 1-thread process** (`epoch_cpu_s`, minimum over epochs and rounds). Peak "
         "memory is that of the whole process above its RSS when training starts (the same data "
-        "for every method). One round per method on a shared machine leaves about ±25% noise "
-        "on each cell; read the ratios with that margin.",
+        "for every method). *Round spread*: how far the slowest round's best epoch lies above "
+        "the fastest round's, the machine's noise on that cell (one process alone on this VM "
+        "still varies by up to ±30 % from epoch to epoch).",
         "",
-        f"| method | train CPU s / epoch | ms / step | × standard | target | eval CPU s | {mem} |",
-        "|---|---:|---:|---:|---|---:|---:|",
+        f"| method | train CPU s / epoch | ms / step | × standard | target | eval CPU s | {mem} "
+        "| round spread |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for n, c in cell.items():
         if n == "bare":
@@ -327,7 +333,7 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
         ev = "" if c["eval"] is None else f"{c['eval']:.2f}"
         lines.append(
             f"| {n} | {c['train']:.2f} | {1000 * c['train'] / c['steps']:.1f} | {ratio:.2f} "
-            f"| {tcell} | {ev} | {c['peak']:.0f} |"
+            f"| {tcell} | {ev} | {c['peak']:.0f} | {100 * c['spread']:.0f} % |"
         )
     missed = [
         n
