@@ -285,19 +285,22 @@ def table(runs: dict[str, list[dict]], a, wall: float) -> str:
     for n, rs in runs.items():
         if not rs:
             continue
+        rounds = [_best(r["train_cpu"], True) for r in rs]  # each round's best epoch
         cell[n] = {
-            "train": min(_best(r["train_cpu"], True) for r in rs),
+            "train": min(rounds),
             "eval": min(_best(r["eval_cpu"], True) for r in rs) if rs[0]["eval_cpu"] else None,
             "steps": rs[0]["steps"],
             "peak": max(r.get("peak_mb", float("nan")) for r in rs),
             "wall": min(_best(r.get("train_wall", [float("nan")]), True) for r in rs),
             # the slowest round's best epoch over the fastest's: the machine's noise on the cell
-            "spread": max(_best(r["train_cpu"], True) for r in rs)
-            / min(_best(r["train_cpu"], True) for r in rs)
-            - 1,
+            "spread": max(rounds) / min(rounds) - 1,
         }
-    counts = ", ".join(f"{n} {len(rs)}" for n, rs in runs.items() if rs and len(rs) != 1) or "1"
-    counts = counts if counts == "1" else f"1 ({counts})"
+    sizes = {n: len(rs) for n, rs in runs.items() if rs}
+    counts = (  # one number when every method ran as often, else each method's count
+        str(next(iter(sizes.values())))
+        if len(set(sizes.values())) == 1
+        else ", ".join(f"{n} {k}" for n, k in sizes.items())
+    )
     std = cell["standard"]
     per_step_std = std["train"] / std["steps"]
     mem = "peak GPU memory (MB)" if a.device.startswith("cuda") else "peak RSS above start (MB)"
