@@ -79,6 +79,14 @@ def test_per_image_standardize():
     assert torch.allclose(z.flatten(1).std(1, unbiased=False), torch.ones(3), atol=1e-4)
     flat = per_image_standardize(torch.full((1, 1, 4, 4), 7.0))  # constant image: no div by 0
     assert torch.isfinite(flat).all()
+    # TF's rule against numpy: (x - mean) / max(std, 1/sqrt(M)), with images whose std lies
+    # below 1/sqrt(M) = 1/8 (tiny) and above it
+    rng = np.random.default_rng(0)
+    xs = np.concatenate([rng.random((2, 1, 8, 8)) * 0.01, rng.random((2, 1, 8, 8)) * 50])
+    f = xs.reshape(4, -1).astype(np.float64)
+    ref = (f - f.mean(1, keepdims=True)) / np.maximum(f.std(1, keepdims=True), 1 / 8)
+    got = per_image_standardize(torch.as_tensor(xs, dtype=torch.float32)).flatten(1)
+    assert np.allclose(got.numpy(), ref, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- schedule
