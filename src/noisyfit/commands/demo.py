@@ -8,8 +8,9 @@ headline: selected and last). Methods: ``standard`` against Co-teaching, SELFIE 
 (:data:`DEFAULT_METHODS`); any registered method can be given with ``--methods``, with its own
 defaults unless its ``short_run_options`` (a class attribute) scale them to the short run
 (warm-up / T_k a quarter of the epochs, SELFIE one round, INCV cross-validation networks of
-half the epochs). Measured on 2 CPU cores (before the validation split): 6 min 18 s for the
-four default methods (standard 41 s, Co-teaching 71 s, SELFIE 44 s, INCV 212 s of training);
+half the epochs). Measured on 2 CPU cores, nothing else running: 7 min 53 s for the four
+default methods (standard 52 s, Co-teaching 86 s, SELFIE 60 s, INCV 263 s of training; the same
+machine gave 9 min 54 s an hour earlier: its speed varies by 20-50 %);
 ``--override train_subset=10000`` takes about 2 minutes.
 
 Writes ``<out>/demo-<time>/``: one run folder per method (each with its HTML report),
@@ -112,7 +113,7 @@ class DemoArgs:
 @command(
     "demo",
     help="the main job: standard vs robust methods on Fashion-MNIST with 40% "
-    "symmetric noise (~10 min on 2 CPU cores); table, reports, suspected label errors",
+    "symmetric noise (8-10 min on 2 CPU cores); table, reports, suspected label errors",
 )
 def cmd_demo(argv: Sequence[str]) -> int:
     a = parse_args(DemoArgs, argv, prog="noisyfit demo")
