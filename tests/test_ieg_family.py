@@ -532,3 +532,55 @@ def test_ieg_command_builds_its_run_as_noisyfit_train(tmp_path):
     assert ieg["last_test_acc"] == r.summary["last_test_acc"] is not None
     assert set(ieg) == set(r.summary) | {"ieg"}
     assert ieg["ieg"]["method"] == "supervised" and ieg["method"] == "standard"
+
+
+def _fashion_idx_folder(folder, n=400, n_test=60, seed=0):
+    """Fashion-MNIST's four idx.gz files in the real on-disk format, random 28×28 images."""
+    import gzip
+    import struct
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for stem, arr, magic in [
+        ("train-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), 0x803),
+        ("train-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8), 0x801),
+        ("t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), 0x803),
+        ("t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8), 0x801),
+    ]:
+        head = struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+    return folder
+
+
+def test_ieg_benchmark_scripts_run_and_report_selected_last_oracle(tmp_path):
+    """benchmarks/ieg_family.py and ieg_ablation.py end to end on a tiny idx folder: every
+    requested row is in the table, with selected / last / oracle accuracies in [0, 100]."""
+    import re
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import ieg_ablation
+    import ieg_family
+
+    data = _fashion_idx_folder(tmp_path / "fmnist")
+    small = ["--data-dir", str(data), "--epochs", "1", "--train-subset", "300", "--rampup", "2"]
+    out = tmp_path / "ablation.md"
+    ieg_ablation.main([*small, "--seeds", "0", "1", "--jobs", "1", "--variants", "0", "6",
+                       "--out", str(out)])  # fmt: skip
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| ") and "---" not in r]
+    names = [r.split(" | ")[0][2:] for r in rows[1:]]
+    assert names == ["standard", "ieg, k 0 (no consistency term)"]
+    for r in rows[1:]:
+        accs = re.findall(r"(\d+\.\d\d) ± (\d+\.\d\d)", r)
+        assert len(accs) == 3 and all(0 <= float(m) <= 100 for m, _ in accs)
+    assert "190 noisy training images" in out.read_text()  # 300 - 100 probe - 5 % val
+
+    out = tmp_path / "family.md"
+    ieg_family.main([*small, "--seeds", "1", "--methods", "standard", "ieg-nokl",
+                     "--noises", "pair:0.4", "--out", str(out)])  # fmt: skip
+    text = out.read_text()
+    for title in ("selected", "last", "oracle"):
+        table = text.split(f"**{title}**")[1].split("**")[0]
+        assert re.search(r"\| standard \| \d+\.\d\d", table)
+        assert re.search(r"\| ieg-nokl \| \d+\.\d\d", table)
