@@ -113,7 +113,9 @@ def method_options(method: str, noise: str, rate: float, a) -> dict[str, str]:
     return {}
 
 
-def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
+def run_one(method, noise, rate, seed, a, runs: Path, options=None, tag="", **overrides) -> dict:
+    """One run of the table's setting; ``options`` are added to the method's options and
+    ``overrides`` replace TrainConfig fields (benchmarks/fidelity_before_after.py)."""
     cfg = TrainConfig(
         dataset="fashion-mnist",
         data_dir=a.data_dir,
@@ -124,7 +126,7 @@ def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
         noise_seed=seed,
         model=a.model,
         method=method,
-        method_options=method_options(method, noise, rate, a),
+        method_options={**method_options(method, noise, rate, a), **(options or {})},
         epochs=a.epochs,
         batch_size=128,
         optimizer="adam",
@@ -139,10 +141,10 @@ def run_one(method, noise, rate, seed, a, runs: Path) -> dict:
         seed=seed,
         device="cpu",
         out=str(runs),
-        name=f"{method}-{noise}{rate}-s{seed}",
+        name=f"{method}{tag}-{noise}{rate}-s{seed}",
         progress=False,
         checkpoint=False,
-    )
+    ).replace(**overrides)
     t0 = time.perf_counter()
     r = noisyfit.train(cfg)
     wall = time.perf_counter() - t0

@@ -44,3 +44,39 @@ def interrupted(monkeypatch):
         return Path(kw["out"]) / kw["name"]
 
     return run
+
+
+def _fashion_idx_folder(folder: Path, n=400, n_test=60, seed=0) -> Path:
+    """Fashion-MNIST's four idx.gz files in the real on-disk format: random 28×28 images,
+    labels ``i % 10``."""
+    import gzip
+    import struct
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for stem, arr, magic in [
+        ("train-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), 0x803),
+        ("train-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8), 0x801),
+        ("t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), 0x803),
+        ("t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8), 0x801),
+    ]:
+        head = struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        (folder / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
+    return folder
+
+
+@pytest.fixture
+def fashion_idx():
+    """``fashion_idx(folder, n=400, n_test=60)``: write a small Fashion-MNIST idx folder."""
+    return _fashion_idx_folder
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch):
+    """``benchmark_script(name)``: import ``benchmarks/<name>.py`` (scripts, not a package)."""
+    import importlib
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    return importlib.import_module

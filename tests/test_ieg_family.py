@@ -534,36 +534,16 @@ def test_ieg_command_builds_its_run_as_noisyfit_train(tmp_path):
     assert ieg["ieg"]["method"] == "supervised" and ieg["method"] == "standard"
 
 
-def _fashion_idx_folder(folder, n=400, n_test=60, seed=0):
-    """Fashion-MNIST's four idx.gz files in the real on-disk format, random 28×28 images."""
-    import gzip
-    import struct
-
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    for stem, arr, magic in [
-        ("train-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), 0x803),
-        ("train-labels-idx1-ubyte", (np.arange(n) % 10).astype(np.uint8), 0x801),
-        ("t10k-images-idx3-ubyte", rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), 0x803),
-        ("t10k-labels-idx1-ubyte", (np.arange(n_test) % 10).astype(np.uint8), 0x801),
-    ]:
-        head = struct.pack(">I", magic) + struct.pack(f">{arr.ndim}I", *arr.shape)
-        (folder / f"{stem}.gz").write_bytes(gzip.compress(head + arr.tobytes()))
-    return folder
-
-
-def test_ieg_benchmark_scripts_run_and_report_selected_last_oracle(tmp_path):
+def test_ieg_benchmark_scripts_run_and_report_selected_last_oracle(
+    tmp_path, fashion_idx, benchmark_script
+):
     """benchmarks/ieg_family.py and ieg_ablation.py end to end on a tiny idx folder: every
     requested row is in the table, with selected / last / oracle accuracies in [0, 100]."""
     import re
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import ieg_ablation
-    import ieg_family
+    ieg_ablation, ieg_family = map(benchmark_script, ("ieg_ablation", "ieg_family"))
 
-    data = _fashion_idx_folder(tmp_path / "fmnist")
+    data = fashion_idx(tmp_path / "fmnist")
     small = ["--data-dir", str(data), "--epochs", "1", "--train-subset", "300", "--rampup", "2"]
     out = tmp_path / "ablation.md"
     ieg_ablation.main([*small, "--seeds", "0", "1", "--jobs", "1", "--variants", "0", "6",

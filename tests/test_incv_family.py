@@ -564,3 +564,29 @@ def test_tau_estimate_predicts_without_augmentation():
     with torch.no_grad():
         crops = torch.cat([nets[0](b.x).argmax(1) for b in aug.epoch(0)])
     assert not torch.equal(crops, preds[False][0].argmax(1))
+
+
+def test_fidelity_before_after_script_pairs_each_fix_by_seed(
+    tmp_path, fashion_idx, benchmark_script
+):
+    """benchmarks/fidelity_before_after.py end to end on a tiny idx folder: one row per (fix,
+    noise), before and after with mean ± std over the seeds, Δ = after − before paired by seed."""
+    import re
+
+    fba = benchmark_script("fidelity_before_after")
+    data = fashion_idx(tmp_path / "fmnist")
+    out = tmp_path / "fba.md"
+    fba.main(["--jobs", "1", "--fixes", "1", "--out", str(out), "--data-dir", str(data),
+              "--epochs", "2", "--train-subset", "300", "--test-subset", "60",
+              "--seeds", "0", "1", "--noises", "symmetric:0.5"])  # fmt: skip
+    rows = [r for r in out.read_text().splitlines() if r.startswith("| MentorNet")]
+    assert len(rows) == 1
+    cells = rows[0].split(" | ")
+    assert cells[1] == "symmetric 0.5"
+    pairs = [
+        re.fullmatch(r"(\d+\.\d\d) ± \d+\.\d\d / (\d+\.\d\d) ± \d+\.\d\d", c) for c in cells[2:4]
+    ]
+    assert all(pairs), cells
+    (bs, bl), (as_, al) = ([float(x) for x in m.groups()] for m in pairs)
+    delta = float(re.match(r"[+-]\d+\.\d\d", cells[4]).group())
+    assert delta == pytest.approx(as_ - bs, abs=0.011)  # mean of paired Δ = Δ of means
