@@ -35,6 +35,11 @@ VARIANTS = [
     ("ieg, no policy or Cutout in the second view", "ieg", {"aug_type": "default"}),
     ("ieg, p 2, k 5", "ieg", {"ce_factor": "2", "consistency_factor": "5"}),
     ("ieg, k 0 (no consistency term)", "ieg", {"consistency_factor": "0"}),
+    (  # the rules before issue 12's fidelity fixes (IEG's code: the defaults above)
+        "ieg, before the fidelity fixes (guess detached, shuffled probe, strong view from raw)",
+        "ieg",
+        {"detach_guess": "true", "probe_order": "shuffled", "strong_from": "raw"},
+    ),
 ]
 
 
@@ -101,7 +106,8 @@ def main(argv=None) -> int:
         + "".join(f" {x}" for x in (sys.argv[1:] if argv is None else argv))
         + f"` — Fashion-MNIST, cnn-small, uniform 0.8 (realized "
         f"{100 * np.mean([r['realized'] for r in first]):.1f} %), {n_train} noisy training "
-        f"images + 10 clean probe images per class, a {a.val_ratio:.0%} noisy validation split, "
+        f"images, a {a.val_ratio:.0%} noisy validation split held out of the noisy subset, 10 "
+        "clean probe images per class, "
         f"{a.epochs} epochs of batch 100, cosine restarts, seeds {a.seeds} "
         f"({a.jobs} processes of one torch thread, {minutes:.0f} min). Clean test accuracy (%), "
         "mean ± std over seeds (EMA weights for l2r and ieg): *selected* at the epoch of the "
