@@ -34,17 +34,14 @@ re-renders the table without training.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
-import multiprocessing as mp
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import bench_common as C
 import numpy as np
 import torch
 
@@ -130,7 +127,7 @@ def parse(argv=None) -> argparse.Namespace:
         help="a subset of the variants by label (default: all)",
     )
     a = p.parse_args(argv)
-    a.argv = list(sys.argv[1:] if argv is None else argv)
+    a.cmd = C.command("f_correction_check.py", argv)
     a.epochs = a.epochs or SETTINGS[a.setting]["epochs"]
     a.train_subset = a.train_subset or None
     if a.quick:
@@ -243,17 +240,10 @@ def main(argv=None) -> int:
     rows = [
         r for r in done if r["seed"] in a.seeds and (not a.variants or r["variant"] in a.variants)
     ]
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        jobs = [(c, a, Path(tmp)) for c in cells]
-        if a.jobs > 1:  # one run per worker process, one torch thread each
-            pool = stack.enter_context(
-                mp.get_context("spawn").Pool(
-                    a.jobs, initializer=torch.set_num_threads, initargs=(1,)
-                )
-            )
-            results = pool.imap_unordered(run_cell, jobs)
-        else:
-            results = map(run_cell, jobs)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        C.results(run_cell, [(c, a, Path(tmp)) for c in cells], a.jobs) as results,
+    ):  # one run per worker process
         for row in results:
             rows.append(row)
             with open(done_file, "a") as f:
@@ -269,7 +259,7 @@ def main(argv=None) -> int:
     lines = [
         f"# F-correction's estimate on Fashion-MNIST, symmetric {a.rate:g}",
         "",
-        f"`python benchmarks/f_correction_check.py {shlex.join(a.argv)}`: "
+        f"`{a.cmd}`: "
         f"{SETTINGS[a.setting]}; {a.train_subset or 60000} training images (a "
         f"{a.val_ratio:.0%} noisy validation split held out of them), "
         f"{a.test_subset or 10000} clean test images, {a.epochs} epochs, "

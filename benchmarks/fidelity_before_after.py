@@ -21,7 +21,6 @@ is a row of benchmarks/ieg_ablation.py; F-correction's is benchmarks/f_correctio
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_common as C  # noqa: E402
 import incv_training as T  # noqa: E402
 
 #: fix -> (method, {"before": (method options, TrainConfig changes), "after": (...)});
@@ -88,11 +88,8 @@ def main(argv=None) -> int:
         for when in ("before", "after")
     ]
     t0 = time.perf_counter()
-    if a.jobs > 1:
-        with mp.get_context("spawn").Pool(a.jobs) as pool:
-            done = pool.map(run, jobs)
-    else:
-        done = list(map(run, jobs))
+    with C.results(run, jobs, a.jobs) as done:
+        done = list(done)
     minutes = (time.perf_counter() - t0) / 60
     res = {(f, w, n, r, s): x for f, w, n, r, s, x in done}
 
@@ -103,9 +100,8 @@ def main(argv=None) -> int:
     lines = [
         "# Fidelity fixes: before / after",
         "",
-        "`python benchmarks/fidelity_before_after.py"
-        + "".join(f" {x}" for x in (sys.argv[1:] if argv is None else argv))
-        + f"` ({minutes:.0f} min, {a.jobs} processes of one torch thread). The INCV table's "
+        f"`{C.command('fidelity_before_after.py', argv)}` ({minutes:.0f} min, {a.jobs} "
+        "processes of one torch thread). The INCV table's "
         f"setting (benchmarks/incv_training.py): MLP, {b.train_subset} Fashion-MNIST images of "
         f"which a {b.val_ratio:.0%} noisy validation split, {b.epochs} epochs, Adam 1e-3 (×0.1 "
         "at 40/60/80 % except where a row changes the schedule), batch 128, seeds "

@@ -15,7 +15,6 @@ accuracy), *last* and the *oracle* (max over epochs of test accuracy, not a resu
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_common as C  # noqa: E402
 import ieg_family as B  # noqa: E402
 
 #: (row name, method, IEG option overrides)
@@ -88,11 +88,8 @@ def main(argv=None) -> int:
     variants = [VARIANTS[i] for i in a.variants] if a.variants else VARIANTS
     jobs = [(v, s, a) for v in variants for s in a.seeds]
     t0 = time.perf_counter()
-    if a.jobs > 1:
-        with mp.get_context("spawn").Pool(a.jobs) as pool:
-            done = pool.map(run, jobs)
-    else:
-        done = list(map(run, jobs))
+    with C.results(run, jobs, a.jobs) as done:
+        done = list(done)
     minutes = (time.perf_counter() - t0) / 60
     rows: dict[str, list[dict]] = {}
     for name, _, r in done:
@@ -102,9 +99,7 @@ def main(argv=None) -> int:
     lines = [
         "# IEG ablation on a small CNN",
         "",
-        "`python benchmarks/ieg_ablation.py"
-        + "".join(f" {x}" for x in (sys.argv[1:] if argv is None else argv))
-        + f"` — Fashion-MNIST, cnn-small, uniform 0.8 (realized "
+        f"`{C.command('ieg_ablation.py', argv)}` — Fashion-MNIST, cnn-small, uniform 0.8 (realized "
         f"{100 * np.mean([r['realized'] for r in first]):.1f} %), {n_train} noisy training "
         f"images, a {a.val_ratio:.0%} noisy validation split held out of the noisy subset, 10 "
         "clean probe images per class, "

@@ -32,13 +32,11 @@ Writes Markdown to ``--out`` (default docs/benchmarks/ieg_family.md) and prints 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import multiprocessing as mp
 import statistics
-import sys
 import time
 from pathlib import Path
 
+import bench_common as C
 import numpy as np
 import torch
 
@@ -170,7 +168,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/ieg_family.md"))
     args = p.parse_args(argv)
-    args.cmd = " ".join(sys.argv[1:] if argv is None else argv)
+    args.cmd = C.command("ieg_family.py", argv)
     noises = (
         NOISES
         if not args.noises
@@ -184,16 +182,7 @@ def main(argv=None) -> int:
     results: dict[tuple, list[dict]] = {}
     t_all = time.perf_counter()
     jobs = [(c, args) for c in cells]
-    with contextlib.ExitStack() as stack:
-        if args.jobs > 1:  # one (noise, seed) cell per worker process, one torch thread each
-            pool = stack.enter_context(
-                mp.get_context("spawn").Pool(
-                    args.jobs, initializer=torch.set_num_threads, initargs=(1,)
-                )
-            )
-            done = pool.imap_unordered(run_cell, jobs)
-        else:
-            done = map(run_cell, jobs)
+    with C.results(run_cell, jobs, args.jobs) as done:  # one (noise, seed) cell per worker
         for (noise, rate, seed), rows in done:
             for method, r in rows:
                 results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
@@ -222,7 +211,7 @@ def report(results, noises, args, total) -> str:
         "# IEG family on Fashion-MNIST"
         + (" — QUICK SMOKE RUN, not a result" if args.quick else ""),
         "",
-        f"`python benchmarks/ieg_family.py {args.cmd}`".replace(" `", "`") + " — cnn-small, "
+        f"`{args.cmd}` — cnn-small, "
         f"{n_train} noisy training images (stratified subset) + 10 clean probe images per class "
         f"held out before noise, batch 100, {args.epochs} epochs "
         f"({args.epochs * -(-n_train // 100)} steps), lr 0.1, {args.seeds} seed(s), test set "
