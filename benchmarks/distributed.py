@@ -107,6 +107,8 @@ def main() -> None:
         help="markdown file (cpu default: docs/benchmarks/distributed.md; cuda: print only)",
     )
     a = p.parse_args()
+    if a.epochs < 2:  # the first epoch (start-up, compilation) is not timed
+        p.error(f"--epochs {a.epochs}: at least 2 (the first epoch is not timed)")
     rows = []
     for method in a.methods:
         for w in a.world:

@@ -15,6 +15,7 @@ Writes docs/benchmarks/method_overhead.md (and prints the table).
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -45,8 +46,11 @@ def main() -> None:
     ap.add_argument("--probe-per-class", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "method_overhead.md")
     a = ap.parse_args()
+    if a.epochs < 2:  # SELFIE's warm-up epoch needs a SELFIE epoch after it
+        ap.error(f"--epochs {a.epochs}: at least 2 (SELFIE warms up for 1 epoch)")
     torch.set_num_threads(a.threads)
     best: dict[str, float] = {}
+    runs = tempfile.mkdtemp(prefix="noisyfit-overhead-")  # a fresh folder: reruns don't clash
     for r in range(a.rounds):
         for m in a.methods:
             cfg = TrainConfig(
@@ -62,7 +66,7 @@ def main() -> None:
                 nesterov=True,
                 progress=False,
                 checkpoint=False,
-                out="/tmp/noisyfit-overhead",
+                out=runs,
                 name=f"{m}-r{r}",
                 device="cpu",
                 probe_per_class=a.probe_per_class,
