@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         "# Fidelity fixes: before / after",
         "",
         f"`{C.command('fidelity_before_after.py', argv)}` ({minutes:.0f} min, {a.jobs} "
-        "processes of one torch thread). The INCV table's "
+        "process(es) of one torch thread). The INCV table's "
         f"setting (benchmarks/incv_training.py): MLP, {b.train_subset} Fashion-MNIST images of "
         f"which a {b.val_ratio:.0%} noisy validation split, {b.epochs} epochs, Adam 1e-3 (×0.1 "
         "at 40/60/80 % except where a row changes the schedule), batch 128, seeds "

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         f"images, a {a.val_ratio:.0%} noisy validation split held out of the noisy subset, 10 "
         "clean probe images per class, "
         f"{a.epochs} epochs of batch 100, cosine restarts, seeds {a.seeds} "
-        f"({a.jobs} processes of one torch thread, {minutes:.0f} min). Clean test accuracy (%), "
+        f"({a.jobs} process(es) of one torch thread, {minutes:.0f} min). Clean test accuracy (%), "
         "mean ± std over seeds (EMA weights for l2r and ieg): *selected* at the epoch of the "
         "best noisy-validation accuracy, *last* after the last epoch, *oracle* the max over "
         "epochs of test accuracy (the test set used for selection: not a result). LP / LR / "
