@@ -445,28 +445,31 @@ def test_imagefolder_train_test_layout(tmp_path):
 
 
 def test_imagefolder_class_folders_holdout_grayscale_and_resize(tmp_path):
+    root = tmp_path / "images"  # tmp_path also holds the fixture's $NOISYFIT_DATA folder
     rng = np.random.default_rng(1)
     for cls in ("a", "b", "c"):
         for i in range(10):
-            save_png(tmp_path / cls / f"{i}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
-    ds = load_dataset("imagefolder", tmp_path, image_size=6, seed=3)
+            save_png(root / cls / f"{i}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
+    ds = load_dataset("imagefolder", root, image_size=6, seed=3)
     assert ds.x.shape == (27, 1, 6, 6) and ds.test_x.shape == (3, 1, 6, 6)
     assert np.bincount(ds.test_labels).tolist() == [1, 1, 1]
-    again = load_dataset("imagefolder", tmp_path, image_size=6, seed=3)
+    again = load_dataset("imagefolder", root, image_size=6, seed=3)
     assert again.extra["test_files"] == ds.extra["test_files"]
     assert not set(ds.extra["test_files"]) & set(ds.extra["train_files"])
 
 
 def test_imagefolder_errors(tmp_path):
+    root = tmp_path / "images"  # tmp_path also holds the fixture's $NOISYFIT_DATA folder
+    root.mkdir()
     with pytest.raises(DatasetNotFoundError):
-        load_dataset("imagefolder", tmp_path / "absent")
-    (tmp_path / "empty_class").mkdir()
+        load_dataset("imagefolder", root / "absent")
+    (root / "empty_class").mkdir()
     with pytest.raises(MalformedDataError, match="no class sub-folder"):
-        load_dataset("imagefolder", tmp_path)
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "x.png").write_bytes(b"not a png")
+        load_dataset("imagefolder", root)
+    (root / "bad").mkdir()
+    (root / "bad" / "x.png").write_bytes(b"not a png")
     with pytest.raises(MalformedDataError, match="x.png"):
-        load_dataset("imagefolder", tmp_path)
+        load_dataset("imagefolder", root)
 
 
 # ------------------------------------------------------------------------------------ arrays
