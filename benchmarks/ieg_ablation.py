@@ -40,6 +40,20 @@ VARIANTS = [
         "ieg",
         {"detach_guess": "true", "probe_order": "shuffled", "strong_from": "raw"},
     ),
+    # ... and one rule at a time, and with k 0 (the setting that works on a small CNN)
+    ("ieg, guess detached (before)", "ieg", {"detach_guess": "true"}),
+    ("ieg, shuffled probe (before)", "ieg", {"probe_order": "shuffled"}),
+    ("ieg, strong view from the raw image (before)", "ieg", {"strong_from": "raw"}),
+    (
+        "ieg, k 0, before the fidelity fixes",
+        "ieg",
+        {
+            "consistency_factor": "0",
+            "detach_guess": "true",
+            "probe_order": "shuffled",
+            "strong_from": "raw",
+        },
+    ),
 ]
 
 
