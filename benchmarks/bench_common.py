@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: one way to run jobs in worker processes, and the command
-line a table names."""
+"""What the benchmark scripts share: one way to run jobs in worker processes, the command line a
+table names, and writing the table."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import multiprocessing as mp
 import shlex
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 import torch
 
@@ -28,3 +29,11 @@ def command(script: str, argv: list[str] | None) -> str:
     """``python benchmarks/<script> <its arguments>`` (``argv`` None: this process's)."""
     args = sys.argv[1:] if argv is None else list(argv)
     return shlex.join(["python", f"benchmarks/{script}", *args])
+
+
+def publish(out: Path, lines: list[str]) -> None:
+    """Write the Markdown ``lines`` to ``out`` (making its folder) and print them."""
+    text = "\n".join(lines).rstrip("\n") + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text)

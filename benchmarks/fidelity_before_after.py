@@ -126,9 +126,7 @@ def main(argv=None) -> int:
                 f"| {fix} | {noise} {rate:g} | {' / '.join(sl['before'])} | "
                 f"{' / '.join(sl['after'])} | {deltas[0]} | {deltas[1]} |"
             )
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    C.publish(a.out, lines)
     return 0
 
 

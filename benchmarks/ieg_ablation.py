@@ -135,9 +135,7 @@ def main(argv=None) -> int:
             for k in ("lp", "lr", "wp")
         ]
         lines.append(f"| {name} | " + " | ".join(accs + diag) + " |")
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    C.publish(a.out, lines)
     return 0
 
 

@@ -188,9 +188,7 @@ def main(argv=None) -> int:
                 results.setdefault((noise, rate, method), []).append({**r, "seed": seed})
     total = time.perf_counter() - t_all
     md = report(results, noises, args, total)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
-    print("\n" + md)
+    C.publish(args.out, [md])
     return 0
 
 
