@@ -5,9 +5,13 @@ shared 2-core machine spinning threads can slow small torch ops down by orders o
 Set before torch is first imported.
 """
 
+import gzip
+import importlib
 import os
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -49,11 +53,6 @@ def interrupted(monkeypatch):
 def _fashion_idx_folder(folder: Path, n=400, n_test=60, seed=0) -> Path:
     """Fashion-MNIST's four idx.gz files in the real on-disk format: random 28×28 images,
     labels ``i % 10``."""
-    import gzip
-    import struct
-
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True)
     for stem, arr, magic in [
@@ -76,7 +75,5 @@ def fashion_idx():
 @pytest.fixture
 def benchmark_script(monkeypatch):
     """``benchmark_script(name)``: import ``benchmarks/<name>.py`` (scripts, not a package)."""
-    import importlib
-
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     return importlib.import_module

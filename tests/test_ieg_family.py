@@ -2,6 +2,7 @@
 ``noisyfit ieg`` command and WebVision-mini (on a fake tree in the real layout)."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -539,8 +540,6 @@ def test_ieg_benchmark_scripts_run_and_report_selected_last_oracle(
 ):
     """benchmarks/ieg_family.py and ieg_ablation.py end to end on a tiny idx folder: every
     requested row is in the table, with selected / last / oracle accuracies in [0, 100]."""
-    import re
-
     ieg_ablation, ieg_family = map(benchmark_script, ("ieg_ablation", "ieg_family"))
 
     data = fashion_idx(tmp_path / "fmnist")
