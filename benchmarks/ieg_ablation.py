@@ -61,17 +61,7 @@ def run(job):
     """One (variant, seed) run in this process, one torch thread."""
     (name, method, opts), seed, a = job
     torch.set_num_threads(1)
-    args = argparse.Namespace(
-        data_dir=a.data_dir,
-        train_subset=a.train_subset,
-        test_subset=a.test_subset,
-        epochs=a.epochs,
-        aug_type="autoaug",
-        rampup=a.rampup,
-        device="cpu",
-        val_ratio=a.val_ratio,
-    )
-    r = B.run_one(method, "uniform", 0.8, seed, args, ieg_options=opts)
+    r = B.run_one(method, "uniform", 0.8, seed, a, ieg_options=opts)
     print(
         f"{name}, seed {seed}: selected {100 * r['selected']:.2f} % "
         f"(epoch {r['selected_epoch']}), last {100 * r['acc']:.2f} %",
@@ -84,12 +74,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--val-ratio", type=float, default=0.05)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--train-subset", type=int, default=12500)
-    p.add_argument("--test-subset", type=int, default=None)
-    p.add_argument("--rampup", type=int, default=500, help="IEG ramp-up of p and k (steps)")
-    p.add_argument("--data-dir", default=None)
+    B.add_cell_args(p)  # ieg_family's cell: sizes, ramp-up, AutoAugment, split
+    p.set_defaults(device="cpu")
     p.add_argument(
         "--variants",
         nargs="+",

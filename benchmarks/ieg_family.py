@@ -140,18 +140,29 @@ def fmt(xs: list[float], pct: bool = True) -> str:
     return f"{k * statistics.mean(xs):.2f} ± {k * statistics.stdev(xs):.2f}"
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="≈1-2 min smoke run (1 seed, u0.8)")
-    p.add_argument("--seeds", type=int, default=2)
+def add_cell_args(p: argparse.ArgumentParser) -> None:
+    """The options of one cell's runs (what ``run_one`` reads; shared with ieg_ablation.py)."""
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--train-subset", type=int, default=12500)
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--rampup", type=int, default=500, help="IEG ramp-up of p and k (steps)")
     p.add_argument("--aug-type", default="autoaug", choices=("autoaug", "randaug", "default"))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--val-ratio",
+        type=float,
+        default=0.05,
+        help="noisy validation split held out of the training images (model selection)",
+    )
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="≈1-2 min smoke run (1 seed, u0.8)")
+    p.add_argument("--seeds", type=int, default=2)
+    add_cell_args(p)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + VARIANTS)
     p.add_argument(
         "--jobs",
         type=int,
@@ -160,12 +171,6 @@ def main(argv=None) -> int:
         "torch thread (times per step stay comparable within a cell)",
     )
     p.add_argument("--noises", nargs="+", default=None, help="e.g. uniform:0.8 pair:0.4")
-    p.add_argument(
-        "--val-ratio",
-        type=float,
-        default=0.05,
-        help="noisy validation split held out of the training images (model selection)",
-    )
     p.add_argument("--out", type=Path, default=Path("docs/benchmarks/ieg_family.md"))
     args = p.parse_args(argv)
     args.cmd = C.command("ieg_family.py", argv)
